@@ -1,0 +1,77 @@
+"""Run sync functions in CPython subinterpreters from asyncio and trio code.
+
+``await run_sync_in_interpreter(fn, *args)`` runs ``fn`` in a warm subinterpreter
+with its own GIL, so CPU-bound work runs in parallel on every core inside one
+process while the event loop stays responsive; cancelling the caller stops the code.
+
+The package's own import is cheap: worker interpreters import
+:mod:`aiointerp.worker` and the loop that serves them, never anyio or trio, so
+the names below are loaded on first use (PEP 562).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
+    raise ImportError(
+        "aiointerp needs CPython 3.13 or newer with subinterpreter support; "
+        f"this is Python {sys.version.split()[0]}"
+    )
+
+from .worker import Interrupted as Interrupted
+
+if TYPE_CHECKING:
+    from ._api import current_default_pool as current_default_pool
+    from ._api import run_sync_in_interpreter as run_sync_in_interpreter
+    from ._errors import AiointerpError as AiointerpError
+    from ._errors import BrokenWorkerError as BrokenWorkerError
+    from ._errors import NotShareableError as NotShareableError
+    from ._errors import PoolClosedError as PoolClosedError
+    from ._errors import RemoteError as RemoteError
+    from ._errors import RemoteTraceback as RemoteTraceback
+    from ._pool import InterpreterPool as InterpreterPool
+    from ._stats import PoolStats as PoolStats
+
+__all__ = [
+    "AiointerpError",
+    "BrokenWorkerError",
+    "InterpreterPool",
+    "Interrupted",
+    "NotShareableError",
+    "PoolClosedError",
+    "PoolStats",
+    "RemoteError",
+    "RemoteTraceback",
+    "current_default_pool",
+    "run_sync_in_interpreter",
+]
+
+_LAZY = {
+    "current_default_pool": "._api",
+    "run_sync_in_interpreter": "._api",
+    "AiointerpError": "._errors",
+    "BrokenWorkerError": "._errors",
+    "NotShareableError": "._errors",
+    "PoolClosedError": "._errors",
+    "RemoteError": "._errors",
+    "RemoteTraceback": "._errors",
+    "InterpreterPool": "._pool",
+    "PoolStats": "._stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiointerp' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

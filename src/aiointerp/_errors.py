@@ -1,0 +1,109 @@
+"""Exceptions of aiointerp.
+
+Hierarchy::
+
+    Exception
+     └── AiointerpError                 base of every error raised by aiointerp itself
+          ├── BrokenWorkerError         an interpreter failed to start or died
+          ├── PoolClosedError           (also RuntimeError) the pool is closed
+          ├── NotShareableError         (also TypeError) a function, argument or result
+          │                             cannot cross the interpreter boundary
+          └── RemoteError               an exception raised inside the interpreter that
+                                        cannot be re-raised as itself in the caller
+    RemoteTraceback                     attached as ``__cause__`` of re-raised exceptions
+    BaseException
+     └── Interrupted                    raised *inside* a worker when its call is cancelled
+                                        (defined in :mod:`aiointerp.worker`)
+
+The user's own exceptions are never wrapped: they are re-raised with their own type,
+with the traceback from inside the interpreter chained as a :class:`RemoteTraceback`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiointerpError",
+    "BrokenWorkerError",
+    "NotShareableError",
+    "PoolClosedError",
+    "RemoteError",
+    "RemoteTraceback",
+]
+
+
+class AiointerpError(Exception):
+    """Base class of the errors raised by aiointerp itself."""
+
+    __module__ = "aiointerp"
+
+
+class BrokenWorkerError(AiointerpError):
+    """Raised by a call whose interpreter could not be started or died under it.
+
+    Infrastructure only, never the user function's own error: the interpreter could
+    not be created, the pool's ``initializer`` raised (its exception is the
+    ``__cause__``), or the worker thread stopped unexpectedly. The broken worker is
+    discarded and replaced; the call did not complete and may be retried.
+    """
+
+    __module__ = "aiointerp"
+
+
+class PoolClosedError(AiointerpError, RuntimeError):
+    """Raised by calls made to a pool that is closing or closed (:meth:`aclose`)."""
+
+    __module__ = "aiointerp"
+
+
+class NotShareableError(AiointerpError, TypeError):
+    """Raised when a function, its arguments or its result cannot cross interpreters.
+
+    Raised *before* a worker is taken for the function and arguments; raised in the
+    caller for a result that could not be sent back. The message names the object
+    and what to do (define functions at module level, or install
+    ``aiointerp[cloudpickle]`` for lambdas and closures).
+    """
+
+    __module__ = "aiointerp"
+
+
+class RemoteError(AiointerpError):
+    """Raised for an exception inside the interpreter that cannot be re-raised as is.
+
+    Two cases: the exception could not be pickled back, or it is a
+    :class:`BaseException` that must not reach the event loop (``SystemExit``,
+    ``KeyboardInterrupt``...). The interpreter kept it contained and the pool keeps
+    serving.
+
+    :ivar type_name: qualified name of the original exception type
+    :ivar message: ``str()`` of the original exception
+    :ivar remote_traceback: the traceback text from inside the interpreter
+    """
+
+    __module__ = "aiointerp"
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(type_name, message, remote_traceback)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}" if self.message else self.type_name
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception as it was inside the interpreter.
+
+    Set as the ``__cause__`` of exceptions re-raised in the caller, so that the
+    failing line of user code shows in the caller's traceback.
+    """
+
+    __module__ = "aiointerp"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n{self.text.rstrip()}"

@@ -1,0 +1,222 @@
+"""The loop that runs inside each worker interpreter, and its watchdog.
+
+Stdlib only (never anyio, trio or the host modules). The host starts one OS thread per
+worker; that thread enters the interpreter once and stays in :func:`serve` until told
+to quit. Wake-ups go through pipes, data through cross-interpreter queues:
+
+* ``job_r``: one byte per job (``b"J"``) or ``b"Q"`` to quit; the job is on the job queue
+* ``done_w``: ``b"R"`` ready, ``b"F"`` initializer failed, ``b"D"`` one outcome queued
+* ``cancel_r``: 8-byte job ids for the watchdog; id 0 stops it
+
+Cancellation: the watchdog thread lives in the same interpreter (an async exception can
+only be set from inside it) and injects :class:`~aiointerp.worker.Interrupted` into the
+loop thread with ``PyThreadState_SetAsyncExc``, at most once per job, and only while that
+job is the one running (checked under a lock). The loop clears any pending injection
+when a job ends, so a late one can never reach a later job or the loop itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import runpy
+import sys
+import threading
+import types
+from collections import OrderedDict
+from typing import Any
+
+from . import _interp, _transport, worker
+from .worker import Interrupted
+
+_QUIT_ID = 0
+_FUNC_CACHE_SIZE = 128
+
+# ctypes.pythonapi is a PyDLL: these run with the GIL held, as the C API requires.
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_set_async_exc.restype = ctypes.c_int
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
+
+
+def _watch(cancel_r: int, target: int, state: worker._JobState) -> None:
+    """Watchdog thread: inject :class:`Interrupted` into the job named on the pipe."""
+    while True:
+        data = os.read(cancel_r, 8)
+        if len(data) < 8:
+            return
+        job_id = int.from_bytes(data, "little")
+        if job_id == _QUIT_ID:
+            return
+        with state.lock:
+            if state.job_id == job_id and not state.injected:
+                state.cancel_requested = True
+                state.injected = True
+                _set_async_exc(target, Interrupted)
+
+
+class _Main:
+    """Runs the host's main script as ``__mp_main__`` (like multiprocessing's spawn).
+
+    Done lazily, the first time a pickle names something of ``__main__`` that this
+    interpreter does not have.
+    """
+
+    def __init__(self, spec: tuple[str, str] | None) -> None:
+        self.spec = spec
+        self.loaded = spec is None
+
+    def load(self) -> None:
+        self.loaded = True
+        assert self.spec is not None
+        kind, target = self.spec
+        if kind == "module":
+            namespace = runpy.run_module(target, run_name="__mp_main__", alter_sys=False)
+        else:
+            namespace = runpy.run_path(target, run_name="__mp_main__")
+        module = types.ModuleType("__mp_main__")
+        module.__dict__.update(namespace)
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+class _Loop:
+    def __init__(
+        self,
+        job_qid: int,
+        result_qid: int,
+        main_spec: tuple[str, str] | None,
+    ) -> None:
+        _, self.get_job = _interp.open_queue(job_qid)
+        self.put_outcome, _ = _interp.open_queue(result_qid)
+        self.main = _Main(main_spec)
+        self.funcs: OrderedDict[bytes, Any] = OrderedDict()
+        self.state = worker._JobState()
+        self.thread_id = threading.get_ident()
+
+    def loads(self, blob: bytes) -> Any:
+        try:
+            return pickle.loads(blob)
+        except (AttributeError, ImportError):
+            if self.main.loaded:
+                raise
+        self.main.load()
+        return pickle.loads(blob)
+
+    def func(self, blob: bytes) -> Any:
+        func = self.funcs.get(blob)
+        if func is None:
+            func = self.loads(blob)
+            self.funcs[blob] = func
+            if len(self.funcs) > _FUNC_CACHE_SIZE:
+                self.funcs.popitem(last=False)
+        return func
+
+    def run(self, job: _transport.Job) -> _transport.Outcome:
+        job_id, deadline, func_blob, args_mode, args = job
+        state = self.state
+        with state.lock:
+            state.job_id = job_id
+            state.deadline = deadline
+            state.cancel_requested = False
+            state.injected = False
+        try:
+            func = self.func(func_blob)
+            if args_mode != _transport.SHARED:
+                args = self.loads(args)
+            value = _call(func, args)
+        except BaseException as exc:
+            return self.failed(job_id, exc)
+        return _transport.encode_result(job_id, value)
+
+    def failed(self, job_id: int, exc: BaseException) -> _transport.Outcome:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next  # show the user's frames only
+        text = _transport.format_remote(exc, tb)
+        if isinstance(exc, Interrupted):
+            return (job_id, _transport.INTERRUPTED, None, text, False)
+        return _transport.encode_exception(job_id, exc, text)
+
+    def disarm(self) -> bool:
+        """End the current job for the watchdog; clear a pending interrupt.
+
+        Returns whether an interrupt was injected during the job. Retries if the
+        pending interrupt fires in here: nothing escapes.
+        """
+        state = self.state
+        while True:
+            try:
+                with state.lock:
+                    state.job_id = 0
+                    injected = state.injected
+                _clear_async_exc(self.thread_id, None)
+                return injected
+            except Interrupted:
+                continue
+
+    def serve_one(self, job: _transport.Job) -> _transport.Outcome:
+        try:
+            outcome = self.run(job)
+        except Interrupted as exc:  # landed in our own bookkeeping after the call
+            outcome = self.failed(job[0], exc)
+        finally:
+            injected = self.disarm()
+        return (*outcome[:4], injected)
+
+
+def _call(func: Any, args: tuple[Any, ...]) -> Any:
+    # A frame of its own around user code: on 3.13.0 an injected exception can skip the
+    # handlers of the frame it lands in (cpython#139622); the caller's catch it.
+    return func(*args)
+
+
+def serve(
+    job_r: int,
+    done_w: int,
+    cancel_r: int,
+    cancel_w: int,
+    job_qid: int,
+    result_qid: int,
+    main_spec: tuple[str, str] | None,
+    init_blob: bytes | None,
+    switch_interval: float,
+) -> None:
+    """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
+    sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
+    loop = _Loop(job_qid, result_qid, main_spec)
+    worker._state = loop.state
+    watchdog = threading.Thread(
+        target=_watch,
+        args=(cancel_r, loop.thread_id, loop.state),
+        name="aiointerp-watchdog",
+    )
+    watchdog.start()
+    try:
+        if init_blob is not None and not _initialize(loop, init_blob, done_w):
+            return
+        os.write(done_w, b"R")
+        while os.read(job_r, 1) == b"J":
+            try:
+                outcome = loop.serve_one(loop.get_job())
+            except Interrupted:  # fired between the two layers above; only one per job
+                loop.disarm()
+                outcome = (0, _transport.INTERRUPTED, None, "", True)
+            loop.put_outcome(outcome)
+            os.write(done_w, b"D")
+    finally:
+        os.write(cancel_w, _QUIT_ID.to_bytes(8, "little"))
+        watchdog.join()
+
+
+def _initialize(loop: _Loop, init_blob: bytes, done_w: int) -> bool:
+    try:
+        initializer, initargs = loop.loads(init_blob)
+        _call(initializer, initargs)
+    except BaseException as exc:
+        loop.put_outcome(loop.failed(0, exc))
+        os.write(done_w, b"F")
+        return False
+    return True

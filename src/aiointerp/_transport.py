@@ -1,0 +1,185 @@
+"""Encoding of calls and outcomes between the host and a worker interpreter.
+
+Stdlib only: used on both sides. Messages are tuples of shareable values, so they
+cross the queues without pickling:
+
+* job: ``(job_id, deadline, func_blob, args_mode, args)``
+* outcome: ``(job_id, status, a, b, injected)``
+
+Arguments and results that are shareable (None, bool, int of at most 64 bits,
+float, str, bytes, memoryview and tuples of these) travel as they are; a
+``memoryview`` is not copied. Everything else is pickled (protocol 5), with
+cloudpickle as a fallback when it is installed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from types import TracebackType
+from typing import Any, Final
+
+from ._errors import NotShareableError, RemoteError, RemoteTraceback
+
+# args_mode / result encodings
+SHARED: Final = 0
+PICKLED: Final = 1
+
+# outcome status
+OK_SHARED: Final = 0
+OK_PICKLED: Final = 1
+RAISED: Final = 2  # a = pickled exception, b = traceback text
+RAISED_RAW: Final = 3  # a = (type name, message), b = traceback text
+INTERRUPTED: Final = 4  # b = traceback text
+UNSENDABLE: Final = 5  # a = (type name, why), the result could not be pickled
+
+_PROTOCOL: Final = 5
+_SIMPLE: Final = frozenset({type(None), bool, float, str, bytes, memoryview})
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+Job = tuple[int, "float | None", bytes, int, Any]
+Outcome = tuple[int, int, Any, Any, bool]
+
+
+def is_shareable(obj: object) -> bool:
+    """Deep check that *obj* crosses interpreters as it is, with its exact type."""
+    kind = type(obj)
+    if kind in _SIMPLE:
+        return True
+    if kind is int:
+        return _INT64_MIN <= obj <= _INT64_MAX  # type: ignore[operator]
+    if kind is tuple:
+        return all(is_shareable(item) for item in obj)  # type: ignore[attr-defined]
+    return False
+
+
+def describe(func: object) -> str:
+    """A short name for *func* in messages."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    if name is None:
+        inner = getattr(func, "func", None)  # functools.partial
+        return f"partial({describe(inner)})" if inner is not None else repr(func)
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
+def _hint(obj: object) -> str:
+    qualname = getattr(obj, "__qualname__", "") or ""
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        return (
+            "; lambdas, closures and functions defined inside other functions are "
+            "pickled by reference and cannot be found by the worker: define it at "
+            "module level, or install the cloudpickle extra "
+            "(pip install 'aiointerp[cloudpickle]') to send it by value"
+        )
+    return "; only picklable objects (or the shareable types) can cross interpreters"
+
+
+def dumps(obj: object, what: str) -> bytes:
+    """Pickle *obj*, falling back to cloudpickle; :class:`NotShareableError` if neither can."""
+    try:
+        return pickle.dumps(obj, _PROTOCOL)
+    except Exception as exc:
+        error = exc
+    try:
+        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        try:
+            return bytes(cloudpickle.dumps(obj, _PROTOCOL))
+        except Exception as exc:
+            error = exc
+    raise NotShareableError(
+        f"cannot send {what} to an interpreter: "
+        f"{type(error).__name__}: {error}{_hint(obj)}"
+    ) from error
+
+
+# -- host side -------------------------------------------------------------------------
+
+
+def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, Any]:
+    """Serialise a call, before any worker is taken. Raises :class:`NotShareableError`."""
+    func_blob = dumps(func, f"function {describe(func)}")
+    if is_shareable(args):
+        return func_blob, SHARED, args
+    return func_blob, PICKLED, dumps(args, f"the arguments of {describe(func)}")
+
+
+def decode_outcome(outcome: Outcome, func: object) -> Any:
+    """Return the call's result or raise its exception, as the caller should see it."""
+    _, status, a, b, _ = outcome
+    if status == OK_SHARED:
+        return a
+    if status == OK_PICKLED:
+        return pickle.loads(a)
+    if status == RAISED:
+        try:
+            exc = pickle.loads(a)
+        except Exception as error:
+            raise RemoteError(
+                "<unknown>", f"the exception could not be unpickled: {error!r}", b
+            ) from RemoteTraceback(b)
+        if not isinstance(exc, BaseException):  # pragma: no cover - defensive
+            raise RemoteError(type(exc).__qualname__, repr(exc), b)
+        _add_subinterpreter_hint(exc)
+        raise exc.with_traceback(None) from RemoteTraceback(b)
+    if status == RAISED_RAW:
+        type_name, message = a
+        raise RemoteError(type_name, message, b) from RemoteTraceback(b)
+    if status == UNSENDABLE:
+        type_name, why = a
+        raise NotShareableError(
+            f"the result of {describe(func)} ({type_name}) cannot be sent back "
+            f"from the interpreter: {why}; return picklable or shareable values"
+        )
+    raise AssertionError(f"unexpected outcome status {status}")  # pragma: no cover
+
+
+def _add_subinterpreter_hint(exc: BaseException) -> None:
+    if isinstance(exc, ImportError) and "subinterpreter" in str(exc):
+        module = exc.name or "this extension module"
+        exc.add_note(
+            f"{module} does not support subinterpreters (its C extension refuses "
+            "to load in an isolated interpreter). Run this function in a process "
+            "instead (anyio.to_process.run_sync or a ProcessPoolExecutor), or keep "
+            "the call in the main interpreter with anyio.to_thread.run_sync."
+        )
+
+
+# -- worker side -------------------------------------------------------------------------
+
+
+def decode_args(mode: int, args: Any) -> tuple[Any, ...]:
+    return args if mode == SHARED else pickle.loads(args)  # type: ignore[no-any-return]
+
+
+def encode_result(job_id: int, value: object) -> Outcome:
+    if is_shareable(value):
+        return (job_id, OK_SHARED, value, None, False)
+    try:
+        return (job_id, OK_PICKLED, pickle.dumps(value, _PROTOCOL), None, False)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
+
+
+def format_remote(exc: BaseException, tb: TracebackType | None) -> str:
+    lines = traceback.format_exception(type(exc), exc, tb)
+    return "".join(lines)
+
+
+def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
+    if isinstance(exc, Exception):
+        try:
+            blob = pickle.dumps(exc, _PROTOCOL)
+            pickle.loads(blob)  # an exception that pickles but cannot load back
+        except Exception:
+            pass
+        else:
+            return (job_id, RAISED, blob, text, False)
+    kind = type(exc)
+    name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+    return (job_id, RAISED_RAW, (name, str(exc)), text, False)

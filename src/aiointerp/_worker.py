@@ -1,0 +1,276 @@
+"""Host side of one worker: an interpreter, the OS thread that serves it, its pipes.
+
+The thread enters the interpreter once and runs :func:`aiointerp._inside.serve` there
+until told to quit; the event loop talks to it through pipes (awaited with
+:func:`anyio.wait_readable`) and two cross-interpreter queues, so a call costs no thread
+hop and no polling. Creating and destroying the interpreter happen on that thread too:
+the event loop never blocks on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from . import _interp, _transport
+from ._errors import BrokenWorkerError
+
+logger = logging.getLogger("aiointerp")
+
+#: Switch interval inside workers: the watchdog needs the GIL to inject an interrupt.
+_SWITCH_INTERVAL = 0.001
+#: How long process exit waits for workers still running when the interpreter exits.
+_EXIT_DEADLINE = 5.0
+
+_live: set[Worker] = set()
+_live_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What every worker of a pool is started with."""
+
+    sys_path: tuple[str, ...]
+    main_spec: tuple[str, str] | None
+    init_blob: bytes | None
+
+    @classmethod
+    def of_host(cls, init_blob: bytes | None) -> Bootstrap:
+        return cls(tuple(sys.path), _main_spec(), init_blob)
+
+
+def _main_spec() -> tuple[str, str] | None:
+    """How to re-create the host's ``__main__`` in a worker, as multiprocessing's spawn."""
+    main = sys.modules.get("__main__")
+    if main is None:  # pragma: no cover - embedded interpreters
+        return None
+    sys.modules.setdefault("__mp_main__", main)  # results pickled by workers name it
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if name:
+        # `python -m pkg` runs pkg.__main__: importing it again would re-run the program
+        return None if name.endswith(".__main__") else ("module", name)
+    path = getattr(main, "__file__", None)
+    if path and os.path.exists(path):
+        return ("path", os.path.abspath(path))
+    return None  # -c, REPL, stdin: functions defined there cannot be sent
+
+
+class Worker:
+    """One interpreter served by one OS thread; used by one call at a time."""
+
+    def __init__(self, bootstrap: Bootstrap) -> None:
+        self._job_r, self._job_w = os.pipe()
+        self._done_r, self._done_w = os.pipe()
+        self._cancel_r, self._cancel_w = os.pipe()
+        os.set_blocking(self._done_r, False)
+        self._job_qid = _interp.create_queue()
+        self._result_qid = _interp.create_queue()
+        self._put_job, _ = _interp.open_queue(self._job_qid)
+        _, self._get_outcome = _interp.open_queue(self._result_qid)
+        self._code = (
+            "import sys\n"
+            f"sys.path[:] = {list(bootstrap.sys_path)!r}\n"
+            "from aiointerp._inside import serve\n"
+            f"serve({self._job_r}, {self._done_w}, {self._cancel_r}, {self._cancel_w},"
+            f" {self._job_qid}, {self._result_qid}, {bootstrap.main_spec!r},"
+            f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r})\n"
+        )
+        self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
+        self._failure: BaseException | None = None
+        self._closed = False
+        #: interpreter id, once created
+        self.interp_id: int | None = None
+        #: id of the job in flight (its outcome not yet received), or 0
+        self.job_id = 0
+        #: label of the call in flight, for log messages
+        self.job_label = ""
+        #: the worker can serve no more calls (died, or was interrupted)
+        self.spent = False
+        #: calls served
+        self.tasks = 0
+        #: time (pool clock) since when the worker is idle
+        self.idle_since = 0.0
+
+    def __repr__(self) -> str:
+        return f"<aiointerp worker interp={self.interp_id}>"
+
+    # -- worker thread ------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            interp = _interp.create()
+        except BaseException as exc:
+            self._failure = exc
+            os.write(self._done_w, b"X")
+            return
+        self.interp_id = interp.id
+        try:
+            interp.exec(self._code)
+        except BaseException as exc:
+            self._failure = exc
+        finally:
+            try:
+                interp.close()
+            except Exception as exc:  # pragma: no cover - a thread of user code lingers
+                logger.warning("could not destroy interpreter %s: %r", interp.id, exc)
+            os.write(self._done_w, b"X")
+
+    # -- event loop side ----------------------------------------------------------------
+
+    async def _signal(self) -> bytes:
+        while True:
+            try:
+                return os.read(self._done_r, 1)
+            except BlockingIOError:
+                await anyio.wait_readable(self._done_r)
+
+    async def start(self) -> None:
+        """Start the thread and wait (asynchronously) until the worker is ready.
+
+        :raises BrokenWorkerError: the interpreter could not be created, or the
+            initializer raised (its exception is the ``__cause__``)
+        """
+        with _live_lock:
+            _live.add(self)
+        self._thread.start()
+        signal = await self._signal()
+        if signal == b"R":
+            return
+        self.spent = True
+        if signal == b"F":
+            try:
+                _transport.decode_outcome(self._get_outcome(), "initializer")
+            except BaseException as exc:
+                raise BrokenWorkerError(
+                    f"the pool's initializer raised {type(exc).__name__}: {exc}"
+                ) from exc
+        raise BrokenWorkerError(
+            f"could not start a worker interpreter: {self._failure!r}"
+        ) from self._failure
+
+    async def run(self, job: _transport.Job) -> _transport.Outcome:
+        """Send *job* and wait for its outcome.
+
+        Cancellation is left to the caller: on cancel the job is still in flight
+        (:attr:`job_id` is set) and the caller decides to :meth:`interrupt` it and
+        :meth:`receive` with a grace period.
+        """
+        self.job_id = job[0]
+        self._put_job(job)
+        os.write(self._job_w, b"J")
+        return await self.receive()
+
+    async def receive(self) -> _transport.Outcome:
+        """Wait for the outcome of the job in flight.
+
+        :raises BrokenWorkerError: the worker died under the job
+        """
+        signal = await self._signal()
+        if signal == b"D":
+            self.job_id = 0
+            outcome: _transport.Outcome = self._get_outcome()
+            self.tasks += 1
+            if outcome[4]:
+                self.spent = True  # an injected interrupt may have left state broken
+            return outcome
+        self.job_id = 0
+        self.spent = True
+        self._closed = signal == b"X"
+        raise BrokenWorkerError(
+            f"worker interpreter {self.interp_id} stopped during the call: "
+            f"{self._failure!r}"
+        ) from self._failure
+
+    def interrupt(self) -> None:
+        """Ask the worker's watchdog to interrupt the job in flight, if any."""
+        if self.job_id:
+            os.write(self._cancel_w, self.job_id.to_bytes(8, "little"))
+
+    async def aclose(self, deadline: float) -> bool:
+        """Stop the worker, destroy its interpreter, join its thread, close its fds.
+
+        Waits up to *deadline* seconds for a job in flight to end; returns ``False``
+        if it did not (the worker is left to the process-exit handler).
+        """
+        if self._thread.ident is None:  # never started
+            self._release()
+            return True
+        with anyio.move_on_after(deadline):
+            if not self._closed:
+                try:
+                    os.write(self._job_w, b"Q")
+                except OSError:  # pragma: no cover
+                    pass
+            while not self._closed:
+                signal = await self._signal()
+                if signal == b"D":
+                    self._get_outcome()  # a late outcome nobody waits for
+                    self.job_id = 0
+                self._closed = signal in (b"X", b"")
+        if not self._closed:
+            return False
+        await anyio.to_thread.run_sync(self._thread.join)
+        self._release()
+        return True
+
+    def _release(self) -> None:
+        for fd in (
+            self._job_r,
+            self._job_w,
+            self._done_r,
+            self._done_w,
+            self._cancel_r,
+            self._cancel_w,
+        ):
+            os.close(fd)
+        _interp.destroy_queue(self._job_qid)
+        _interp.destroy_queue(self._result_qid)
+        with _live_lock:
+            _live.discard(self)
+
+    def stop_at_exit(self) -> None:
+        """Process exit: interrupt and stop the worker (no event loop is left)."""
+        self.interrupt()
+        try:
+            os.write(self._job_w, b"Q")
+        except OSError:  # pragma: no cover
+            pass
+
+
+def _at_exit() -> None:
+    """Stop workers that no pool closed before the interpreter exits.
+
+    Runs before :mod:`threading` joins the worker threads, which CPython requires to
+    end before it can destroy their interpreters. A worker stuck in code that
+    cannot be interrupted keeps the process alive until that code returns; it is
+    reported instead of hanging silently.
+    """
+    with _live_lock:
+        workers = list(_live)
+    for worker in workers:
+        worker.stop_at_exit()
+    for worker in workers:
+        worker._thread.join(_EXIT_DEADLINE)
+        if worker._thread.is_alive():
+            logger.warning(
+                "process exit is waiting for %r, still running %s: code that cannot be "
+                "interrupted (a C call, time.sleep, blocking I/O) must return first",
+                worker,
+                worker.job_label or "its initializer",
+            )
+
+
+_register_atexit: Any = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(_at_exit)
+else:  # pragma: no cover
+    import atexit
+
+    atexit.register(_at_exit)

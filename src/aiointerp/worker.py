@@ -1,0 +1,80 @@
+"""Worker-side API: call these from code that runs inside an aiointerp interpreter.
+
+Stdlib only, cheap to import inside a subinterpreter. Outside a worker (plain host
+code) they are harmless: :func:`checkpoint` does nothing, :func:`cancelled` is
+``False`` and :func:`deadline` is ``None``, so the same function runs both ways.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+__all__ = ["Interrupted", "cancelled", "checkpoint", "deadline"]
+
+
+class Interrupted(BaseException):
+    """Raised inside a worker when its call was cancelled or timed out.
+
+    The worker's watchdog injects it into the running code at the next bytecode
+    boundary; :func:`checkpoint` raises it explicitly. It derives from
+    :class:`BaseException` so that ``except Exception`` does not swallow it; ``finally``
+    blocks and context managers still run. Do not catch it, or catch it only to
+    re-raise: code that swallows it keeps its interpreter busy until it returns.
+    """
+
+    __module__ = "aiointerp"
+
+
+class _JobState:
+    """Shared by the worker loop and its watchdog thread (inside one interpreter)."""
+
+    __slots__ = ("cancel_requested", "deadline", "injected", "job_id", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.job_id = 0
+        self.deadline: float | None = None
+        self.cancel_requested = False
+        self.injected = False
+
+
+#: Set by the worker loop when this module is imported inside a worker interpreter.
+_state: _JobState | None = None
+
+
+def cancelled() -> bool:
+    """Return ``True`` if the current call was cancelled or is past its deadline.
+
+    Always ``False`` outside a worker.
+    """
+    state = _state
+    if state is None or not state.job_id:
+        return False
+    if state.cancel_requested:
+        return True
+    return state.deadline is not None and time.monotonic() >= state.deadline
+
+
+def deadline() -> float | None:
+    """Return the current call's deadline on the :func:`time.monotonic` clock.
+
+    ``None`` when the call has no ``timeout=`` or outside a worker. A deadline of an
+    enclosing cancel scope of the caller (``anyio.fail_after`` ...) is not known here:
+    such cancellations arrive as an interrupt instead.
+    """
+    state = _state
+    if state is None or not state.job_id:
+        return None
+    return state.deadline
+
+
+def checkpoint() -> None:
+    """Raise :class:`Interrupted` if the current call was cancelled or timed out.
+
+    Pure-Python code is interrupted without it; call it in loops that spend their
+    time in C functions (which hold off the injected interrupt until they return)
+    or that must stop at a known point. Does nothing outside a worker.
+    """
+    if cancelled():
+        raise Interrupted("the call was cancelled or timed out")
