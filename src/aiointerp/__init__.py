@@ -31,12 +31,15 @@ if TYPE_CHECKING:
     from ._errors import PoolClosedError as PoolClosedError
     from ._errors import RemoteError as RemoteError
     from ._errors import RemoteTraceback as RemoteTraceback
+    from ._executor import InterpreterExecutor as InterpreterExecutor
+    from ._offload import offload as offload
     from ._pool import InterpreterPool as InterpreterPool
     from ._stats import PoolStats as PoolStats
 
 __all__ = [
     "AiointerpError",
     "BrokenWorkerError",
+    "InterpreterExecutor",
     "InterpreterPool",
     "Interrupted",
     "NotShareableError",
@@ -45,6 +48,7 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "current_default_pool",
+    "offload",
     "run_sync_in_interpreter",
 ]
 
@@ -58,6 +62,8 @@ _LAZY = {
     "RemoteError": "._errors",
     "RemoteTraceback": "._errors",
     "InterpreterPool": "._pool",
+    "InterpreterExecutor": "._executor",
+    "offload": "._offload",
     "PoolStats": "._stats",
 }
 

@@ -31,6 +31,12 @@ from . import _interp, _transport, worker
 from .worker import Interrupted
 
 _QUIT_ID = 0
+_LOAD_NOTE = (
+    "aiointerp: the worker interpreter could not load the function or its arguments. "
+    "They must be importable there: defined at module level in a module on sys.path, "
+    "or in a __main__ script whose top-level code is guarded by "
+    "`if __name__ == '__main__':` (not in `python -c` or the REPL)."
+)
 _FUNC_CACHE_SIZE = 128
 
 # ctypes.pythonapi is a PyDLL: these run with the GIL held, as the C API requires.
@@ -74,7 +80,9 @@ class _Main:
         assert self.spec is not None
         kind, target = self.spec
         if kind == "module":
-            namespace = runpy.run_module(target, run_name="__mp_main__", alter_sys=False)
+            namespace = runpy.run_module(
+                target, run_name="__mp_main__", alter_sys=False
+            )
         else:
             namespace = runpy.run_path(target, run_name="__mp_main__")
         module = types.ModuleType("__mp_main__")
@@ -126,6 +134,10 @@ class _Loop:
             func = self.func(func_blob)
             if args_mode != _transport.SHARED:
                 args = self.loads(args)
+        except Exception as exc:
+            exc.add_note(_LOAD_NOTE)
+            return self.failed(job_id, exc)
+        try:
             value = _call(func, args)
         except BaseException as exc:
             return self.failed(job_id, exc)

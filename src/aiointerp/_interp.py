@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "ExecFailed",
@@ -99,10 +99,10 @@ else:
     except ImportError as exc:  # pragma: no cover - builds without subinterpreters
         raise _unsupported() from exc
 
-    _SHARED_ONLY = 0  # _interpqueues item format: cross-interpreter data, never pickled
-    _UNBOUND_REMOVE = 2  # drop items whose sending interpreter is gone
+    _SHARED_ONLY: Final = 0  # _interpqueues item format: cross-interpreter data only
+    _UNBOUND_REMOVE: Final = 2  # drop items whose sending interpreter is gone
 
-    class Interp:  # type: ignore[no-redef]
+    class Interp:  # type: ignore[no-redef,unused-ignore]
         """One isolated interpreter (own GIL)."""
 
         __slots__ = ("id",)

@@ -8,12 +8,13 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from enum import Enum
 from types import TracebackType
 from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 from . import _transport
@@ -171,7 +172,7 @@ class InterpreterPool:
         self._completed = self._failed = self._cancelled = 0
         self._timed_out = self._abandoned = 0
 
-    # -- public API -------------------------------------------------------------------
+    # -- public API
 
     async def __aenter__(self) -> InterpreterPool:
         await self._ensure_running()
@@ -224,10 +225,12 @@ class InterpreterPool:
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
+        job: _transport.Job
         if timeout is None:
             job = (next(_job_ids), None, func_blob, args_mode, payload)
             return await self._call(job, func, None)  # type: ignore[no-any-return]
-        job = (next(_job_ids), time.monotonic() + timeout, func_blob, args_mode, payload)
+        deadline = time.monotonic() + timeout
+        job = (next(_job_ids), deadline, func_blob, args_mode, payload)
         with anyio.move_on_after(timeout) as scope:
             return await self._call(job, func, scope)  # type: ignore[no-any-return]
         raise TimeoutError(
@@ -275,12 +278,46 @@ class InterpreterPool:
             abandoned=self._abandoned,
         )
 
+    def map(
+        self,
+        func: Callable[[Any], T],
+        iterable: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[T]:
+        """Run ``func(item)`` for each item in interpreters; iterate over the results.
+
+        At most ``max_in_flight`` calls (default: ``max_workers``) are submitted ahead
+        of the consumer (backpressure). With ``ordered=True`` results come in input
+        order, otherwise as they complete. Leaving the loop early, or cancelling the
+        consumer, cancels (and interrupts) what is in flight. Use it as
+        ``async for result in pool.map(func, items): ...``; to stop early and clean
+        up at once, close it (``async with contextlib.aclosing(pool.map(...))``).
+
+        :param timeout: per-call timeout, as for :meth:`run_sync`
+        :raises Exception: the first exception raised by a call, after the calls
+            still in flight are cancelled
+        """
+        from ._map import map_in_pool
+
+        return map_in_pool(
+            self,
+            func,
+            iterable,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+        )
+
     @property
     def max_workers(self) -> int:
         """The most interpreters this pool runs at once."""
         return self._max_workers
 
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle
 
     def _live(self) -> int:
         return (
@@ -473,7 +510,7 @@ class InterpreterPool:
                     await self._wake.wait()
         tg.cancel_scope.cancel()  # quarantine waits and starts; closes are shielded
 
-    # -- one call -----------------------------------------------------------------------
+    # -- one call
 
     async def _acquire(self) -> Worker:
         if self._idle and not self._waiters:

@@ -97,7 +97,7 @@ def dumps(obj: object, what: str) -> bytes:
     ) from error
 
 
-# -- host side -------------------------------------------------------------------------
+# -- host side
 
 
 def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, Any]:
@@ -149,7 +149,7 @@ def _add_subinterpreter_hint(exc: BaseException) -> None:
         )
 
 
-# -- worker side -------------------------------------------------------------------------
+# -- worker side
 
 
 def decode_args(mode: int, args: Any) -> tuple[Any, ...]:

@@ -101,7 +101,7 @@ class Worker:
     def __repr__(self) -> str:
         return f"<aiointerp worker interp={self.interp_id}>"
 
-    # -- worker thread ------------------------------------------------------------------
+    # -- worker thread
 
     def _serve(self) -> None:
         try:
@@ -122,7 +122,7 @@ class Worker:
                 logger.warning("could not destroy interpreter %s: %r", interp.id, exc)
             os.write(self._done_w, b"X")
 
-    # -- event loop side ----------------------------------------------------------------
+    # -- event loop side
 
     async def _signal(self) -> bytes:
         while True:

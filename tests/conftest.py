@@ -1,0 +1,71 @@
+"""Shared fixtures: every async test runs on asyncio (debug mode) and trio, and no test
+may leak an interpreter, a worker thread or a file descriptor."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aiointerp import _interp
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"debug": True}), id="asyncio"),
+        pytest.param(("trio", {}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+def _aiointerp_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("aiointerp")]
+
+
+def _fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves interpreters, worker threads or fds behind."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    interps = _interp.live_ids()
+    fds = _fds()
+    yield
+    deadline = time.monotonic() + 10  # a thread may still be on its way out
+    while True:
+        gc.collect()
+        leaked_interps = _interp.live_ids() - interps
+        leaked_threads = _aiointerp_threads()
+        leaked_fds = {fd for fd in _fds() - fds if _is_pipe(fd)}
+        if not (leaked_interps or leaked_threads or leaked_fds):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"leaked interpreters {sorted(leaked_interps)}, "
+                f"threads {leaked_threads}, pipe fds {sorted(leaked_fds)}"
+            )
+        time.sleep(0.01)  # polling a hang guard, not synchronisation
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    except OSError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_leaks: the test manages interpreters it leaves on purpose"
+    )
