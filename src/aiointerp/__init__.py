@@ -11,18 +11,19 @@ the names below are loaded on first use (PEP 562).
 
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Any
+import sys as _sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-if sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
+if _sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
     raise ImportError(
         "aiointerp needs CPython 3.13 or newer with subinterpreter support; "
-        f"this is Python {sys.version.split()[0]}"
+        f"this is Python {_sys.version.split()[0]}"
     )
 
 from .worker import Interrupted as Interrupted
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._api import current_default_pool as current_default_pool
     from ._api import run_sync_in_interpreter as run_sync_in_interpreter
     from ._errors import AiointerpError as AiointerpError
@@ -68,7 +69,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aiointerp' has no attribute {name!r}")

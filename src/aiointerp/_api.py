@@ -62,3 +62,7 @@ async def run_sync_in_interpreter(
     if pool is None:
         pool = current_default_pool()
     return await pool.run_sync(func, *args, timeout=timeout)
+
+
+current_default_pool.__module__ = "aiointerp"
+run_sync_in_interpreter.__module__ = "aiointerp"

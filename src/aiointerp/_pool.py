@@ -267,7 +267,8 @@ class InterpreterPool:
             idle=len(self._idle),
             busy=len(self._busy),
             starting=len(self._starting),
-            quarantined=len(self._quarantined) + len(self._retiring),
+            quarantined=len(self._quarantined),
+            retiring=len(self._retiring),
             waiting=len(self._waiters),
             created=self._created,
             retired=self._retired,
@@ -447,27 +448,34 @@ class InterpreterPool:
         self._idle.append(worker)
         self._wake.set()
 
-    def _retire(self, worker: Worker, reason: str) -> None:
+    def _retire(
+        self, worker: Worker, reason: str, deadline: float = _STOP_DEADLINE
+    ) -> None:
         self._retiring.add(worker)
         assert self._tg is not None
-        self._tg.start_soon(self._close, worker, reason)
+        self._tg.start_soon(self._close, worker, reason, deadline)
         self._wake.set()
 
-    async def _close(self, worker: Worker, reason: str, counted: bool = True) -> None:
+    async def _close(
+        self,
+        worker: Worker,
+        reason: str,
+        deadline: float = _STOP_DEADLINE,
+        counted: bool = True,
+    ) -> None:
         with anyio.CancelScope(shield=True):
-            stopped = await worker.aclose(_STOP_DEADLINE)
+            stopped = await worker.aclose(deadline)
         self._retiring.discard(worker)
-        if counted:
+        if counted and stopped:
             self._retired += 1
         self._wake.set()
         if stopped:
             logger.debug("retired %r (%s)", worker, reason)
         else:
             logger.warning(
-                "%r did not stop within %s s (%s): it still runs %s, which cannot be "
+                "%r did not stop (%s): it still runs %s, which cannot be "
                 "interrupted; its thread is left to finish",
                 worker,
-                _STOP_DEADLINE,
                 reason,
                 worker.job_label or "its initializer",
             )
@@ -478,9 +486,12 @@ class InterpreterPool:
             await worker.receive()
         except BrokenWorkerError:
             pass
-        finally:
+        except BaseException:  # the pool closes while the code still runs
             self._quarantined.discard(worker)
-            self._retire(worker, "abandoned call ended")
+            self._retire(worker, "pool closed", deadline=0.0)
+            raise
+        self._quarantined.discard(worker)
+        self._retire(worker, "abandoned call ended")
 
     async def _shutdown(self, tg: anyio.abc.TaskGroup) -> None:
         self._state = _State.CLOSING
@@ -499,15 +510,9 @@ class InterpreterPool:
             while self._busy:  # the callers wait cancel_grace at most, then release
                 self._wake = anyio.Event()
                 await self._wake.wait()
-        for worker in self._quarantined:
-            worker.interrupt()
         while self._idle:
             self._retire(self._idle.pop(), "pool closed")
-        if self._quarantined:
-            with anyio.move_on_after(self._cancel_grace):
-                while self._quarantined:
-                    self._wake = anyio.Event()
-                    await self._wake.wait()
+        # quarantined code was interrupted and given cancel_grace already: stop waiting
         tg.cancel_scope.cancel()  # quarantine waits and starts; closes are shielded
 
     # -- one call

@@ -12,7 +12,7 @@ class PoolStats:
     """A consistent snapshot of an :class:`~aiointerp.InterpreterPool`.
 
     Gauges describe the instant of the snapshot (``workers == idle + busy + starting
-    + quarantined``); counters only grow over the pool's life.
+    + quarantined + retiring``); counters only grow over the pool's life.
 
     :ivar max_workers: the capacity: at most this many interpreters exist at once
     :ivar workers: live interpreters, in any state (gauge)
@@ -21,9 +21,12 @@ class PoolStats:
     :ivar starting: being created or initialised (gauge)
     :ivar quarantined: abandoned after a cancel, still running user code that
         could not be interrupted; they hold their capacity slot (gauge)
+    :ivar retiring: being destroyed (retired for idleness, age, an interrupt, a
+        broken state, or the pool closing) (gauge)
     :ivar waiting: callers queued for a worker (gauge)
     :ivar created: interpreters created (counter)
-    :ivar retired: interpreters destroyed, for any reason (counter)
+    :ivar retired: interpreters destroyed, for any reason (counter); one whose
+        code could not be stopped at shutdown is not counted
     :ivar completed: calls that returned a result (counter)
     :ivar failed: calls that raised (user exceptions and broken workers) (counter)
     :ivar cancelled: calls cancelled by the caller, queued or running (counter)
@@ -39,6 +42,7 @@ class PoolStats:
     busy: int
     starting: int
     quarantined: int
+    retiring: int
     waiting: int
     created: int
     retired: int

@@ -129,6 +129,10 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
     if status == RAISED_RAW:
         type_name, message = a
         raise RemoteError(type_name, message, b) from RemoteTraceback(b)
+    if status == INTERRUPTED:  # raised by the code itself, not by a cancellation
+        raise RemoteError(
+            "aiointerp.Interrupted", "raised inside the interpreter", b
+        ) from RemoteTraceback(b)
     if status == UNSENDABLE:
         type_name, why = a
         raise NotShareableError(
@@ -157,6 +161,9 @@ def decode_args(mode: int, args: Any) -> tuple[Any, ...]:
 
 
 def encode_result(job_id: int, value: object) -> Outcome:
+    if type(value) is memoryview:
+        # a view into this interpreter's memory must not outlive it: send a copy
+        return (job_id, OK_SHARED, value.tobytes(), None, False)
     if is_shareable(value):
         return (job_id, OK_SHARED, value, None, False)
     try:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,8 +257,9 @@ def _at_exit() -> None:
         workers = list(_live)
     for worker in workers:
         worker.stop_at_exit()
+    deadline = time.monotonic() + _EXIT_DEADLINE
     for worker in workers:
-        worker._thread.join(_EXIT_DEADLINE)
+        worker._thread.join(max(0.0, deadline - time.monotonic()))
         if worker._thread.is_alive():
             logger.warning(
                 "process exit is waiting for %r, still running %s: code that cannot be "

@@ -1,0 +1,191 @@
+"""Command line of the benchmark suite."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ._contenders import AIOINTERP, all_contenders
+from ._report import evaluate_targets, write_markdown, write_plots
+from ._scenarios import ROOT, SCENARIOS, SETTINGS, Runner, add_ratios, settings_dict
+
+BACKENDS = ("asyncio", "trio")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=(
+            "Benchmark aiointerp against other ways to run sync code off the event "
+            "loop; write results-<python>.json and report-<python>.md."
+        ),
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick", action="store_true", help="fewer repetitions, no 100 MB (< 1 min)"
+    )
+    mode.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the least that exercises every scenario (for tests; numbers meaningless)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks",
+        help="directory for the JSON, the report and the plots (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of: %(default)s",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=None,
+        help="comma-separated subset of the contenders (default: all available)",
+    )
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="default: %(default)s"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    return parser
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    settings = SETTINGS[mode]
+    names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = set(names) - set(SCENARIOS)
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    if unknown or not set(backends) <= set(BACKENDS):
+        print(f"unknown scenarios or backends: {unknown or backends}", file=sys.stderr)
+        return 2
+    contenders = all_contenders()
+    if args.contenders:
+        wanted = {name.strip() for name in args.contenders.split(",")}
+        contenders = [c for c in contenders if c.name in wanted or c.name == AIOINTERP]
+    tag = f"{sys.version_info.major}.{sys.version_info.minor}"
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    log(
+        f"aiointerp benchmarks, {mode} mode, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load {_loadavg()}"
+    )
+    for contender in contenders:
+        status = contender.unavailable or "on " + ", ".join(
+            b for b in contender.backends if b in backends
+        )
+        log(f"  contender {contender.name:<24} {status}")
+
+    runner = Runner(settings, contenders, backends, log)
+    started = datetime.datetime.now(datetime.UTC)
+    start = time.perf_counter()
+    load_start = _loadavg()
+    scenarios: dict[str, Any] = {}
+    broken = []
+    for number, name in enumerate(names, 1):
+        log(f"== [{number}/{len(names)}] {name}")
+        scenario_start = time.perf_counter()
+        try:
+            scenario = SCENARIOS[name](runner)
+            add_ratios(scenario)
+        except Exception as exc:  # a bug of the harness: report it, go on
+            traceback.print_exc()
+            scenario = {
+                "title": name,
+                "error": f"{type(exc).__name__}: {exc}",
+                "rows": [],
+            }
+            broken.append(name)
+        scenario["seconds"] = time.perf_counter() - scenario_start
+        scenarios[name] = scenario
+        log(f"== {name} done in {scenario['seconds']:.1f} s")
+        for row in scenario.get("rows", []):
+            if row.get("contender") == AIOINTERP and "error" in row:
+                broken.append(f"{name}: aiointerp {row['backend']} {row['variant']}")
+
+    argv_shown = "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    results: dict[str, Any] = {
+        "meta": {
+            "python": platform.python_version(),
+            "python_full": sys.version.replace("\n", " "),
+            "tag": tag,
+            "mode": mode,
+            "args": argv_shown,
+            "started": started.isoformat(timespec="seconds"),
+            "duration_s": time.perf_counter() - start,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_start": load_start,
+            "loadavg_end": _loadavg(),
+            "workers": settings.workers,
+            "backends": list(backends),
+            "settings": settings_dict(settings),
+            "contenders": [c.name for c in contenders],
+            "unavailable": {c.name: c.unavailable for c in contenders if c.unavailable},
+            "versions": {
+                dist: version
+                for dist in (
+                    "aiointerp",
+                    "anyio",
+                    "trio",
+                    "trio-parallel",
+                    "matplotlib",
+                )
+                if (version := _version(dist)) is not None
+            },
+        },
+        "scenarios": scenarios,
+    }
+    results["targets"] = evaluate_targets(results)
+
+    json_path = out / f"results-{tag}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    plots: dict[str, str] = {}
+    if not args.no_plots:
+        try:
+            plots = write_plots(results, out, tag)
+        except ImportError:
+            log("matplotlib is not installed: no plots (pip install matplotlib)")
+    report_path = out / f"report-{tag}.md"
+    write_markdown(results, report_path, plots)
+
+    log("== targets (reported, not asserted)")
+    for target in results["targets"]:
+        verdict = {None: "not measured", True: "met", False: "MISSED"}[
+            target["all_met"]
+        ]
+        shown = ", ".join(f"{b} {v}" for b, v in target["shown"].items())
+        log(f"  {verdict:<12} {target['target']}: {shown or '-'}")
+    log(f"wrote {json_path}, {report_path} and {len(plots)} plots")
+    log(f"total {results['meta']['duration_s']:.1f} s")
+    if broken:
+        log("FAILED: " + "; ".join(broken))
+        return 1
+    return 0

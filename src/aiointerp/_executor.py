@@ -1,0 +1,367 @@
+"""InterpreterExecutor: the engine behind a :class:`concurrent.futures.Executor`.
+
+One private thread ("aiointerp-executor") runs an asyncio event loop with an
+:class:`~aiointerp.InterpreterPool`, started on the first :meth:`submit`. Other
+threads post actions (start a call, interrupt one, stop) to an inbox and wake the
+loop's main task with ``loop.call_soon_threadsafe``, which never blocks: ``submit``
+also works from done-callbacks, which run on that thread. The main task runs the
+actions (anyio needs a task, not a bare loop callback); each call is a task that
+waits for a slot, marks its future running, and awaits the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+
+from ._pool import InterpreterPool
+
+__all__ = ["InterpreterExecutor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_live: weakref.WeakSet[InterpreterExecutor] = weakref.WeakSet()
+_exiting = False
+
+
+class _Call:
+    """One submitted call; its scopes are touched on the event loop thread only."""
+
+    __slots__ = ("args", "fn", "future", "interrupted", "scope", "wait_scope")
+
+    def __init__(
+        self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.interrupted = False
+        self.scope: anyio.CancelScope | None = None
+        self.wait_scope: anyio.CancelScope | None = None
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def unqueue(self) -> None:
+        if self.wait_scope is not None:
+            self.wait_scope.cancel()
+
+
+class InterpreterExecutor(Executor):
+    """A :class:`concurrent.futures.Executor` that runs calls in subinterpreters.
+
+    For synchronous code (or ``loop.run_in_executor``) that wants the parallelism of
+    :class:`~aiointerp.InterpreterPool`: each call runs in a warm interpreter with
+    its own GIL. It behaves as the :mod:`concurrent.futures` documentation says an
+    executor behaves: :meth:`submit` returns a :class:`~concurrent.futures.Future`,
+    :meth:`map` comes from :class:`~concurrent.futures.Executor` (``chunksize`` is
+    accepted and ignored, as by :class:`~concurrent.futures.ThreadPoolExecutor`),
+    :meth:`shutdown` waits for the calls submitted so far, and submitting after it
+    raises :class:`RuntimeError`. Functions, arguments and results must be
+    picklable or shareable, as for :meth:`InterpreterPool.run_sync
+    <aiointerp.InterpreterPool.run_sync>`; failures to send them are set as the
+    future's exception (:class:`~aiointerp.NotShareableError`).
+
+    :param max_workers: the most calls (and interpreters) at once; default
+        :func:`os.cpu_count`
+    :param initializer: a picklable function run once in each new interpreter
+    :param initargs: positional arguments for ``initializer``
+    :param cancel_grace: seconds an interrupted call may take to stop (see
+        :meth:`interrupt`)
+    :param min_idle: idle interpreters kept ready (see
+        :class:`~aiointerp.InterpreterPool`)
+    :param idle_timeout: seconds after which an idle interpreter is destroyed
+    :param max_tasks_per_worker: replace an interpreter after this many calls
+    :raises ValueError: ``max_workers`` is not positive, or another option is
+        out of range
+
+    .. rubric:: Cancellation
+
+    ``future.cancel()`` follows the standard: it cancels a call that waits for a
+    free interpreter (the call never runs) and returns ``False`` for a running one.
+    To stop a running call, use :meth:`interrupt`, which this executor adds: the
+    code is interrupted inside its interpreter and the future's exception becomes
+    :class:`concurrent.futures.CancelledError`. Cancelling an ``await
+    loop.run_in_executor(...)`` therefore cancels queued calls only; async code
+    that wants running calls stopped uses :func:`~aiointerp.run_sync_in_interpreter`.
+
+    Done-callbacks of the futures run on the executor's event-loop thread: keep
+    them short and never block there (waiting for another future of the same
+    executor would deadlock).
+    """
+
+    __module__ = "aiointerp"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        cancel_grace: float = 1.0,
+        min_idle: int = 0,
+        idle_timeout: float | None = 30.0,
+        max_tasks_per_worker: int | None = None,
+    ) -> None:
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        # validates the options and pickles the initializer; opened on the loop thread
+        self._pool = InterpreterPool(
+            max_workers,
+            min_idle=min_idle,
+            idle_timeout=idle_timeout,
+            max_tasks_per_worker=max_tasks_per_worker,
+            initializer=initializer,
+            initargs=initargs,
+            cancel_grace=cancel_grace,
+        )
+        self._lock = threading.RLock()  # future.cancel() runs _on_done
+        self._shutdown = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._inbox: deque[Callable[[], object]] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._stop_requested = False
+        self._active = 0  # call tasks alive
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._start_error: BaseException | None = None
+        self._calls: dict[Future[Any], _Call] = {}
+
+    @property
+    def max_workers(self) -> int:
+        """The most calls that run at once."""
+        return self._pool.max_workers
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` in an interpreter; return its future.
+
+        :param fn: a synchronous, picklable callable
+        :param args: positional arguments for ``fn``
+        :param kwargs: keyword arguments for ``fn`` (sent with
+            :func:`functools.partial`)
+        :return: a :class:`~concurrent.futures.Future` of the call
+        :raises RuntimeError: the executor is shut down, or the interpreter is
+            exiting
+        """
+        future: Future[T] = Future()
+        if kwargs:
+            import functools
+
+            call = _Call(future, functools.partial(fn, *args, **kwargs), ())
+        else:
+            call = _Call(future, fn, args)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _exiting:
+                raise RuntimeError(
+                    "cannot schedule new futures after interpreter shutdown"
+                )
+            self._ensure_started()
+            self._calls[future] = call
+            self._post(lambda: self._spawn(call))
+        future.add_done_callback(self._on_done)
+        return future
+
+    def interrupt(self, future: Future[Any]) -> bool:
+        """Cancel a call of this executor, interrupting it if it already runs.
+
+        A pending call is cancelled as by ``future.cancel()``. A running call is
+        interrupted inside its interpreter (:class:`~aiointerp.Interrupted` is
+        raised there); once it stopped, or after ``cancel_grace`` seconds, the
+        future's exception is set to :class:`concurrent.futures.CancelledError`.
+        (``future.cancelled()`` stays ``False``: the standard reserves it for calls
+        that never ran.) The interpreter is then replaced.
+
+        :param future: a future returned by :meth:`submit`
+        :return: ``True`` if the call was cancelled or is being interrupted,
+            ``False`` if it had already finished (or is not a call of this executor)
+        """
+        if future.cancel():
+            return True
+        with self._lock:
+            call = self._calls.get(future)
+            if call is None or future.done():
+                return False
+            self._post(call.interrupt)
+        return True
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; free the interpreters once the submitted calls end.
+
+        :param wait: block until every submitted call finished and the
+            interpreters and the executor's thread are gone
+        :param cancel_futures: cancel the calls that have not started running
+        """
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                for call in list(self._calls.values()):
+                    call.future.cancel()
+            thread = self._thread
+            if self._loop is not None and not self._stopping:
+                self._stopping = True
+                self._post(self._request_stop)
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    # -- the event loop thread -------------------------------------------------------
+
+    def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        if self._loop is not None:
+            return self._loop
+        if self._start_error is not None:
+            raise BrokenExecutor("the executor's event loop failed to start") from (
+                self._start_error
+            )
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._run_loop, args=(ready,), name="aiointerp-executor"
+        )
+        thread.start()
+        ready.wait()
+        if self._loop is None:
+            thread.join()
+            raise BrokenExecutor("the executor's event loop failed to start") from (
+                self._start_error
+            )
+        self._thread = thread
+        _live.add(self)
+        return self._loop
+
+    def _run_loop(self, ready: threading.Event) -> None:
+        try:
+            anyio.run(self._serve, ready, backend="asyncio")
+        except BaseException as exc:  # pragma: no cover - a bug of ours
+            self._start_error = exc
+            raise
+        finally:
+            ready.set()
+            self._fail_leftovers()
+
+    def _post(self, action: Callable[[], object]) -> None:
+        """Have the loop's main task run ``action`` (from any thread; never blocks).
+
+        Called with ``self._lock`` held, while the loop runs: it stops only after
+        ``_request_stop``, the last action posted.
+        """
+        assert self._loop is not None
+        self._inbox.append(action)
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._limiter = anyio.CapacityLimiter(self._pool.max_workers)
+        async with self._pool, anyio.create_task_group() as tg:
+            self._tg = tg
+            self._loop = asyncio.get_running_loop()
+            ready.set()
+            while True:
+                self._wakeup = anyio.Event()
+                while self._inbox:
+                    self._inbox.popleft()()
+                if self._stop_requested and not self._active:
+                    break
+                await self._wakeup.wait()
+        # every call has ended (the inbox stays served until then); the pool closed
+
+    def _request_stop(self) -> None:
+        self._stop_requested = True
+
+    def _spawn(self, call: _Call) -> None:
+        assert self._tg is not None
+        self._active += 1
+        self._tg.start_soon(self._run, call)
+
+    async def _run(self, call: _Call) -> None:
+        future = call.future
+        limiter = self._limiter
+        assert limiter is not None
+        try:
+            acquired = False
+            with anyio.CancelScope() as call.wait_scope:
+                if not future.cancelled():  # else: cancelled before we got here
+                    await limiter.acquire()
+                    acquired = True
+            call.wait_scope = None
+            try:
+                # False (and wait()/as_completed() notified) if cancelled while queued
+                if not future.set_running_or_notify_cancel():
+                    return
+                with anyio.CancelScope() as call.scope:
+                    if call.interrupted:
+                        call.scope.cancel()
+                    try:
+                        result = await self._pool.run_sync(call.fn, *call.args)
+                    except Exception as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+                if call.scope.cancelled_caught:
+                    future.set_exception(
+                        CancelledError("the call was interrupted by interrupt()")
+                    )
+            finally:
+                if acquired:
+                    limiter.release()
+        finally:
+            with self._lock:
+                self._calls.pop(future, None)
+            if not future.done():  # pragma: no cover - the loop was torn down
+                future.set_exception(BrokenExecutor("the executor's event loop ended"))
+            self._active -= 1
+            self._wake()
+
+    def _on_done(self, future: Future[Any]) -> None:
+        """Done-callback: a call cancelled while queued leaves the queue at once."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            call = self._calls.get(future)
+            if call is not None:
+                self._post(call.unqueue)
+
+    def _fail_leftovers(self) -> None:
+        with self._lock:
+            calls = list(self._calls.values())
+            self._calls.clear()
+            self._loop = None
+        for call in calls:  # pragma: no cover - only if the loop died
+            if call.future.set_running_or_notify_cancel():
+                call.future.set_exception(
+                    BrokenExecutor("the executor's event loop ended")
+                )
+
+
+def _python_exit() -> None:
+    """Interpreter exit: shut executors down (their calls finish) before threads join."""
+    global _exiting
+    _exiting = True
+    for executor in list(_live):
+        executor.shutdown(wait=True)
+
+
+_register_atexit: Any = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:  # runs before aiointerp._worker's handler (LIFO)
+    _register_atexit(_python_exit)
+else:  # pragma: no cover
+    import atexit
+
+    atexit.register(_python_exit)

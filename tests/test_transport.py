@@ -1,0 +1,193 @@
+"""Unit tests of the call encoding (no interpreter involved)."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import operator
+import pickle
+import sys
+import threading
+
+import _funcs_core
+import pytest
+
+from aiointerp import NotShareableError, RemoteError, RemoteTraceback, _transport
+
+
+class StrSubclass(str):
+    pass
+
+
+class IntSubclass(int):
+    pass
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class TupleSubclass(tuple[int, ...]):
+    pass
+
+
+SHAREABLE = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    0.5,
+    float("nan"),
+    "",
+    "text ☃",
+    b"",
+    b"bytes",
+    memoryview(b"view"),
+    (),
+    (1, "a", b"b", None, True, 1.5),
+    ((1, (2, (3, ("deep",)))),),
+]
+
+NOT_SHAREABLE = [
+    pytest.param(2**63, id="int-above-64-bits"),
+    pytest.param(-(2**63) - 1, id="int-below-64-bits"),
+    pytest.param((1, [2]), id="tuple-with-list"),
+    pytest.param((1, (2, {3})), id="tuple-with-nested-set"),
+    pytest.param(((2**64,),), id="tuple-with-big-int"),
+    pytest.param([1], id="list"),
+    pytest.param({"a": 1}, id="dict"),
+    pytest.param({1}, id="set"),
+    pytest.param(frozenset(), id="frozenset"),
+    pytest.param(bytearray(b"x"), id="bytearray"),
+    pytest.param(1j, id="complex"),
+    pytest.param(StrSubclass("s"), id="str-subclass"),
+    pytest.param(IntSubclass(1), id="int-subclass"),
+    pytest.param(Color.RED, id="int-enum"),
+    pytest.param(TupleSubclass((1, 2)), id="tuple-subclass"),
+    pytest.param(object(), id="object"),
+]
+
+
+@pytest.mark.parametrize("value", SHAREABLE, ids=repr)
+def test_shareable(value: object) -> None:
+    assert _transport.is_shareable(value)
+
+
+@pytest.mark.parametrize("value", NOT_SHAREABLE)
+def test_not_shareable(value: object) -> None:
+    assert not _transport.is_shareable(value)
+
+
+def test_encode_call_with_shareable_arguments() -> None:
+    args = (1, "two", (3.0, None))
+    blob, mode, payload = _transport.encode_call(_funcs_core.identity, args)
+    assert mode == _transport.SHARED
+    assert payload is args  # sent as is, not copied or pickled
+    assert pickle.loads(blob) is _funcs_core.identity
+    assert _transport.decode_args(mode, payload) is args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((1, [2]), id="list-inside"),
+        pytest.param((2**64,), id="big-int"),
+        pytest.param((_funcs_core.Record("r", [1], frozenset()),), id="dataclass"),
+        pytest.param((StrSubclass("s"),), id="str-subclass"),
+    ],
+)
+def test_encode_call_pickles_other_arguments(args: tuple[object, ...]) -> None:
+    blob, mode, payload = _transport.encode_call(operator.add, args)
+    assert mode == _transport.PICKLED
+    assert isinstance(payload, bytes)
+    decoded = _transport.decode_args(mode, payload)
+    assert decoded == args
+    assert [type(a) for a in decoded] == [type(a) for a in args]
+    assert pickle.loads(blob) is operator.add
+
+
+def test_encode_call_partial_keeps_keywords() -> None:
+    func = functools.partial(_funcs_core.with_keywords, 1, d=9)
+    blob, _, _ = _transport.encode_call(func, ())
+    assert pickle.loads(blob)(5) == (1, 5, 3, 9)
+
+
+def test_encode_call_unpicklable_argument_names_the_function() -> None:
+    with pytest.raises(NotShareableError) as excinfo:
+        _transport.encode_call(_funcs_core.identity, (threading.Lock(),))
+    message = str(excinfo.value)
+    assert message.startswith("cannot send the arguments of _funcs_core.identity")
+    assert "lock" in message
+    assert isinstance(excinfo.value.__cause__, TypeError)
+
+
+def test_encode_call_unpicklable_function() -> None:
+    func = functools.partial(_funcs_core.identity, threading.Lock())
+    with pytest.raises(NotShareableError, match=r"function partial\(_funcs_core"):
+        _transport.encode_call(func, ())
+
+
+def test_encode_call_lambda_with_cloudpickle() -> None:
+    pytest.importorskip("cloudpickle")  # installed in every test environment
+    blob, _, _ = _transport.encode_call(lambda x: x + 1, (1,))
+    assert pickle.loads(blob)(1) == 2
+
+
+def test_encode_call_lambda_without_cloudpickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    with pytest.raises(NotShareableError) as excinfo:
+        _transport.encode_call(lambda x: x + 1, (1,))
+    message = str(excinfo.value)
+    assert "<lambda>" in message
+    assert "define it at module level" in message
+    assert "cloudpickle" in message
+
+
+def test_results_round_trip_through_the_outcome_encoding() -> None:
+    shared = _transport.encode_result(1, (1, "a"))
+    assert shared[1] == _transport.OK_SHARED
+    assert _transport.decode_outcome(shared, _funcs_core.identity) == (1, "a")
+    pickled = _transport.encode_result(2, [1, {2}])
+    assert pickled[1] == _transport.OK_PICKLED
+    assert _transport.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
+    unsendable = _transport.encode_result(3, threading.Lock())
+    assert unsendable[1] == _transport.UNSENDABLE
+    with pytest.raises(NotShareableError, match=r"_funcs_core\.make_lock"):
+        _transport.decode_outcome(unsendable, _funcs_core.make_lock)
+
+
+def test_exceptions_through_the_outcome_encoding() -> None:
+    outcome = _transport.encode_exception(1, KeyError("k"), "remote text")
+    assert outcome[1] == _transport.RAISED
+    with pytest.raises(KeyError) as excinfo:
+        _transport.decode_outcome(outcome, _funcs_core.identity)
+    assert isinstance(excinfo.value.__cause__, RemoteTraceback)
+    assert excinfo.value.__cause__.text == "remote text"
+
+    for exc, name in [
+        (SystemExit(2), "SystemExit"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (_funcs_core.UnpicklableError("a", "b"), "_funcs_core.UnpicklableError"),
+    ]:
+        outcome = _transport.encode_exception(1, exc, "text")
+        assert outcome[1] == _transport.RAISED_RAW
+        with pytest.raises(RemoteError) as remote:
+            _transport.decode_outcome(outcome, _funcs_core.identity)
+        assert remote.value.type_name == name
+        assert remote.value.message == str(exc)
+        assert remote.value.remote_traceback == "text"
+
+
+def test_describe() -> None:
+    assert _transport.describe(_funcs_core.identity) == "_funcs_core.identity"
+    assert (
+        _transport.describe(_funcs_core.Scaler(2).scale) == "_funcs_core.Scaler.scale"
+    )
+    assert _transport.describe(len) == "builtins.len"
+    partial = functools.partial(_funcs_core.identity, 1)
+    assert _transport.describe(partial) == "partial(_funcs_core.identity)"
