@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--contenders",
         default=None,
-        help="comma-separated subset of the contenders (default: all available)",
+        help="comma-separated contenders (or prefixes of their names) to run beside "
+        "aiointerp (default: all available)",
     )
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="default: %(default)s"
@@ -85,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     contenders = all_contenders()
     if args.contenders:
         wanted = {name.strip() for name in args.contenders.split(",")}
-        contenders = [c for c in contenders if c.name in wanted or c.name == AIOINTERP]
+        contenders = [
+            c
+            for c in contenders
+            if c.name == AIOINTERP or any(c.name.startswith(w) for w in wanted)
+        ]
     tag = f"{sys.version_info.major}.{sys.version_info.minor}"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -168,13 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"results-{tag}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     plots: dict[str, str] = {}
+    plot_note = "No plots: --no-plots." if args.no_plots else ""
     if not args.no_plots:
         try:
             plots = write_plots(results, out, tag)
         except ImportError:
+            plot_note = "No plots: matplotlib is not installed."
             log("matplotlib is not installed: no plots (pip install matplotlib)")
     report_path = out / f"report-{tag}.md"
-    write_markdown(results, report_path, plots)
+    write_markdown(results, report_path, plots, plot_note)
 
     log("== targets (reported, not asserted)")
     for target in results["targets"]:

@@ -255,7 +255,9 @@ def _target_table(results: Results) -> str:
     return _table(["target", *backends, "result"], lines)
 
 
-def write_markdown(results: Results, path: Path, plots: dict[str, str]) -> None:
+def write_markdown(
+    results: Results, path: Path, plots: dict[str, str], plot_note: str = ""
+) -> None:
     meta = results["meta"]
     out = [
         f"# aiointerp benchmarks: Python {meta['python']}",
@@ -299,19 +301,17 @@ def write_markdown(results: Results, path: Path, plots: dict[str, str]) -> None:
         if "error" in scenario:
             out += [f"Failed: `{scenario['error']}`", ""]
             continue
-        if "data" in scenario:
-            out += [
-                _table(
-                    ["measure", "value"], [list(i) for i in _flatten(scenario["data"])]
-                )
-            ]
-            out += [""]
+        if "text" in scenario:
+            out += ["```", scenario["text"], "```", ""]
+        elif "data" in scenario:
+            pairs = [list(pair) for pair in _flatten(scenario["data"])]
+            out += [_table(["measure", "value (times in seconds)"], pairs), ""]
         if scenario.get("rows"):
             out += [_scenario_table(name, scenario), ""]
         if name in plots:
             out += [f"![{scenario.get('title', name)}]({plots[name]})", ""]
-    if not plots:
-        out += ["(No plots: matplotlib is not installed.)", ""]
+    if plot_note:
+        out += [f"({plot_note})", ""]
     path.write_text("\n".join(out))
 
 

@@ -524,7 +524,8 @@ def cold_start(runner: Runner) -> dict[str, Any]:
             "the first result of `noop`; median of "
             f"{s.cold_reps} ({s.cold_reps_process} for processes). With `min_idle=1`: "
             "the first call once the pool reports an idle worker (the time until then "
-            "is `ready_median` in the JSON)."
+            "is `ready_median` in the JSON). The first call in a fresh interpreter "
+            "also imports the function's module there."
         ),
         "cost": "median",
         "rows": rows,
@@ -601,7 +602,9 @@ def payloads(runner: Runner) -> dict[str, Any]:
             + ", ".join(size_label(size) for size in s.payload_sizes)
             + "; median of "
             + ", ".join(str(r) for r in s.payload_reps)
-            + " calls. An error means the contender cannot send that type."
+            + " calls. An error means the contender cannot send that type. aiointerp "
+            "shares `memoryview` arguments without a copy but returns a `memoryview` "
+            "result as a `bytes` copy (a view must not outlive the worker's memory)."
         ),
         "cost": "median",
         "rows": rows,
@@ -640,8 +643,14 @@ def cancellation(runner: Runner) -> dict[str, Any]:
     doc = (module.__doc__ or "").strip().split("\n\n")[0]
     if doc:
         result["description"] = " ".join(doc.split())
+    text = json.dumps(data, indent=1, default=str)
+    if callable(getattr(module, "report", None)):
+        try:
+            text = result["text"] = module.report(data)
+        except Exception as exc:
+            runner.log(f"  [cancellation] its report() failed: {describe_error(exc)}")
     runner.log(f"  [cancellation] done in {time.perf_counter() - start:.1f} s")
-    for line in json.dumps(data, indent=1, default=str).splitlines()[:40]:
+    for line in text.splitlines()[:40]:
         runner.log(f"  [cancellation] {line}")
     return result
 

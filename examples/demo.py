@@ -109,7 +109,7 @@ def timed_on_loop(
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:,.1f} ms" if seconds < 10 else f"{seconds:,.2f} s"
+    return f"{seconds * 1e3:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
 
 
 def print_table(outcomes: list[Outcome]) -> None:

@@ -123,3 +123,15 @@ def logged(func: Callable[..., Any]) -> Callable[..., Any]:
 @aiointerp.offload
 def triple(x: int) -> int:
     return 3 * x
+
+
+def async_libraries_loaded() -> tuple[str, ...]:
+    """Which of anyio, trio, sniffio this interpreter has imported."""
+    import sys
+
+    return tuple(name for name in ("anyio", "trio", "sniffio") if name in sys.modules)
+
+
+@aiointerp.offload
+def offloaded_libraries_loaded() -> tuple[str, ...]:
+    return async_libraries_loaded()

@@ -14,8 +14,8 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import _funcs_cancel as funcs
@@ -78,14 +78,6 @@ def accounted(stats: PoolStats) -> int:
     return stats.completed + stats.failed + stats.cancelled + stats.timed_out
 
 
-@asynccontextmanager
-async def open_pool(
-    max_workers: int = 1, **kwargs: float
-) -> AsyncIterator[InterpreterPool]:
-    async with InterpreterPool(max_workers, **kwargs) as pool:  # type: ignore[arg-type]
-        yield pool
-
-
 async def assert_slot_free(pool: InterpreterPool, interrupted_id: int) -> None:
     """The call released its slot; the interrupted interpreter serves no more calls."""
     stats = pool.stats()
@@ -103,7 +95,7 @@ async def test_cancel_scope_cancel_interrupts_loop(tmp_path: Path) -> None:
     path = tmp_path / "spin"
     raised: list[type[BaseException]] = []
     ids: list[int] = []
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             with anyio.CancelScope() as scope:
 
@@ -133,7 +125,7 @@ async def test_anyio_deadline_interrupts_loop(tmp_path: Path, kind: str) -> None
     path = tmp_path / "spin"
     raised: list[type[BaseException]] = []
     ids: list[int] = []
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             make_scope = (
                 anyio.move_on_after if kind == "move_on_after" else anyio.fail_after
@@ -166,7 +158,7 @@ async def test_anyio_deadline_interrupts_loop(tmp_path: Path, kind: str) -> None
 
 async def test_timeout_param_interrupts_loop(tmp_path: Path) -> None:
     path = tmp_path / "spin"
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         await pool.run_sync(funcs.interp_id)  # a warm worker: the call starts at once
         with pipe() as (read_fd, write_fd):
             with pytest.raises(TimeoutError, match="did not finish within"):
@@ -202,7 +194,7 @@ async def test_timeout_deadline_and_cancelled_in_worker(tmp_path: Path) -> None:
     """deadline() is the call's deadline on time.monotonic; cancelled() turns True."""
     path = tmp_path / "deadline"
     timeout = 1.0
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         await pool.run_sync(funcs.interp_id)
         with pipe() as (read_fd, write_fd):
             before = time.monotonic()
@@ -216,14 +208,16 @@ async def test_timeout_deadline_and_cancelled_in_worker(tmp_path: Path) -> None:
         worker_deadline, worker_now, cancelled_at_start = first.split()
         # set from the host's clock when the call was made: the same monotonic clock
         assert before + timeout <= float(worker_deadline) <= after
+        # ... before the code started: at most `timeout` after the worker's clock
         assert before <= float(worker_now) <= float(worker_deadline)
+        assert float(worker_deadline) <= float(worker_now) + timeout
         assert cancelled_at_start == "False"
         assert last == "True"  # cancelled() in the finally, after the interrupt
         assert pool.stats().timed_out == 1
 
 
 async def test_worker_api_without_cancellation() -> None:
-    async with open_pool() as pool:
+    async with InterpreterPool(1) as pool:
         assert await pool.run_sync(funcs.checkpoint_state) == (False, None)
         state, worker_deadline = await pool.run_sync(funcs.checkpoint_state, timeout=60)
         assert state is False
@@ -243,7 +237,7 @@ def test_asyncio_task_cancel(tmp_path: Path) -> None:
     path = tmp_path / "spin"
 
     async def main() -> None:
-        async with open_pool(cancel_grace=LONG_GRACE) as pool:
+        async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
             with pipe() as (read_fd, write_fd):
                 task = asyncio.create_task(
                     pool.run_sync(funcs.spin, write_fd, str(path))
@@ -264,7 +258,7 @@ def test_asyncio_timeout(tmp_path: Path) -> None:
     path = tmp_path / "spin"
 
     async def main() -> None:
-        async with open_pool(cancel_grace=LONG_GRACE) as pool:
+        async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
             with pipe() as (read_fd, write_fd):
                 ids: list[int] = []
                 raised: list[type[BaseException]] = []
@@ -295,7 +289,7 @@ def test_trio_cancel_scopes(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "spin"
 
     async def main() -> None:
-        async with open_pool(cancel_grace=LONG_GRACE) as pool:
+        async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
             with pipe() as (read_fd, write_fd):
                 ids: list[int] = []
                 raised: list[type[BaseException]] = []
@@ -345,7 +339,7 @@ def test_trio_cancel_scopes(tmp_path: Path, kind: str) -> None:
 
 async def test_cancel_while_queued_never_runs(tmp_path: Path) -> None:
     queued = tmp_path / "queued"
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             first_scope = anyio.CancelScope()
             second_scope = anyio.CancelScope()
@@ -382,7 +376,7 @@ async def test_timeout_while_queued_never_runs(tmp_path: Path) -> None:
     """timeout= counts from the call: the time spent queued is included."""
     queued = tmp_path / "queued"
     errors: list[BaseException] = []
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             with anyio.CancelScope() as first_scope:
                 async with anyio.create_task_group() as tg:
@@ -411,7 +405,7 @@ async def test_timeout_while_queued_never_runs(tmp_path: Path) -> None:
 
 async def test_checkpoint_stops_loop_of_c_calls(tmp_path: Path) -> None:
     path = tmp_path / "hash"
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             ids: list[int] = []
             with anyio.CancelScope() as scope:
@@ -434,7 +428,7 @@ async def test_checkpoint_stops_loop_of_c_calls(tmp_path: Path) -> None:
 async def test_checkpoint_raises_after_interrupt_was_swallowed(tmp_path: Path) -> None:
     """The injected interrupt comes once; checkpoint() keeps reporting the cancel."""
     path = tmp_path / "checkpoint"
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as tg:
@@ -457,7 +451,7 @@ async def test_uninterruptible_sleep_is_abandoned_and_quarantined(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "slept"
-    async with open_pool(cancel_grace=0.1) as pool:
+    async with InterpreterPool(1, cancel_grace=0.1) as pool:
         with pipe() as (read_fd, write_fd):
             ids: list[int] = []
             with anyio.CancelScope() as scope:
@@ -500,7 +494,7 @@ async def test_uninterruptible_sleep_is_abandoned_and_quarantined(
 
 async def test_code_swallowing_interrupts_is_abandoned(tmp_path: Path) -> None:
     path = tmp_path / "swallow"
-    async with open_pool(cancel_grace=0.1) as pool:
+    async with InterpreterPool(1, cancel_grace=0.1) as pool:
         with pipe() as (read_fd, write_fd), pipe() as (release_r, release_w):
             ids: list[int] = []
             with anyio.CancelScope() as scope:
@@ -543,7 +537,7 @@ async def test_code_returning_after_interrupt_still_cancels_caller(
 ) -> None:
     path = tmp_path / "swallow"
     raised: list[type[BaseException]] = []
-    async with open_pool(cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
         with pipe() as (read_fd, write_fd):
             ids: list[int] = []
             with anyio.CancelScope() as scope:
@@ -576,7 +570,7 @@ async def test_no_stale_interrupt_after_cancels_and_timeouts(tmp_path: Path) -> 
     """Calls right after cancels and racing timeouts all return their own result."""
     rng = random.Random(20240613)
     plain = timeouts = 0
-    async with open_pool(2, cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(2, cancel_grace=LONG_GRACE) as pool:
         for round_ in range(20):
             with pipe() as (read_fd, write_fd):
                 with anyio.CancelScope() as scope:
@@ -624,7 +618,7 @@ async def test_cancel_storm() -> None:
         for _ in range(calls)
     ]
     outcomes = {"ok": 0, "timeout": 0, "cancelled": 0}
-    async with open_pool(2, cancel_grace=LONG_GRACE) as pool:
+    async with InterpreterPool(2, cancel_grace=LONG_GRACE) as pool:
         todo = iter(plans)
 
         async def runner() -> None:

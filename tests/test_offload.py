@@ -166,3 +166,8 @@ def test_offload_in_a_main_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["result 1024 9", "result 1024 9"]
     assert done.stderr == ""
+
+
+async def test_workers_do_not_import_anyio() -> None:
+    # the worker imported _funcs_integrations, which uses @offload at import time
+    assert await funcs.offloaded_libraries_loaded() == ()

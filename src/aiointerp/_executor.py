@@ -191,11 +191,14 @@ class InterpreterExecutor(Executor):
         :return: ``True`` if the call was cancelled or is being interrupted,
             ``False`` if it had already finished (or is not a call of this executor)
         """
-        if future.cancel():
-            return True
         with self._lock:
             call = self._calls.get(future)
-            if call is None or future.done():
+        if call is None:  # finished, or not ours
+            return False
+        if future.cancel():  # outside the lock: runs the done-callbacks
+            return True
+        with self._lock:
+            if future.done() or future not in self._calls:
                 return False
             self._post(call.interrupt)
         return True
@@ -209,13 +212,14 @@ class InterpreterExecutor(Executor):
         """
         with self._lock:
             self._shutdown = True
-            if cancel_futures:
-                for call in list(self._calls.values()):
-                    call.future.cancel()
+            pending = list(self._calls.values()) if cancel_futures else []
             thread = self._thread
             if self._loop is not None and not self._stopping:
                 self._stopping = True
+                # the loop ends once no call is left, serving the inbox until then
                 self._post(self._request_stop)
+        for call in pending:  # outside the lock: cancel() runs the done-callbacks
+            call.future.cancel()
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
 
@@ -256,8 +260,8 @@ class InterpreterExecutor(Executor):
     def _post(self, action: Callable[[], object]) -> None:
         """Have the loop's main task run ``action`` (from any thread; never blocks).
 
-        Called with ``self._lock`` held, while the loop runs: it stops only after
-        ``_request_stop``, the last action posted.
+        Called with ``self._lock`` held, for a call still in ``self._calls`` or
+        before ``_request_stop``: the loop runs until both are over.
         """
         assert self._loop is not None
         self._inbox.append(action)

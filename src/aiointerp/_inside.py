@@ -20,15 +20,16 @@ from __future__ import annotations
 import ctypes
 import os
 import pickle
-import runpy
 import sys
 import threading
-import types
 from collections import OrderedDict
-from typing import Any
 
 from . import _interp, _transport, worker
 from .worker import Interrupted
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any
 
 _QUIT_ID = 0
 _LOAD_NOTE = (
@@ -76,6 +77,9 @@ class _Main:
         self.loaded = spec is None
 
     def load(self) -> None:
+        import runpy
+        import types
+
         self.loaded = True
         assert self.spec is not None
         kind, target = self.spec

@@ -12,8 +12,11 @@ Everything above this module sees the same small surface: :func:`create` returns
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final
 
 __all__ = [
     "ExecFailed",

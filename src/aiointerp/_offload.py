@@ -9,8 +9,8 @@ Pickling. ``@offload`` rebinds the module's name ``f`` to the async wrapper, so 
 original function can no longer be pickled by reference: pickle looks ``f`` up,
 finds the wrapper and refuses. The wrapper therefore sends a :class:`_SyncRef`,
 which pickles as ``_resolve_sync(module, qualname)``. The worker imports the module
-(where ``f`` is the wrapper too), follows ``__wrapped__`` down to the original and
-calls it. The original function object is left untouched. In a script, ``module``
+(where ``f`` is the wrapper too), follows ``__wrapped__`` down to the wrapper
+(recognised by its code object) and calls the original under it. The original function object is left untouched. In a script, ``module``
 is ``__main__``: the lookup fails in a fresh worker, which then runs the script as
 ``__mp_main__`` (see :class:`aiointerp._inside._Main`) and resolves again.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Coroutine
+from types import CodeType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ __all__ = ["offload"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Set (to True) on the async wrappers made by :func:`offload`.
-_MARKER: Final = "__aiointerp_offload__"
 #: inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR, without importing inspect
 #: (this module is imported inside workers)
 _ASYNC_CODE_FLAGS: Final = 0x80 | 0x200
@@ -51,9 +50,19 @@ def _resolve_sync(module: str, qualname: str) -> Callable[..., Any]:
         obj = sys.modules[module]
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    while not getattr(obj, _MARKER, False):
+    # an attribute would not do as the mark: functools.wraps copies __dict__
+    while getattr(obj, "__code__", None) is not _wrapper_code():
         obj = obj.__wrapped__  # AttributeError when the chain ends
     return obj.__wrapped__  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _wrapper_code() -> CodeType:
+    """The code object shared by every wrapper that :func:`offload` makes."""
+    for const in _make_wrapper.__code__.co_consts:
+        if isinstance(const, CodeType) and const.co_name == "wrapper":
+            return const
+    raise AssertionError("the code of offload's wrapper was not found")
 
 
 class _SyncRef:
@@ -131,7 +140,6 @@ def _make_wrapper(
         )
         return result
 
-    setattr(wrapper, _MARKER, True)
     return wrapper
 
 

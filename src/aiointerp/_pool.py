@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import math
 import os
 import time
+import types
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from enum import Enum
@@ -53,9 +55,22 @@ class _Waiter:
         self.error: BaseException | None = None
 
 
-def _reject_async(func: object) -> None:
-    import inspect
+_ASYNC_FLAGS: Final = (
+    inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+)
 
+
+def _reject_async(func: object) -> None:
+    """Raise :class:`TypeError` for what run_sync cannot run: async callables."""
+    kind = type(func)
+    if kind is types.BuiltinFunctionType:
+        return
+    if kind is types.FunctionType:  # fast path for the common case
+        code = func.__code__  # type: ignore[attr-defined]
+        if not code.co_flags & _ASYNC_FLAGS and not hasattr(
+            func, "_is_coroutine_marker"
+        ):
+            return
     call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ of an object
     for candidate in (func, call):
         if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(
@@ -247,6 +262,8 @@ class InterpreterPool:
         Code that cannot be interrupted within ``cancel_grace`` is reported with a
         warning and left to finish on its own thread. Closing twice is harmless.
         """
+        if self._state is _State.CLOSED:
+            return
         if self._state is _State.NEW:
             self._state = _State.CLOSED
             self._closed.set()
@@ -446,7 +463,10 @@ class InterpreterPool:
             return
         worker.idle_since = anyio.current_time()
         self._idle.append(worker)
-        self._wake.set()
+        if len(self._idle) == self._min_idle + 1 and self._idle_timeout is not None:
+            # the first idle worker beyond the reserve: the watcher may be sleeping
+            # with no idle deadline to watch (later ones expire after this one)
+            self._wake.set()
 
     def _retire(
         self, worker: Worker, reason: str, deadline: float = _STOP_DEADLINE
@@ -549,7 +569,8 @@ class InterpreterPool:
             self._retire(worker, f"served {worker.tasks} calls")
         else:
             self._hand_off(worker)
-        self._wake.set()
+        if self._state is _State.CLOSING:
+            self._wake.set()  # _shutdown waits for the busy calls to end
 
     async def _call(
         self, job: _transport.Job, func: object, timeout: anyio.CancelScope | None

@@ -8,18 +8,23 @@ cross the queues without pickling:
 
 Arguments and results that are shareable (None, bool, int of at most 64 bits,
 float, str, bytes, memoryview and tuples of these) travel as they are; a
-``memoryview`` is not copied. Everything else is pickled (protocol 5), with
+``memoryview`` argument is not copied (a result comes back as bytes). Everything else is pickled (protocol 5), with
 cloudpickle as a fallback when it is installed.
 """
 
 from __future__ import annotations
 
 import pickle
-import traceback
-from types import TracebackType
-from typing import Any, Final
 
 from ._errors import NotShareableError, RemoteError, RemoteTraceback
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Final
+
+    type Job = tuple[int, float | None, bytes, int, Any]
+    type Outcome = tuple[int, int, Any, Any, bool]
 
 # args_mode / result encodings
 SHARED: Final = 0
@@ -38,8 +43,6 @@ _SIMPLE: Final = frozenset({type(None), bool, float, str, bytes, memoryview})
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
-Job = tuple[int, "float | None", bytes, int, Any]
-Outcome = tuple[int, int, Any, Any, bool]
 
 
 def is_shareable(obj: object) -> bool:
@@ -174,6 +177,8 @@ def encode_result(job_id: int, value: object) -> Outcome:
 
 
 def format_remote(exc: BaseException, tb: TracebackType | None) -> str:
+    import traceback  # only on the error path: it imports re, textwrap, linecache
+
     lines = traceback.format_exception(type(exc), exc, tb)
     return "".join(lines)
 

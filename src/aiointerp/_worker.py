@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,11 @@ class Worker:
         self._job_qid = _interp.create_queue()
         self._result_qid = _interp.create_queue()
         self._put_job, _ = _interp.open_queue(self._job_qid)
-        _, self._get_outcome = _interp.open_queue(self._result_qid)
+        _, self._get_queued = _interp.open_queue(self._result_qid)
+        # outcomes drained by the thread before it destroys the interpreter: queue
+        # items do not outlive the interpreter that put them
+        self._leftovers: deque[_transport.Outcome] = deque()
+        self._outcome_lock = threading.Lock()
         self._code = (
             "import sys\n"
             f"sys.path[:] = {list(bootstrap.sys_path)!r}\n"
@@ -117,6 +122,12 @@ class Worker:
         except BaseException as exc:
             self._failure = exc
         finally:
+            with self._outcome_lock:
+                while True:
+                    try:
+                        self._leftovers.append(self._get_queued())
+                    except Exception:  # empty
+                        break
             try:
                 interp.close()
             except Exception as exc:  # pragma: no cover - a thread of user code lingers
@@ -124,6 +135,13 @@ class Worker:
             os.write(self._done_w, b"X")
 
     # -- event loop side
+
+    def _get_outcome(self) -> _transport.Outcome:
+        with self._outcome_lock:
+            if self._leftovers:
+                return self._leftovers.popleft()
+            outcome: _transport.Outcome = self._get_queued()
+            return outcome
 
     async def _signal(self) -> bytes:
         while True:
