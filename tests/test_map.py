@@ -228,16 +228,19 @@ async def test_exception_in_loop_body_cancels_calls(pipe: MakePipe) -> None:
 
 
 async def test_per_call_timeout(pipe: MakePipe) -> None:
-    _, started_w = pipe()
+    started_r, started_w = pipe()
     stopped_r, stopped_w = pipe()
     async with aiointerp.InterpreterPool(1, cancel_grace=30) as pool:
+        await pool.run_sync(funcs.square, 2)  # a warm worker, module imported
         with pytest.raises(TimeoutError):
             async for _ in pool.map(
                 funcs.spin_until_interrupted, [(started_w, stopped_w)], timeout=0.2
             ):
                 pass
-        assert ready_byte(stopped_r) == b"I"
         assert pool.stats().timed_out == 1
+        # on a loaded machine the deadline may pass before the code starts
+        if ready_byte(started_r) == b"S":
+            assert ready_byte(stopped_r) == b"I"  # interrupted, not left running
 
 
 async def test_unshareable_item_raises_not_shareable() -> None:

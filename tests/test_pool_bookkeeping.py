@@ -8,7 +8,7 @@ test names the real-interpreter test of the same behaviour in ``test_lifecycle.p
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import _funcs_lifecycle as f
@@ -85,14 +85,14 @@ class Fakes:
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
+def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     fakes = Fakes()
     monkeypatch.setattr(_pool, "Worker", lambda bootstrap: FakeWorker(fakes))
-    yield fakes
+    return fakes
 
 
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    with anyio.fail_after(HANG_GUARD):
+async def wait_for(predicate: Callable[[], bool], timeout: float = HANG_GUARD) -> None:
+    with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - the watcher sets no event
             await anyio.sleep(0.01)
 
@@ -103,9 +103,9 @@ def record_retirements(
     retired: list[tuple[Any, str]] = []
     original = pool._retire
 
-    def spy(worker: Any, reason: str) -> None:
+    def spy(worker: Any, reason: str, *args: Any, **kwargs: Any) -> None:
         retired.append((worker, reason))
-        original(worker, reason)
+        original(worker, reason, *args, **kwargs)
 
     monkeypatch.setattr(pool, "_retire", spy)
     return retired
@@ -125,13 +125,17 @@ async def test_idle_retirement_order_is_oldest_idle_first(
             # become idle in the reverse order of creation
             order = list(reversed(fakes.running()))
             for worker in order:
-                count = len(fakes.finished)
+
+                def finished(worker: FakeWorker = worker) -> bool:
+                    return fakes.finished[-1:] == [worker]
+
                 worker.release.set()
-                await wait_for(lambda: len(fakes.finished) > count)
+                await wait_for(finished)
         await wait_for(lambda: pool.stats().retired == 3)
         assert retired == [(worker, "idle") for worker in order[:3]]
         stats = pool.stats()
         assert (stats.workers, stats.idle, stats.created) == (1, 1, 4)
+        fakes.hold_calls = False
         assert await pool.run_sync(f.interp_id) == order[3].interp_id
 
 
@@ -139,8 +143,9 @@ async def test_idle_retirement_order_is_oldest_idle_first(
 async def test_starts_never_exceed_max_workers(fakes: Fakes) -> None:
     fakes.hold_start = True
     peak: list[int] = []
-    async with InterpreterPool(3, min_idle=2) as pool:
-        fakes.on_start = lambda worker: peak.append(pool.stats().workers)
+    pool = InterpreterPool(3, min_idle=2)
+    fakes.on_start = lambda worker: peak.append(pool.stats().workers)
+    async with pool:
         await wait_for(lambda: pool.stats().starting == 2)  # the pre-warm
         async with anyio.create_task_group() as tg:
             for _ in range(5):
@@ -164,8 +169,9 @@ async def test_start_failures_back_off_exponentially_then_reset(
 ) -> None:
     fakes.fail_start = True
     backoffs: list[float] = []
-    async with InterpreterPool(2, min_idle=1) as pool:
-        fakes.on_start = lambda worker: backoffs.append(pool._backoff)
+    pool = InterpreterPool(2, min_idle=1)
+    fakes.on_start = lambda worker: backoffs.append(pool._backoff)
+    async with pool:
         await wait_for(lambda: len(backoffs) >= 6)
         # one try at a time, each after the previous backoff; the first at once
         assert backoffs[:6] == pytest.approx([0.0, 0.05, 0.1, 0.2, 0.4, 0.8])

@@ -144,13 +144,12 @@ def _make_wrapper(
 
 
 @overload
-def offload(func: Callable[P, T], /) -> Callable[P, Coroutine[Any, Any, T]]: ...
+def offload(func: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
 @overload
 def offload(
     func: None = None,
-    /,
     *,
     pool: InterpreterPool | None = None,
     timeout: float | None = None,
@@ -159,7 +158,6 @@ def offload(
 
 def offload(
     func: Callable[P, T] | None = None,
-    /,
     *,
     pool: InterpreterPool | None = None,
     timeout: float | None = None,

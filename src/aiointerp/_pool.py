@@ -590,7 +590,8 @@ class InterpreterPool:
                 self._release(worker)
                 raise
             except BaseException as exc:
-                self._count_failure(exc, timeout)
+                # interrupted by aclose(): the caller gets PoolClosedError, a failure
+                self._count_failure(exc, timeout, closed=scope.cancel_called)
                 await self._stop_call(worker)
                 raise
         if scope.cancelled_caught:
@@ -610,9 +611,12 @@ class InterpreterPool:
         return _transport.decode_outcome(outcome, func)
 
     def _count_failure(
-        self, exc: BaseException, timeout: anyio.CancelScope | None
+        self,
+        exc: BaseException,
+        timeout: anyio.CancelScope | None,
+        closed: bool = False,
     ) -> None:
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+        if closed or not isinstance(exc, anyio.get_cancelled_exc_class()):
             self._failed += 1
         elif timeout is not None and timeout.cancel_called:
             self._timed_out += 1
