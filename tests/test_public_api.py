@@ -17,6 +17,7 @@ import aiointerp
 
 SOURCE = Path(aiointerp.__file__).resolve().parent.parent
 
+
 def _public_attributes(module: types.ModuleType) -> set[str]:
     """The module's public attributes (lazy names once loaded), modules excluded."""
     return {

@@ -44,7 +44,6 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
 
-
 def is_shareable(obj: object) -> bool:
     """Deep check that *obj* crosses interpreters as it is, with its exact type."""
     kind = type(obj)
