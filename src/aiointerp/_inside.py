@@ -10,9 +10,10 @@ to quit. Wake-ups go through pipes, data through cross-interpreter queues:
 
 Cancellation: the watchdog thread lives in the same interpreter (an async exception can
 only be set from inside it) and injects :class:`~aiointerp.worker.Interrupted` into the
-loop thread with ``PyThreadState_SetAsyncExc``, at most once per job, and only while that
-job is the one running (checked under a lock). The loop clears any pending injection
-when a job ends, so a late one can never reach a later job or the loop itself.
+loop thread with ``PyThreadState_SetAsyncExc``, at most once per job, and only while
+that job is the one running (no lock: see :meth:`_Loop.disarm`). The loop clears any
+pending injection when a job ends, so a late one can never reach a later job or the
+loop itself.
 """
 
 from __future__ import annotations
@@ -58,11 +59,17 @@ def _watch(cancel_r: int, target: int, state: worker._JobState) -> None:
         job_id = int.from_bytes(data, "little")
         if job_id == _QUIT_ID:
             return
-        with state.lock:
+        # No lock: a lock held by the loop thread when an interrupt lands could never
+        # be released. in_flight is raised before job_id is read, so disarm() can
+        # wait out an injection that saw the old job_id (the GIL orders these steps).
+        state.in_flight = True
+        try:
             if state.job_id == job_id and not state.injected:
                 state.cancel_requested = True
                 state.injected = True
                 _set_async_exc(target, Interrupted)
+        finally:
+            state.in_flight = False
 
 
 class _Main:
@@ -129,11 +136,10 @@ class _Loop:
     def run(self, job: _transport.Job) -> _transport.Outcome:
         job_id, deadline, func_blob, args_mode, args = job
         state = self.state
-        with state.lock:
-            state.job_id = job_id
-            state.deadline = deadline
-            state.cancel_requested = False
-            state.injected = False
+        state.deadline = deadline
+        state.cancel_requested = False
+        state.injected = False
+        state.job_id = job_id  # armed: from here the watchdog may interrupt this job
         try:
             func = self.func(func_blob)
             if args_mode != _transport.SHARED:
@@ -151,9 +157,12 @@ class _Loop:
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next  # show the user's frames only
-        text = _transport.format_remote(exc, tb)
         if isinstance(exc, Interrupted):
+            # the host discards this text when it cancelled the call; formatting a
+            # traceback in a fresh interpreter costs milliseconds of cancel latency
+            text = f"{type(exc).__name__}: {exc}"
             return (job_id, _transport.INTERRUPTED, None, text, False)
+        text = _transport.format_remote(exc, tb)
         return _transport.encode_exception(job_id, exc, text)
 
     def disarm(self) -> bool:
@@ -165,11 +174,11 @@ class _Loop:
         state = self.state
         while True:
             try:
-                with state.lock:
-                    state.job_id = 0
-                    injected = state.injected
+                state.job_id = 0  # no new injection can match from here
+                while state.in_flight:  # one that read the old id is finishing
+                    pass  # spins for a switch interval at most: the watchdog holds no lock
                 _clear_async_exc(self.thread_id, None)
-                return injected
+                return state.injected
             except Interrupted:
                 continue
 

@@ -7,7 +7,6 @@ code) they are harmless: :func:`checkpoint` does nothing, :func:`cancelled` is
 
 from __future__ import annotations
 
-import threading
 import time
 
 __all__ = ["Interrupted", "cancelled", "checkpoint", "deadline"]
@@ -29,11 +28,12 @@ class Interrupted(BaseException):
 class _JobState:
     """Shared by the worker loop and its watchdog thread (inside one interpreter)."""
 
-    __slots__ = ("cancel_requested", "deadline", "injected", "job_id", "lock")
+    __slots__ = ("cancel_requested", "deadline", "in_flight", "injected", "job_id")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.job_id = 0
+        #: the watchdog is between reading job_id and injecting (written by it only)
+        self.in_flight = False
         self.deadline: float | None = None
         self.cancel_requested = False
         self.injected = False
