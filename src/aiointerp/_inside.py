@@ -18,12 +18,18 @@ loop itself.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import sys
 import threading
 from collections import OrderedDict
+
+try:
+    import ctypes
+except AttributeError:  # pragma: no cover - seen once on 3.15.2, starting workers in
+    # parallel: ctypes/__init__.py failed defining c_ubyte; a second import succeeds
+    sys.modules.pop("ctypes", None)
+    import ctypes
 
 from . import _interp, _transport, worker
 from .worker import Interrupted

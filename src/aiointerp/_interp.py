@@ -116,7 +116,9 @@ else:
         def exec(self, code: str) -> None:
             excinfo = _interpreters.exec(self.id, code)
             if excinfo is not None:
-                raise ExecFailed(excinfo.errdisplay or excinfo.formatted)
+                raise ExecFailed(
+                    getattr(excinfo, "errdisplay", None) or excinfo.formatted
+                )
 
         def close(self) -> None:
             _interpreters.destroy(self.id)

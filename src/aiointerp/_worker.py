@@ -163,6 +163,7 @@ class Worker:
         if signal == b"R":
             return
         self.spent = True
+        self._closed = signal == b"X"  # the thread already ended: nothing to stop
         if signal == b"F":
             try:
                 _transport.decode_outcome(self._get_outcome(), "initializer")
