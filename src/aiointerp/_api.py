@@ -25,12 +25,11 @@ def current_default_pool() -> InterpreterPool:
     and ends with the event loop, which destroys its interpreters: no ``async with``
     is needed. Must be called from inside an event loop.
     """
-    try:
-        return _default_pool.get()
-    except LookupError:
+    pool = _default_pool.get(None)
+    if pool is None or pool._closed.is_set():  # its watcher was cancelled: start over
         pool = InterpreterPool()
         _default_pool.set(pool)
-        return pool
+    return pool
 
 
 async def run_sync_in_interpreter(

@@ -33,3 +33,19 @@ def spawn_detached(async_fn: Callable[[], Awaitable[None]], name: str) -> Any:
 
         return asyncio.get_running_loop().create_task(main(), name=name)
     raise RuntimeError(f"aiointerp supports asyncio and trio, not {library}")
+
+
+def current_loop_getter() -> Callable[[], object]:
+    """A cheap function returning an identity of the running event loop.
+
+    It raises :class:`RuntimeError` when no loop of the same library runs in the
+    calling thread.
+    """
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token
+    import asyncio
+
+    return asyncio.get_running_loop

@@ -70,10 +70,13 @@ def _watch(cancel_r: int, target: int, state: worker._JobState) -> None:
         # wait out an injection that saw the old job_id (the GIL orders these steps).
         state.in_flight = True
         try:
-            if state.job_id == job_id and not state.injected:
-                state.cancel_requested = True
-                state.injected = True
-                _set_async_exc(target, Interrupted)
+            if state.job_id == job_id:
+                if not state.injected:
+                    state.cancel_requested = True
+                    state.injected = True
+                    _set_async_exc(target, Interrupted)
+            else:  # not armed yet (or over): run() checks this before calling
+                state.early = job_id
         finally:
             state.in_flight = False
 
@@ -154,10 +157,15 @@ class _Loop:
             exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)
         try:
+            while state.in_flight:  # a cancel read before the job was armed...
+                pass
+            if state.early == job_id:  # ...was recorded: do not start the call
+                state.cancel_requested = True
+                raise Interrupted("the call was cancelled before it started")
             value = _call(func, args)
+            return _transport.encode_result(job_id, value)
         except BaseException as exc:
             return self.failed(job_id, exc)
-        return _transport.encode_result(job_id, value)
 
     def failed(self, job_id: int, exc: BaseException) -> _transport.Outcome:
         tb = exc.__traceback__

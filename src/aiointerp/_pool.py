@@ -17,10 +17,9 @@ from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 
 from . import _transport
-from ._backends import spawn_detached
+from ._backends import current_loop_getter, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._stats import PoolStats
 from ._worker import Bootstrap, Worker
@@ -167,7 +166,8 @@ class InterpreterPool:
         self._init_blob = init_blob
         self._bootstrap: Bootstrap | None = None
         self._state = _State.NEW
-        self._token: object = None
+        self._current_loop: Callable[[], object] = object
+        self._loop: object = None
         self._watcher: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._wake = anyio.Event()
@@ -347,7 +347,11 @@ class InterpreterPool:
         )
 
     def _check_loop(self) -> None:
-        if self._token is not None and anyio.lowlevel.current_token() != self._token:
+        try:
+            same = self._current_loop() is self._loop
+        except RuntimeError:  # no loop of that library runs here
+            same = False
+        if not same:
             raise RuntimeError(
                 "this InterpreterPool belongs to another event loop; create one pool "
                 "per event loop (the default pool of run_sync_in_interpreter is)"
@@ -356,17 +360,18 @@ class InterpreterPool:
     async def _ensure_running(self) -> None:
         if self._state is _State.RUNNING:
             self._check_loop()
-            if not self._started.is_set():
-                await self._started.wait()
-            return
-        if self._state is _State.NEW:
+            if self._started.is_set():
+                return
+            await self._started.wait()
+        elif self._state is _State.NEW:
             self._state = _State.RUNNING
-            self._token = anyio.lowlevel.current_token()
+            self._current_loop = current_loop_getter()
+            self._loop = self._current_loop()
             self._bootstrap = Bootstrap.of_host(self._init_blob)
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
-            return
-        raise PoolClosedError("the InterpreterPool is closed; create a new one")
+        if self._state is not _State.RUNNING:  # closed, possibly while we waited
+            raise PoolClosedError("the InterpreterPool is closed; create a new one")
 
     async def _run_watcher(self) -> None:
         try:
@@ -379,8 +384,8 @@ class InterpreterPool:
                     with anyio.CancelScope(shield=True):
                         await self._shutdown(tg)
         except Exception:  # pragma: no cover - a bug of ours
-            logger.exception("the aiointerp pool watcher failed")
-            raise
+            # not re-raised: on trio a failing system task crashes the whole run
+            logger.exception("the aiointerp pool watcher failed; the pool is closed")
         finally:
             self._state = _State.CLOSED
             self._tg = None
@@ -414,7 +419,13 @@ class InterpreterPool:
             else:
                 assert self._tg is not None
                 for _ in range(min(wanted, room)):
-                    worker = Worker(self._bootstrap)  # type: ignore[arg-type]
+                    try:
+                        worker = Worker(self._bootstrap)  # type: ignore[arg-type]
+                    except OSError as exc:  # out of file descriptors...
+                        self._start_failed(
+                            BrokenWorkerError(f"could not start a worker: {exc!r}")
+                        )
+                        break
                     self._starting.add(worker)
                     self._tg.start_soon(self._start_worker, worker)
         return next_check - now
@@ -422,20 +433,12 @@ class InterpreterPool:
     async def _start_worker(self, worker: Worker) -> None:
         try:
             await worker.start()
-        except BrokenWorkerError as exc:
+        except (BrokenWorkerError, OSError, RuntimeError) as exc:
+            if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
+                exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
             self._starting.discard(worker)
             self._retiring.add(worker)
-            self._backoff = min(max(self._backoff * 2, _BACKOFF_MIN), _BACKOFF_MAX)
-            self._backoff_until = anyio.current_time() + self._backoff
-            logger.warning(
-                "could not start a worker interpreter (next try in %.2f s): %s",
-                self._backoff,
-                exc,
-            )
-            if self._waiters:  # the caller this worker was for
-                waiter = self._waiters.popleft()
-                waiter.error = exc
-                waiter.event.set()
+            self._start_failed(exc)
             await self._close(worker, "broken", counted=False)
             return
         except BaseException:
@@ -449,6 +452,21 @@ class InterpreterPool:
         self._backoff_until = -math.inf
         logger.debug("created %r", worker)
         self._hand_off(worker)
+
+    def _start_failed(self, exc: BrokenWorkerError) -> None:
+        """Back off, and fail the first waiting caller: it waited for this worker."""
+        self._backoff = min(max(self._backoff * 2, _BACKOFF_MIN), _BACKOFF_MAX)
+        self._backoff_until = anyio.current_time() + self._backoff
+        logger.warning(
+            "could not start a worker interpreter (next try in %.2f s): %s",
+            self._backoff,
+            exc,
+        )
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.error = exc
+            waiter.event.set()
+        self._wake.set()
 
     def _hand_off(self, worker: Worker) -> None:
         """Give a ready worker to the first waiting caller, or make it idle."""
@@ -538,6 +556,8 @@ class InterpreterPool:
     # -- one call
 
     async def _acquire(self) -> Worker:
+        if self._state is not _State.RUNNING:
+            raise PoolClosedError("the InterpreterPool is closed; create a new one")
         if self._idle and not self._waiters:
             worker = self._idle.pop()
             self._busy[worker] = anyio.CancelScope()
@@ -546,7 +566,8 @@ class InterpreterPool:
             return worker
         waiter = _Waiter()
         self._waiters.append(waiter)
-        self._wake.set()
+        if self._live() < self._max_workers:
+            self._wake.set()  # room to start a worker for this caller
         try:
             await waiter.event.wait()
         except BaseException:
@@ -564,7 +585,7 @@ class InterpreterPool:
         """A call is done with *worker*: reuse it, or retire it."""
         del self._busy[worker]
         if worker.spent:
-            self._retire(worker, "interrupted" if worker.tasks else "broken")
+            self._retire(worker, "interrupted or broken")
         elif self._max_tasks is not None and worker.tasks >= self._max_tasks:
             self._retire(worker, f"served {worker.tasks} calls")
         else:
@@ -625,13 +646,18 @@ class InterpreterPool:
 
     async def _stop_call(self, worker: Worker) -> None:
         """The caller is cancelled mid-call: interrupt the code, wait a little, release."""
-        with anyio.CancelScope(shield=True):
-            worker.interrupt()
-            with anyio.move_on_after(self._cancel_grace):
-                try:
-                    await worker.receive()
-                except BrokenWorkerError:
-                    pass
+        try:
+            with anyio.CancelScope(shield=True):
+                worker.interrupt()
+                with anyio.move_on_after(self._cancel_grace):
+                    try:
+                        await worker.receive()
+                    except BrokenWorkerError:
+                        pass
+        finally:  # also when a second native cancel (asyncio) breaks the shield
+            self._after_stop(worker)
+
+    def _after_stop(self, worker: Worker) -> None:
         if worker.job_id:  # still running: quarantine, keep the slot
             del self._busy[worker]
             self._quarantined.add(worker)

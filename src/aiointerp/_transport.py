@@ -44,15 +44,19 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
 
-def is_shareable(obj: object) -> bool:
-    """Deep check that *obj* crosses interpreters as it is, with its exact type."""
+def is_shareable(obj: object, views: bool = True) -> bool:
+    """Deep check that *obj* crosses interpreters as it is, with its exact type.
+
+    With ``views=False`` a memoryview does not count (results: a view into a worker's
+    memory must not outlive its interpreter).
+    """
     kind = type(obj)
     if kind in _SIMPLE:
-        return True
+        return views or kind is not memoryview
     if kind is int:
         return _INT64_MIN <= obj <= _INT64_MAX  # type: ignore[operator]
     if kind is tuple:
-        return all(is_shareable(item) for item in obj)  # type: ignore[attr-defined]
+        return all(is_shareable(item, views) for item in obj)  # type: ignore[attr-defined]
     return False
 
 
@@ -166,7 +170,7 @@ def encode_result(job_id: int, value: object) -> Outcome:
     if type(value) is memoryview:
         # a view into this interpreter's memory must not outlive it: send a copy
         return (job_id, OK_SHARED, value.tobytes(), None, False)
-    if is_shareable(value):
+    if is_shareable(value, views=False):  # nested views are pickled (and refused)
         return (job_id, OK_SHARED, value, None, False)
     try:
         return (job_id, OK_PICKLED, pickle.dumps(value, _PROTOCOL), None, False)
@@ -193,4 +197,8 @@ def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
             return (job_id, RAISED, blob, text, False)
     kind = type(exc)
     name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
-    return (job_id, RAISED_RAW, (name, str(exc)), text, False)
+    try:
+        message = str(exc)
+    except Exception as error:
+        message = f"<str() failed: {error!r}>"
+    return (job_id, RAISED_RAW, (name, message), text, False)

@@ -68,9 +68,16 @@ class Worker:
     """One interpreter served by one OS thread; used by one call at a time."""
 
     def __init__(self, bootstrap: Bootstrap) -> None:
-        self._job_r, self._job_w = os.pipe()
-        self._done_r, self._done_w = os.pipe()
-        self._cancel_r, self._cancel_w = os.pipe()
+        fds: list[int] = []
+        try:
+            for _ in range(3):
+                fds.extend(os.pipe())
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._job_r, self._job_w, self._done_r, self._done_w = fds[:4]
+        self._cancel_r, self._cancel_w = fds[4:]
         os.set_blocking(self._done_r, False)
         self._job_qid = _interp.create_queue()
         self._result_qid = _interp.create_queue()
@@ -182,9 +189,9 @@ class Worker:
         (:attr:`job_id` is set) and the caller decides to :meth:`interrupt` it and
         :meth:`receive` with a grace period.
         """
-        self.job_id = job[0]
         self._put_job(job)
         os.write(self._job_w, b"J")
+        self.job_id = job[0]  # in flight only once it was sent
         return await self.receive()
 
     async def receive(self) -> _transport.Outcome:
@@ -217,30 +224,44 @@ class Worker:
         """Stop the worker, destroy its interpreter, join its thread, close its fds.
 
         Waits up to *deadline* seconds for a job in flight to end; returns ``False``
-        if it did not (the worker is left to the process-exit handler).
+        if it did not: a thread then finishes the clean-up when the code returns (the
+        process-exit handler reports it if that is never).
         """
         if self._thread.ident is None:  # never started
             self._release()
             return True
-        with anyio.move_on_after(deadline):
-            if not self._closed:
-                try:
-                    os.write(self._job_w, b"Q")
-                except OSError:  # pragma: no cover
-                    pass
-            while not self._closed:
-                signal = await self._signal()
-                if signal == b"D":
-                    self._get_outcome()  # a late outcome nobody waits for
-                    self.job_id = 0
-                self._closed = signal in (b"X", b"")
         if not self._closed:
+            os.write(self._job_w, b"Q")
+        try:
+            with anyio.move_on_after(deadline):
+                while not self._closed:
+                    signal = await self._signal()
+                    if signal == b"D":
+                        self._get_outcome()  # a late outcome nobody waits for
+                        self.job_id = 0
+                    self._closed = signal in (b"X", b"")
+        except BaseException:
+            # cancelled natively (asyncio cancels every task when its loop ends, shield
+            # or not): the worker was told to quit; a thread finishes the clean-up
+            self._reap_later()
+            raise
+        if not self._closed:
+            self._reap_later()  # whenever the code that holds it returns
             return False
-        await anyio.to_thread.run_sync(self._thread.join)
+        self._thread.join()  # it wrote b"X" as its very last step
         self._release()
         return True
 
+    def _reap_later(self) -> None:
+        def reap() -> None:
+            self._thread.join()
+            self._release()
+
+        threading.Thread(target=reap, name="aiointerp-reaper", daemon=True).start()
+
     def _release(self) -> None:
+        with _live_lock:
+            _live.discard(self)  # first: the exit hook must not write to closed fds
         for fd in (
             self._job_r,
             self._job_w,
@@ -252,15 +273,13 @@ class Worker:
             os.close(fd)
         _interp.destroy_queue(self._job_qid)
         _interp.destroy_queue(self._result_qid)
-        with _live_lock:
-            _live.discard(self)
 
     def stop_at_exit(self) -> None:
         """Process exit: interrupt and stop the worker (no event loop is left)."""
-        self.interrupt()
         try:
+            self.interrupt()
             os.write(self._job_w, b"Q")
-        except OSError:  # pragma: no cover
+        except OSError:  # pragma: no cover - released meanwhile
             pass
 
 

@@ -28,12 +28,21 @@ class Interrupted(BaseException):
 class _JobState:
     """Shared by the worker loop and its watchdog thread (inside one interpreter)."""
 
-    __slots__ = ("cancel_requested", "deadline", "in_flight", "injected", "job_id")
+    __slots__ = (
+        "cancel_requested",
+        "deadline",
+        "early",
+        "in_flight",
+        "injected",
+        "job_id",
+    )
 
     def __init__(self) -> None:
         self.job_id = 0
         #: the watchdog is between reading job_id and injecting (written by it only)
         self.in_flight = False
+        #: the last job id whose cancel arrived before the job was armed
+        self.early = 0
         self.deadline: float | None = None
         self.cancel_requested = False
         self.injected = False
