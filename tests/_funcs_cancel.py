@@ -188,3 +188,8 @@ def swallow_and_return(start_fd: int, path: str) -> str:
     except BaseException:
         write(path, "swallowed\n")
         return "swallowed"
+
+
+def nested_view() -> tuple[memoryview, int]:
+    """A view into this interpreter's memory, nested in a result: must be refused."""
+    return (memoryview(bytearray(b"abc")), 1)
