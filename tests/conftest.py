@@ -14,13 +14,29 @@ import pytest
 
 from aiointerp import _interp
 
+_BACKENDS = [
+    pytest.param(("asyncio", {"debug": True}), id="asyncio"),
+    pytest.param(("trio", {}), id="trio"),
+]
+try:  # uvloop too, where it is installed (requirements-dev.txt installs it)
+    import uvloop  # noqa: F401
+except ImportError:  # pragma: no cover
+    HAVE_UVLOOP = False
+else:
+    HAVE_UVLOOP = True
+    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"debug": True}), id="asyncio"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
+
+@pytest.fixture(scope="session", autouse=True)
+def _uvloop_globals() -> None:
+    """libuv opens process-wide fds on first use: not a leak of the first test."""
+    if HAVE_UVLOOP:
+        import anyio
+
+        anyio.run(anyio.sleep, 0, backend_options={"use_uvloop": True})
+
+
+@pytest.fixture(params=_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
 
