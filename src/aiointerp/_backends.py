@@ -1,4 +1,7 @@
-"""The little that anyio does not cover: a task that outlives its caller's scopes.
+"""The little that anyio does not cover, per event-loop library.
+
+A task that outlives its caller's scopes, a cheap identity of the running loop, and a
+reader of worker signals that keeps its fd registered on asyncio.
 
 A pool's watcher must run for as long as the pool lives, also for the default pool
 that no ``async with`` opens. On trio it is a system task; on asyncio a task of the
@@ -9,9 +12,12 @@ remaining tasks), and the watcher then closes the pool.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import sniffio
 
 
@@ -49,3 +55,81 @@ def current_loop_getter() -> Callable[[], object]:
     import asyncio
 
     return asyncio.get_running_loop
+
+
+class SignalReader:
+    """Reads the one-byte signals a worker writes to its done pipe (non-blocking fd).
+
+    One consumer at a time. This generic version waits with
+    :func:`anyio.wait_readable` for each signal (trio registers fds cheaply).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def read(self) -> bytes:
+        """Return the next signal byte, or ``b""`` at end of file."""
+        while True:
+            try:
+                return os.read(self._fd, 1)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+
+    def close(self) -> None:
+        """Stop watching the fd (it is not closed); call on the event loop thread."""
+
+
+class _AsyncioSignalReader(SignalReader):
+    """asyncio: the fd stays registered with the loop for the worker's life.
+
+    ``wait_readable`` adds and removes a reader per call, about 9 µs each time; here
+    the loop's callback reads the signals itself as they come, so the fd is never
+    left readable (no busy loop when nobody waits).
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._loop = asyncio.get_running_loop()
+        self._signals = bytearray()
+        self._waiter: asyncio.Future[None] | None = None
+        self._watching = True
+        self._loop.add_reader(fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, 256)
+        except BlockingIOError:
+            return
+        except OSError:  # pragma: no cover - closed under us
+            data = b""
+        if not data:
+            self.close()
+        self._signals += data or b""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        while not self._signals:
+            if not self._watching:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        signal = bytes(self._signals[:1])
+        del self._signals[:1]
+        return signal
+
+    def close(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+
+def signal_reader(fd: int) -> SignalReader:
+    """The cheapest :class:`SignalReader` for the running event loop."""
+    if sniffio.current_async_library() == "asyncio":
+        return _AsyncioSignalReader(fd)
+    return SignalReader(fd)

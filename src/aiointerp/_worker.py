@@ -1,9 +1,9 @@
 """Host side of one worker: an interpreter, the OS thread that serves it, its pipes.
 
 The thread enters the interpreter once and runs :func:`aiointerp._inside.serve` there
-until told to quit; the event loop talks to it through pipes (awaited with
-:func:`anyio.wait_readable`) and two cross-interpreter queues, so a call costs no thread
-hop and no polling. Creating and destroying the interpreter happen on that thread too:
+until told to quit; the event loop talks to it through pipes (read by a
+:class:`~aiointerp._backends.SignalReader`) and two cross-interpreter queues, so a call
+costs no thread hop and no polling. Creating and destroying the interpreter happen on that thread too:
 the event loop never blocks on them.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from . import _interp, _transport
+from ._backends import SignalReader, signal_reader
 from ._errors import BrokenWorkerError
 
 logger = logging.getLogger("aiointerp")
@@ -96,6 +97,7 @@ class Worker:
             f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r})\n"
         )
         self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
+        self._reader = SignalReader(self._done_r)  # replaced on the loop by start()
         self._failure: BaseException | None = None
         self._closed = False
         #: interpreter id, once created
@@ -151,11 +153,7 @@ class Worker:
             return outcome
 
     async def _signal(self) -> bytes:
-        while True:
-            try:
-                return os.read(self._done_r, 1)
-            except BlockingIOError:
-                await anyio.wait_readable(self._done_r)
+        return await self._reader.read()
 
     async def start(self) -> None:
         """Start the thread and wait (asynchronously) until the worker is ready.
@@ -163,6 +161,7 @@ class Worker:
         :raises BrokenWorkerError: the interpreter could not be created, or the
             initializer raised (its exception is the ``__cause__``)
         """
+        self._reader = signal_reader(self._done_r)
         with _live_lock:
             _live.add(self)
         self._thread.start()
@@ -243,8 +242,10 @@ class Worker:
         except BaseException:
             # cancelled natively (asyncio cancels every task when its loop ends, shield
             # or not): the worker was told to quit; a thread finishes the clean-up
+            self._reader.close()
             self._reap_later()
             raise
+        self._reader.close()
         if not self._closed:
             self._reap_later()  # whenever the code that holds it returns
             return False
