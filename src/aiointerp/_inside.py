@@ -151,8 +151,7 @@ class _Loop:
         state.job_id = job_id  # armed: from here the watchdog may interrupt this job
         try:
             func = self.func(func_blob)
-            if args_mode != _transport.SHARED:
-                args = self.loads(args)
+            args = _transport.decode_args(args_mode, args, self.loads)
         except Exception as exc:
             exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)

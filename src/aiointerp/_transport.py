@@ -20,6 +20,7 @@ from ._errors import NotShareableError, RemoteError, RemoteTraceback
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from typing import Any, Final
 
@@ -162,8 +163,11 @@ def _add_subinterpreter_hint(exc: BaseException) -> None:
 # -- worker side
 
 
-def decode_args(mode: int, args: Any) -> tuple[Any, ...]:
-    return args if mode == SHARED else pickle.loads(args)  # type: ignore[no-any-return]
+def decode_args(
+    mode: int, args: Any, loads: Callable[[bytes], Any] = pickle.loads
+) -> tuple[Any, ...]:
+    """Inverse of the arguments part of :func:`encode_call`; *loads* unpickles."""
+    return args if mode == SHARED else loads(args)  # type: ignore[no-any-return]
 
 
 def encode_result(job_id: int, value: object) -> Outcome:
