@@ -146,15 +146,16 @@ def swallow_once_then_checkpoint(start_fd: int, path: str) -> None:
 
 def sleeper(start_fd: int, path: str, seconds: float) -> str:
     """Blocked in a C call (time.sleep): the interrupt waits until it returns."""
+    end = time.monotonic() + seconds
     try:
         try:
             started(start_fd)
+            time.sleep(seconds)
         except Interrupted:
-            # The handshake itself can be interrupted: the host may cancel as soon as
-            # the byte is written, before this thread gets the GIL back. Sleep anyway,
-            # as if the interrupt had come a moment later.
-            pass
-        time.sleep(seconds)
+            # The interrupt can come before the sleep begins: the host may cancel as
+            # soon as the handshake byte is written. Sleep out the rest anyway, as if
+            # it had come a moment later (an interrupt is raised once per call).
+            time.sleep(max(0.0, end - time.monotonic()))
         return "slept"
     finally:
         write(path, "slept\n")

@@ -8,11 +8,26 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import aiointerp
 from aiointerp import _interp
+
+ROOT = Path(__file__).resolve().parent.parent
+#: where aiointerp is imported from, also when it is not installed in this Python
+SOURCE = Path(aiointerp.__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child Python that imports aiointerp, tests/ and benchmarks."""
+    env = dict(os.environ)
+    paths = [str(SOURCE), str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    return env
+
 
 _BACKENDS = [
     pytest.param(("asyncio", {"debug": True}), id="asyncio"),

@@ -8,12 +8,13 @@ to quit. Wake-ups go through pipes, data through cross-interpreter queues:
 * ``done_w``: ``b"R"`` ready, ``b"F"`` initializer failed, ``b"D"`` one outcome queued
 * ``cancel_r``: 8-byte job ids for the watchdog; id 0 stops it
 
-Cancellation: the watchdog thread lives in the same interpreter (an async exception can
-only be set from inside it) and injects :class:`~aiointerp.worker.Interrupted` into the
-loop thread with ``PyThreadState_SetAsyncExc``, at most once per job, and only while
-that job is the one running (no lock: see :meth:`_Loop.disarm`). The loop clears any
-pending injection when a job ends, so a late one can never reach a later job or the
-loop itself.
+Cancellation: the watchdog thread lives in the same interpreter (an interrupt can only
+be arranged from inside it) and has :class:`~aiointerp._interrupt.Interrupter` raise
+:class:`~aiointerp.worker.Interrupted` in the loop thread, at most once per job, and
+only while that job is the one running (no lock: see :meth:`_Loop.disarm`). How the
+exception is raised so that the code's cleanup runs on every Python is the concern of
+:mod:`aiointerp._interrupt`. The loop turns the interrupt off when a job ends, so a
+late one can never reach a later job or the loop itself.
 """
 
 from __future__ import annotations
@@ -24,14 +25,8 @@ import sys
 import threading
 from collections import OrderedDict
 
-try:
-    import ctypes
-except AttributeError:  # pragma: no cover - seen once on 3.15.2, starting workers in
-    # parallel: ctypes/__init__.py failed defining c_ubyte; a second import succeeds
-    sys.modules.pop("ctypes", None)
-    import ctypes
-
 from . import _interp, _transport, worker
+from ._interrupt import FALLBACK, Interrupter, clear_async_exc
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -47,35 +42,34 @@ _LOAD_NOTE = (
 )
 _FUNC_CACHE_SIZE = 128
 
-# ctypes.pythonapi is a PyDLL: these run with the GIL held, as the C API requires.
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
-_set_async_exc.restype = ctypes.c_int
-_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
-    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-)
 
+def _watch(cancel_r: int, interrupter: Interrupter, state: worker._JobState) -> None:
+    """Watchdog thread: interrupt the job named on the pipe.
 
-def _watch(cancel_r: int, target: int, state: worker._JobState) -> None:
-    """Watchdog thread: inject :class:`Interrupted` into the job named on the pipe."""
+    A message is an 8-byte job id: a cancel from the host, or (with the
+    :data:`~aiointerp._interrupt.FALLBACK` bit) the interrupter's request to use the
+    async exception for a loop without raise points; id 0 stops the watchdog.
+    """
     while True:
         data = os.read(cancel_r, 8)
         if len(data) < 8:
             return
-        job_id = int.from_bytes(data, "little")
-        if job_id == _QUIT_ID:
+        message = int.from_bytes(data, "little")
+        if message == _QUIT_ID:
             return
+        job_id = message & ~FALLBACK
         # No lock: a lock held by the loop thread when an interrupt lands could never
         # be released. in_flight is raised before job_id is read, so disarm() can
-        # wait out an injection that saw the old job_id (the GIL orders these steps).
+        # wait out an interrupt that saw the old job_id (the GIL orders these steps).
         state.in_flight = True
         try:
             if state.job_id == job_id:
-                if not state.injected:
+                if message & FALLBACK:
+                    interrupter.fall_back(job_id)
+                elif not state.cancel_requested:
                     state.cancel_requested = True
-                    state.injected = True
-                    _set_async_exc(target, Interrupted)
-            else:  # not armed yet (or over): run() checks this before calling
+                    interrupter.start(job_id)
+            elif not message & FALLBACK:  # not armed yet (or over): run() checks
                 state.early = job_id
         finally:
             state.in_flight = False
@@ -116,6 +110,7 @@ class _Loop:
         job_qid: int,
         result_qid: int,
         main_spec: tuple[str, str] | None,
+        cancel_w: int,
     ) -> None:
         _, self.get_job = _interp.open_queue(job_qid)
         self.put_outcome, _ = _interp.open_queue(result_qid)
@@ -123,6 +118,8 @@ class _Loop:
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
         self.thread_id = threading.get_ident()
+        self.interrupter = Interrupter(self.thread_id, self.state, cancel_w)
+        self.state.settle = self.interrupter.settle
 
     def loads(self, blob: bytes) -> Any:
         try:
@@ -187,10 +184,11 @@ class _Loop:
         state = self.state
         while True:
             try:
-                state.job_id = 0  # no new injection can match from here
+                state.job_id = 0  # no new interrupt can match from here
                 while state.in_flight:  # one that read the old id is finishing
                     pass  # spins for a switch interval at most: the watchdog holds no lock
-                _clear_async_exc(self.thread_id, None)
+                self.interrupter.stop()
+                clear_async_exc(self.thread_id)
                 return state.injected
             except Interrupted:
                 continue
@@ -224,11 +222,11 @@ def serve(
 ) -> None:
     """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
     sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
-    loop = _Loop(job_qid, result_qid, main_spec)
+    loop = _Loop(job_qid, result_qid, main_spec, cancel_w)
     worker._state = loop.state
     watchdog = threading.Thread(
         target=_watch,
-        args=(cancel_r, loop.thread_id, loop.state),
+        args=(cancel_r, loop.interrupter, loop.state),
         name="aiointerp-watchdog",
     )
     watchdog.start()

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _transport
+from . import _defects, _transport
 from ._backends import current_loop_getter, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._stats import PoolStats
@@ -364,6 +364,7 @@ class InterpreterPool:
                 return
             await self._started.wait()
         elif self._state is _State.NEW:
+            _defects.warn_once()
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import time
 
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["Interrupted", "cancelled", "checkpoint", "deadline"]
 
 
@@ -35,6 +39,7 @@ class _JobState:
         "in_flight",
         "injected",
         "job_id",
+        "settle",
     )
 
     def __init__(self) -> None:
@@ -46,6 +51,8 @@ class _JobState:
         self.deadline: float | None = None
         self.cancel_requested = False
         self.injected = False
+        #: called before checkpoint() raises: no interrupt may follow it
+        self.settle: Callable[[], None] | None = None
 
 
 #: Set by the worker loop when this module is imported inside a worker interpreter.
@@ -86,4 +93,8 @@ def checkpoint() -> None:
     or that must stop at a known point. Does nothing outside a worker.
     """
     if cancelled():
+        state = _state
+        if state is not None and state.settle is not None:
+            state.cancel_requested = True  # the watchdog starts no interrupt now
+            state.settle()  # and undoes one it is starting
         raise Interrupted("the call was cancelled or timed out")

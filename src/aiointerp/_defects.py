@@ -1,0 +1,107 @@
+"""Known CPython defects that affect subinterpreters, by version; the warning they earn.
+
+One table, read by ``python -m aiointerp info`` and by the pool, which warns once
+per process when it starts on a Python with a defect that can kill the process.
+Every entry was measured on these machines unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+
+__all__ = ["KNOWN_DEFECTS", "Defect", "defects_of", "warn_once"]
+
+
+@dataclass(frozen=True, slots=True)
+class Defect:
+    """A defect of the CPython releases *first* to *last* (inclusive) of one series."""
+
+    first: tuple[int, int, int]
+    last: (
+        tuple[int, int, int] | None
+    )  # None: no release of the series known here fixes it
+    summary: str
+    impact: str
+    reference: str
+    #: the pool warns at start: the defect can abort the whole process
+    warn: bool = False
+
+    def affects(self, version: tuple[int, int, int]) -> bool:
+        if version[:2] != self.first[:2] or version < self.first:
+            return False
+        return self.last is None or version <= self.last
+
+
+KNOWN_DEFECTS: tuple[Defect, ...] = (
+    Defect(
+        first=(3, 13, 0),
+        last=(3, 13, 0),
+        summary=(
+            "sys._current_frames() called by any thread while an interpreter runs "
+            "code aborts the process (free(): invalid pointer)"
+        ),
+        impact=(
+            "every sampling profiler calls it: Sentry and Datadog profiling, "
+            "pyinstrument, py-spy's in-process mode, Dask's worker profiler; "
+            "3.13.18 and 3.14 survive it (3.13.1 to 3.13.17 were not tested)"
+        ),
+        reference="docs/limitations.md#crashes-on-cpython-3130",
+        warn=True,
+    ),
+    Defect(
+        first=(3, 13, 0),
+        last=None,
+        summary="each interpreter destroyed leaks about 4 MiB (3.13.0 and 3.13.18)",
+        impact=(
+            "aiointerp keeps interpreters warm, but retires interrupted ones and "
+            "those recycled by idle_timeout or max_tasks_per_worker: each costs "
+            "that much memory for the life of the process; 3.14 does not leak"
+        ),
+        reference="docs/limitations.md#memory-on-cpython-313",
+    ),
+    Defect(
+        first=(3, 13, 0),
+        last=None,
+        summary=(
+            "an exception set with PyThreadState_SetAsyncExc can skip the except/"
+            "finally blocks of the frame it lands in (cpython#139622)"
+        ),
+        impact=(
+            "aiointerp raises its interrupts through sys.monitoring instead, so "
+            "cleanup runs; other code that uses async exceptions is affected"
+        ),
+        reference="https://github.com/python/cpython/issues/139622",
+    ),
+)
+
+
+def defects_of(version: tuple[int, int, int] | None = None) -> list[Defect]:
+    """The known defects of CPython *version* (default: this Python)."""
+    if version is None:
+        version = sys.version_info[:3]
+    if sys.implementation.name != "cpython":  # pragma: no cover
+        return []
+    return [defect for defect in KNOWN_DEFECTS if defect.affects(version)]
+
+
+_warned = False
+
+
+def warn_once() -> None:
+    """Warn (once per process) when this Python has a defect that can abort it."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    for defect in defects_of():
+        if defect.warn:
+            version = ".".join(map(str, sys.version_info[:3]))
+            warnings.warn(
+                f"CPython {version} has a defect that aborts the process with "
+                f"subinterpreters: {defect.summary}; {defect.impact}. Use the newest "
+                f"3.13 release. See {defect.reference}",
+                RuntimeWarning,
+                stacklevel=4,
+            )

@@ -1,0 +1,212 @@
+"""How a running call is interrupted so that its cleanup runs (inside each worker).
+
+Stdlib only. The obvious tool, ``PyThreadState_SetAsyncExc``, raises the exception at
+the next "eval breaker" check of the target thread. On CPython 3.13 (3.13.0 to at
+least 3.13.18, cpython#139622) the exception raised at the check that follows a call
+of a C function is unwound from the wrong position: the ``except``/``finally``/
+``__exit__`` of the frame it lands in are skipped. A loop like ``while
+time.monotonic() < end: ...`` lost its ``finally`` in most interrupts.
+
+So the exception is raised by the code itself, at an instruction whose position is
+exact (PEP 669, per interpreter): on a cancel the watchdog enables the INSTRUCTION
+event of a free :mod:`sys.monitoring` tool; the callback ignores other threads and
+aiointerp's own frames, and raises :class:`~aiointerp.worker.Interrupted` before the
+next *raise point* of the user's code: a load, a store to a local, a call, a binary
+operation or comparison, ``POP_TOP`` or a return (:func:`_raise_points`). Raised there,
+handlers ran in every probe on 3.13.0, 3.13.18, 3.14 and 3.15. Raised at a ``NOP``
+that opens a ``try`` they were skipped, even on 3.14, and at ``JUMP_BACKWARD`` on
+3.13. The events are turned off before the exception propagates, so the cleanup
+runs at full speed and is never interrupted a second time.
+
+A loop without any raise point (``while True: pass``, ``for _ in range(n): pass``)
+never reaches one. After :data:`NO_POINT_LIMIT` instructions without one the
+callback turns the events off and asks the watchdog to fall back to the async
+exception, which such loops receive at their backward jump, where every version
+unwinds correctly (set from inside the callback, with the code still instrumented,
+it did not: hence the round trip through the watchdog).
+
+One mechanism on every Python: the same code path is what the test matrix proves.
+If no tool id is free (the user's code monitors with all six), the async exception
+is used directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from _thread import get_ident
+
+try:
+    import ctypes
+except AttributeError:  # pragma: no cover - seen once on 3.15.2, starting workers in
+    # parallel: ctypes/__init__.py failed defining c_ubyte; a second import succeeds
+    sys.modules.pop("ctypes", None)
+    import ctypes
+
+from . import worker
+from .worker import Interrupted
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from types import CodeType
+    from typing import Any, Final
+
+__all__ = ["FALLBACK", "Interrupter", "NO_POINT_LIMIT", "clear_async_exc"]
+
+#: instructions of user code without a raise point before the async exception is used
+NO_POINT_LIMIT: Final = 300
+#: flag bit of a watchdog message: "fall back to the async exception for this job"
+FALLBACK: Final = 1 << 62
+#: tool ids to try, the unassigned ones first (0 debugger, 1 coverage, 2 profiler,
+#: 5 optimizer by convention); a tool in use is never taken
+_TOOL_IDS: Final = (4, 3, 5, 2, 1, 0)
+_TOOL_NAME: Final = "aiointerp-interrupt"
+#: besides LOAD_* and STORE_FAST*: what runs right after a C call returns
+_ALSO_RAISE_AT: Final = frozenset(
+    {"POP_TOP", "CALL", "CALL_KW", "BINARY_OP", "COMPARE_OP"}
+    | {"RETURN_VALUE", "RETURN_CONST"}
+)
+
+# ctypes.pythonapi is a PyDLL: these run with the GIL held, as the C API requires.
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+_set_async_exc.restype = ctypes.c_int
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
+
+
+def clear_async_exc(thread_id: int) -> None:
+    """Drop an async exception set for *thread_id* that has not fired yet."""
+    _clear_async_exc(thread_id, None)
+
+
+def _own_files() -> frozenset[str]:
+    """Files of the worker loop: an interrupt never lands in their frames."""
+    from . import _inside, _interp, _transport
+
+    return frozenset(
+        module.__file__ or ""
+        for module in (_inside, _interp, _transport, sys.modules[__name__])
+    )
+
+
+def _raise_points() -> frozenset[int]:
+    """Opcodes before which the exception is raised: loads, stores, calls, returns."""
+    import opcode
+
+    return frozenset(
+        code
+        for name, code in opcode.opmap.items()
+        if name.startswith(("LOAD_", "STORE_FAST")) or name in _ALSO_RAISE_AT
+    )
+
+
+class Interrupter:
+    """Raises :class:`Interrupted` in one thread (the worker loop's), once per job.
+
+    :meth:`start` and :meth:`fall_back` run in the watchdog thread with the job state's
+    ``in_flight`` raised; :meth:`stop` (the job ended) and :meth:`settle` (the code
+    raised :class:`Interrupted` itself) run in the target thread and first wait for
+    ``in_flight`` to drop, so the two never overlap (:mod:`aiointerp._inside`). The
+    callback runs in whichever thread executes instrumented code and acts only in
+    the target's.
+    """
+
+    def __init__(self, target: int, state: worker._JobState, notify_fd: int) -> None:
+        self.target = target
+        self.state = state
+        self.notify_fd = notify_fd  # the watchdog's pipe, for the fallback request
+        self.tool: int | None = None  # the sys.monitoring tool id while claimed
+        self.armed = False  # the events are on: the callback may raise
+        self.fired = False  # Interrupted was raised (or set) for this job
+        self.job_id = 0
+        self.no_point = 0
+        self.points: frozenset[int] = frozenset()
+        self.own: frozenset[str] = frozenset()
+
+    # -- watchdog thread
+
+    def start(self, job_id: int) -> None:
+        """Arrange for :class:`Interrupted` to be raised in the target thread."""
+        self.job_id = job_id
+        self.fired = False
+        tool = self._claim_tool()
+        if tool is None:
+            self._inject()
+            return
+        if not self.points:  # the first cancel this interpreter sees
+            self.points = _raise_points()
+            self.own = _own_files()
+        self.no_point = 0
+        self.tool = tool
+        self.armed = True
+        monitoring = sys.monitoring
+        event = monitoring.events.INSTRUCTION
+        monitoring.register_callback(tool, event, self._on_instruction)
+        monitoring.set_events(tool, event)  # last: the callback may run from here
+
+    def fall_back(self, job_id: int) -> None:
+        """The code runs a loop without raise points: use the async exception."""
+        if job_id == self.job_id and not self.fired:
+            self._inject()
+
+    def _inject(self) -> None:
+        self.fired = True
+        self.state.injected = True
+        _set_async_exc(self.target, Interrupted)
+
+    # -- target thread
+
+    def settle(self) -> None:
+        """The code raises :class:`Interrupted` itself: no interrupt may follow."""
+        state = self.state
+        self.fired = True
+        state.injected = True  # retired afterwards, as after any interrupt
+        while state.in_flight:  # an interrupt being arranged right now...
+            pass
+        self._disarm()  # ...is undone
+        clear_async_exc(self.target)
+
+    def stop(self) -> None:
+        """The job ended: turn the events off, give the tool id back (idempotent)."""
+        self._disarm()
+        tool = self.tool
+        if tool is None:
+            return
+        self.tool = None
+        monitoring = sys.monitoring
+        monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
+        monitoring.free_tool_id(tool)
+
+    def _disarm(self) -> None:
+        self.armed = False
+        if self.tool is not None:
+            sys.monitoring.set_events(self.tool, 0)
+
+    def _claim_tool(self) -> int | None:
+        monitoring = sys.monitoring
+        for tool in _TOOL_IDS:
+            if monitoring.get_tool(tool) is None:
+                try:
+                    monitoring.use_tool_id(tool, _TOOL_NAME)
+                except ValueError:  # pragma: no cover - taken meanwhile
+                    continue
+                return tool
+        return None
+
+    def _on_instruction(self, code: CodeType, offset: int) -> Any:
+        if get_ident() != self.target or code.co_filename in self.own:
+            return None
+        if not self.armed or self.fired or self.state.job_id != self.job_id:
+            return None  # over: the loop turns the events off
+        if code.co_code[offset] in self.points:
+            self.fired = True
+            self.state.injected = True
+            self._disarm()
+            raise Interrupted("the call was cancelled or timed out")
+        self.no_point += 1
+        if self.no_point >= NO_POINT_LIMIT:
+            self._disarm()
+            os.write(self.notify_fd, (self.job_id | FALLBACK).to_bytes(8, "little"))
+        return None
