@@ -1,13 +1,15 @@
 """Cancel latency: how soon cancelled code stops, and when its caller is released.
 
-Run it with ``python -m benchmarks.cancel_latency`` (or ``python
-benchmarks/cancel_latency.py``; ``--quick`` for a short run). Stdlib and anyio only.
+Run it with ``python -m benchmarks.cancel_latency`` from the repository root
+(``--quick`` for a short run). Stdlib and anyio only.
 
-* aiointerp: a pure-Python loop runs in a worker; it writes a start byte to a pipe,
-  spins, and its ``finally`` writes a stop byte to another pipe. The host waits for
-  the start byte, calls ``scope.cancel()``, and measures the time until the stop
-  byte is readable (the code stopped) and until the caller is released (its
-  cancellation raised). N samples per event loop (asyncio, trio); p50 and p99.
+* aiointerp: a code shape of :mod:`benchmarks._shapes` runs in a worker; it writes a
+  start byte to a pipe once it runs, and its last cleanup (after every ``finally``
+  and ``__exit__`` of the shape) writes a stop byte to another pipe. The host waits
+  for the start byte, calls ``scope.cancel()``, and measures the time until the stop
+  byte is readable (the code stopped, its cleanup done) and until the caller is
+  released (its cancellation raised). N samples per event loop (asyncio, trio) for
+  ``while True: pass``, and SHAPE_SAMPLES for each of the other shapes; p50, p99.
 * anyio.to_interpreter.run_sync under a cancel scope: it does not interrupt the
   code, so the caller is released when the job ends. A 0.5 s CPU job, cancelled
   0.1 s after it started: the time from the cancel to the caller's release.
@@ -22,12 +24,20 @@ import functools
 import math
 import os
 import sys
+import tempfile
 import time
 from typing import Any
+
+from benchmarks import _shapes
 
 #: samples per event loop for aiointerp
 SAMPLES = 200
 SAMPLES_QUICK = 20
+#: samples per shape and event loop in the per-shape table
+SHAPE_SAMPLES = 50
+SHAPE_SAMPLES_QUICK = 5
+#: the shape of the headline figures
+MAIN_SHAPE = "while_true_pass"
 #: anyio.to_interpreter: job length, when it is cancelled, samples per event loop
 JOB_SECONDS = 0.5
 CANCEL_AFTER = 0.1
@@ -37,16 +47,6 @@ BACKENDS = ("asyncio", "trio")
 
 
 # -- code that runs in the workers (stdlib only) ---------------------------------------
-
-
-def spin_until_interrupted(start_fd: int, stop_fd: int) -> None:
-    """Write a start byte, loop in pure Python; the finally writes a stop byte."""
-    try:
-        os.write(start_fd, b"s")
-        while True:
-            pass
-    finally:
-        os.write(stop_fd, b"e")
 
 
 def noop() -> None:
@@ -76,7 +76,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _aiointerp_samples(n: int) -> tuple[list[float], list[float]]:
+async def _aiointerp_samples(n: int, shape: str) -> tuple[list[float], list[float]]:
     """(cancel → code stopped, cancel → caller released) for *n* cancelled calls."""
     import anyio
 
@@ -86,6 +86,8 @@ async def _aiointerp_samples(n: int) -> tuple[list[float], list[float]]:
     released: list[float] = []
     start_r, start_w = os.pipe()
     stop_r, stop_w = os.pipe()
+    tmp = tempfile.TemporaryDirectory()
+    path = os.path.join(tmp.name, "cleanup")
     try:
         # one worker: each sample waits for the replacement of the interrupted
         # interpreter before it starts, so no creation overlaps a measurement
@@ -99,14 +101,16 @@ async def _aiointerp_samples(n: int) -> tuple[list[float], list[float]]:
                     scope: anyio.CancelScope = scope, times: dict[str, float] = times
                 ) -> None:
                     with scope:
-                        await pool.run_sync(spin_until_interrupted, start_w, stop_w)
+                        await pool.run_sync(
+                            _shapes.run_shape, shape, start_w, path, stop_w
+                        )
                     times["released"] = time.perf_counter()
 
                 with anyio.fail_after(60):
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(call)
                         await anyio.wait_readable(start_r)
-                        os.read(start_r, 1)
+                        os.read(start_r, 8)
                         cancelled_at = time.perf_counter()
                         scope.cancel()
                         await anyio.wait_readable(stop_r)
@@ -118,6 +122,7 @@ async def _aiointerp_samples(n: int) -> tuple[list[float], list[float]]:
     finally:
         for fd in (start_r, start_w, stop_r, stop_w):
             os.close(fd)
+        tmp.cleanup()
     return stopped, released
 
 
@@ -168,6 +173,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     import anyio
 
     n = SAMPLES_QUICK if quick else SAMPLES
+    shape_n = SHAPE_SAMPLES_QUICK if quick else SHAPE_SAMPLES
     anyio_n = ANYIO_SAMPLES_QUICK if quick else ANYIO_SAMPLES
     job_length = _calibrate_job(JOB_SECONDS)
     results: dict[str, Any] = {
@@ -175,11 +181,15 @@ def run(quick: bool = False) -> dict[str, Any]:
         "samples": n,
         "job_seconds": JOB_SECONDS,
         "cancel_after": CANCEL_AFTER,
+        "shape_samples": shape_n,
         "aiointerp": {},
+        "shapes": {name: {} for name in _shapes.SHAPES},
         "anyio_to_interpreter": {},
     }
     for backend in BACKENDS:
-        stopped, released = anyio.run(_aiointerp_samples, n, backend=backend)
+        stopped, released = anyio.run(
+            _aiointerp_samples, n, MAIN_SHAPE, backend=backend
+        )
         results["aiointerp"][backend] = {
             "stopped": summary(stopped),
             "released": summary(released),
@@ -191,6 +201,14 @@ def run(quick: bool = False) -> dict[str, Any]:
             "released": summary(anyio_released),
             "elapsed": summary(anyio_elapsed),
         }
+        for name in _shapes.SHAPES:
+            stopped, released = anyio.run(
+                _aiointerp_samples, shape_n, name, backend=backend
+            )
+            results["shapes"][name][backend] = {
+                "stopped": summary(stopped),
+                "released": summary(released),
+            }
     results["ratio_release_p50"] = {
         backend: results["anyio_to_interpreter"][backend]["released"]["p50"]
         / results["aiointerp"][backend]["released"]["p50"]
@@ -220,6 +238,25 @@ def report(results: dict[str, Any]) -> str:
                 f"{f'aiointerp {backend}: {label}':56} "
                 f"{_ms(fig['p50'])} {_ms(fig['p99'])} {_ms(fig['max'])}"
             )
+    lines.append(
+        f"cancel -> code stopped (cleanup done) per code shape, "
+        f"{results['shape_samples']} cancels each (ms)"
+    )
+    lines.append(
+        f"{'':24}"
+        + "".join(
+            f"{f'{backend} p50':>13}{f'{backend} p99':>13}" for backend in BACKENDS
+        )
+    )
+    for name, by_backend in results["shapes"].items():
+        lines.append(
+            f"{name:24}"
+            + "".join(
+                f"{_ms(by_backend[backend]['stopped']['p50']):>13}"
+                f"{_ms(by_backend[backend]['stopped']['p99']):>13}"
+                for backend in BACKENDS
+            )
+        )
     for backend in BACKENDS:
         fig = results["anyio_to_interpreter"][backend]["released"]
         label = f"anyio.to_interpreter {backend}: cancel -> released (n={fig['n']})"

@@ -59,7 +59,7 @@ KNOWN_DEFECTS: tuple[Defect, ...] = (
             "those recycled by idle_timeout or max_tasks_per_worker: each costs "
             "that much memory for the life of the process; 3.14 does not leak"
         ),
-        reference="docs/limitations.md#memory-on-cpython-313",
+        reference="docs/limitations.md#memory",
     ),
     Defect(
         first=(3, 13, 0),

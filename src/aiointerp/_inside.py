@@ -204,8 +204,9 @@ class _Loop:
 
 
 def _call(func: Any, args: tuple[Any, ...]) -> Any:
-    # A frame of its own around user code: on 3.13.0 an injected exception can skip the
-    # handlers of the frame it lands in (cpython#139622); the caller's catch it.
+    # A frame of its own around user code, whose exceptions the caller's handlers catch
+    # (belt and braces: cpython#139622 made the async exception skip the handlers of
+    # the frame it landed in; see _interrupt.py).
     return func(*args)
 
 

@@ -159,10 +159,13 @@ class Interrupter:
     # -- target thread
 
     def settle(self) -> None:
-        """The code raises :class:`Interrupted` itself: no interrupt may follow."""
+        """The code raises :class:`Interrupted` itself: no interrupt may follow.
+
+        The code stops at a point of its choosing, so its interpreter may be reused,
+        unless an interrupt was raised before (``state.injected`` stays as it is).
+        """
         state = self.state
         self.fired = True
-        state.injected = True  # retired afterwards, as after any interrupt
         while state.in_flight:  # an interrupt being arranged right now...
             pass
         self._disarm()  # ...is undone
@@ -204,7 +207,7 @@ class Interrupter:
             self.fired = True
             self.state.injected = True
             self._disarm()
-            raise Interrupted("the call was cancelled or timed out")
+            raise Interrupted  # no message: as the async exception, a class
         self.no_point += 1
         if self.no_point >= NO_POINT_LIMIT:
             self._disarm()

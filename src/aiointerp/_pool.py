@@ -111,11 +111,11 @@ class InterpreterPool:
     Cancelling a caller (any asyncio or trio cancellation, ``anyio`` scopes, or the
     call's ``timeout=``) that still waits for a worker removes it from the queue: the
     call never runs. Cancelling a running call interrupts the code inside the
-    interpreter: :class:`~aiointerp.Interrupted` is raised there at the next bytecode
-    boundary, ``finally`` blocks run, and the caller gets its cancellation (or
-    :class:`TimeoutError`) once the code has stopped, or after ``cancel_grace``
-    seconds, whichever comes first. The interpreter is then retired, since an
-    injected exception may have left its state broken. Code that cannot be
+    interpreter: :class:`~aiointerp.Interrupted` is raised there within about a
+    millisecond, every ``finally`` block and ``__exit__`` runs, and the caller gets its
+    cancellation (or :class:`TimeoutError`) once the code has stopped, or after
+    ``cancel_grace`` seconds, whichever comes first. The interpreter is then retired,
+    since an exception raised at an arbitrary point may have left its state broken. Code that cannot be
     interrupted in time (``time.sleep``, a long C call, ``except BaseException``) is
     abandoned: it keeps its capacity slot until it returns, its result is
     discarded, and its interpreter is destroyed and replaced then.
@@ -305,19 +305,36 @@ class InterpreterPool:
         ordered: bool = True,
         max_in_flight: int | None = None,
         timeout: float | None = None,
+        chunksize: int = 1,
     ) -> AsyncIterator[T]:
         """Run ``func(item)`` for each item in interpreters; iterate over the results.
 
-        At most ``max_in_flight`` calls (default: ``max_workers``) are submitted ahead
-        of the consumer (backpressure). With ``ordered=True`` results come in input
-        order, otherwise as they complete. Leaving the loop early, or cancelling the
-        consumer, cancels (and interrupts) what is in flight. Use it as
-        ``async for result in pool.map(func, items): ...``; to stop early and clean
-        up at once, close it (``async with contextlib.aclosing(pool.map(...))``).
+        At most ``max_in_flight`` calls are submitted ahead of the consumer
+        (backpressure). With ``ordered=True`` results come in input order, otherwise
+        as they complete. With ``chunksize`` > 1, items travel and run in batches of
+        that many per call (one round trip), for functions so short that the round
+        trip would dominate; the results still come one by one. Leaving the loop
+        early, or cancelling the consumer, cancels (and interrupts) what is in
+        flight, batches included. Use it as ``async for result in pool.map(func,
+        items): ...``; to stop early and clean up at once, close it (``async with
+        contextlib.aclosing(pool.map(...))``).
 
-        :param timeout: per-call timeout, as for :meth:`run_sync`
-        :raises Exception: the first exception raised by a call, after the calls
-            still in flight are cancelled
+        :param func: a synchronous, picklable callable taking one item
+        :param iterable: the items, a sync or an async iterable
+        :param ordered: results in input order, or as they complete
+        :param max_in_flight: most calls (a batch counts as one) submitted and not
+            yet consumed; default ``max_workers``, ``2 * max_workers`` with
+            ``chunksize`` > 1
+        :param timeout: per-call timeout, as for :meth:`run_sync`; per batch with
+            ``chunksize`` > 1
+        :param chunksize: items per call (default 1)
+        :raises TypeError: ``func`` is async, ``iterable`` is not iterable, or
+            ``chunksize`` is not an int (at once)
+        :raises ValueError: ``max_in_flight`` or ``chunksize`` is below 1, or
+            ``timeout`` is negative (at once)
+        :raises Exception: the first exception raised by a call or an item, once
+            the results computed before it were delivered and the calls still in
+            flight cancelled; it carries a note naming the item
         """
         from ._map import map_in_pool
 
@@ -328,6 +345,7 @@ class InterpreterPool:
             ordered=ordered,
             max_in_flight=max_in_flight,
             timeout=timeout,
+            chunksize=chunksize,
         )
 
     @property

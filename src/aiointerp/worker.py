@@ -19,11 +19,13 @@ __all__ = ["Interrupted", "cancelled", "checkpoint", "deadline"]
 class Interrupted(BaseException):
     """Raised inside a worker when its call was cancelled or timed out.
 
-    The worker's watchdog injects it into the running code at the next bytecode
-    boundary; :func:`checkpoint` raises it explicitly. It derives from
-    :class:`BaseException` so that ``except Exception`` does not swallow it; ``finally``
-    blocks and context managers still run. Do not catch it, or catch it only to
-    re-raise: code that swallows it keeps its interpreter busy until it returns.
+    The worker's watchdog has the running code raise it before its next load, store,
+    call or return (or, in a loop with none, at its backward jump), once per call;
+    :func:`checkpoint` raises it explicitly. It derives from :class:`BaseException` so
+    that ``except Exception`` does not swallow it; every ``finally`` block and context
+    manager ``__exit__`` runs, as for an exception the code raised itself, on every
+    supported Python. Do not catch it, or catch it only to re-raise: code that
+    swallows it keeps its interpreter busy until it returns.
     """
 
     __module__ = "aiointerp"
