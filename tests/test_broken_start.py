@@ -18,7 +18,9 @@ async def test_failed_bootstrap_is_broken_and_leaks_nothing(
 ) -> None:
     # an empty sys.path: the worker cannot import aiointerp, its exec fails at once
     monkeypatch.setattr(
-        _worker.Bootstrap, "of_host", classmethod(lambda cls, blob: cls((), None, blob))
+        _worker.Bootstrap,
+        "of_host",
+        classmethod(lambda cls, blob, forward: cls((), None, blob, forward)),
     )
     async with aiointerp.InterpreterPool(1) as pool:
         with anyio.fail_after(30), pytest.raises(aiointerp.BrokenWorkerError) as info:

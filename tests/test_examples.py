@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -46,6 +47,7 @@ def test_example(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         cwd=ROOT,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=110,

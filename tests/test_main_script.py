@@ -6,26 +6,20 @@ Each test starts a fresh Python (the one running the tests) on a script of
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import aiointerp
+from conftest import child_env
 
 SCRIPTS = Path(__file__).parent / "scripts"
-#: where aiointerp is imported from, also when it is not installed in this Python
-SOURCE = Path(aiointerp.__file__).resolve().parent.parent
 
 
 def _run(*args: str, cwd: Path = SCRIPTS) -> str:
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), *([path] if path else [])])
     process = subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
-        env=env,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=100,  # hang guard

@@ -119,6 +119,7 @@ def test_signatures() -> None:
         "initializer",
         "initargs",
         "cancel_grace",
+        "forward_logging",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections import OrderedDict
 
-from . import _interp, _transport, worker
+from . import _interp, _logs, _transport, worker
 from ._interrupt import FALLBACK, Interrupter, clear_async_exc
 from .worker import Interrupted
 
@@ -220,10 +220,15 @@ def serve(
     main_spec: tuple[str, str] | None,
     init_blob: bytes | None,
     switch_interval: float,
+    log_qid: int | None,
+    levels: _logs.Levels | None,
 ) -> None:
     """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
     sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
     loop = _Loop(job_qid, result_qid, main_spec, cancel_w)
+    if log_qid is not None and levels is not None:
+        put_log, _ = _interp.open_queue(log_qid)
+        logs = _logs.install(put_log, _interp.queue_size(log_qid), done_w, levels)
     worker._state = loop.state
     watchdog = threading.Thread(
         target=_watch,
@@ -235,7 +240,10 @@ def serve(
         if init_blob is not None and not _initialize(loop, init_blob, done_w):
             return
         os.write(done_w, b"R")
-        while os.read(job_r, 1) == b"J":
+        while (signal := os.read(job_r, 1)) in (b"J", b"V"):
+            if signal == b"V":  # the host's logging levels changed
+                logs.set_levels(loop.get_job())
+                continue
             try:
                 outcome = loop.serve_one(loop.get_job())
             except Interrupted:  # fired between the two layers above; only one per job

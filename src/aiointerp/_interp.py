@@ -27,6 +27,7 @@ __all__ = [
     "destroy_queue",
     "live_ids",
     "open_queue",
+    "queue_size",
 ]
 
 _REQUIREMENT = (
@@ -89,6 +90,10 @@ if sys.version_info >= (3, 14):
         queue = _queues.get(qid) or _ci.Queue(qid)
         return queue.put_nowait, queue.get_nowait
 
+    def queue_size(qid: int) -> Callable[[], int]:
+        queue = _queues.get(qid) or _ci.Queue(qid)
+        return queue.qsize  # type: ignore[no-any-return]
+
     def current_id() -> int:
         return int(_ci.get_current().id)
 
@@ -140,6 +145,10 @@ else:
             return get(qid)[0]
 
         return put_nowait, get_nowait
+
+    def queue_size(qid: int) -> Callable[[], int]:
+        get_count = _interpqueues.get_count
+        return lambda: int(get_count(qid))
 
     def current_id() -> int:
         return int(_interpreters.get_current()[0])

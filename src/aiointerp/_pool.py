@@ -105,6 +105,11 @@ class InterpreterPool:
     :param cancel_grace: seconds a cancelled or timed-out call may take to stop
         after it was interrupted before the caller is released anyway and the
         interpreter is quarantined
+    :param forward_logging: hand the log records and warnings of code running in
+        the interpreters to this process's :mod:`logging` (the logger of the same
+        name handles them, with ``record.interpreter`` set) and :mod:`warnings`;
+        records below the level of the host's logger are never built or sent.
+        ``False`` leaves the interpreters' logging unconfigured, as CPython does
 
     .. rubric:: Cancellation
 
@@ -133,6 +138,7 @@ class InterpreterPool:
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
         cancel_grace: float = 1.0,
+        forward_logging: bool = True,
     ) -> None:
         if max_workers is None:
             max_workers = os.cpu_count() or 1
@@ -164,6 +170,7 @@ class InterpreterPool:
         self._max_tasks = max_tasks_per_worker
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
+        self._forward_logging = forward_logging
         self._bootstrap: Bootstrap | None = None
         self._state = _State.NEW
         self._current_loop: Callable[[], object] = object
@@ -386,7 +393,7 @@ class InterpreterPool:
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
-            self._bootstrap = Bootstrap.of_host(self._init_blob)
+            self._bootstrap = Bootstrap.of_host(self._init_blob, self._forward_logging)
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
         if self._state is not _State.RUNNING:  # closed, possibly while we waited

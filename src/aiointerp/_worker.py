@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from . import _interp, _transport
+from . import _interp, _logs, _transport
 from ._backends import SignalReader, signal_reader
 from ._errors import BrokenWorkerError
 
@@ -42,10 +42,12 @@ class Bootstrap:
     sys_path: tuple[str, ...]
     main_spec: tuple[str, str] | None
     init_blob: bytes | None
+    #: forward the worker's log records and warnings to the host's logging
+    forward_logging: bool = True
 
     @classmethod
-    def of_host(cls, init_blob: bytes | None) -> Bootstrap:
-        return cls(tuple(sys.path), _main_spec(), init_blob)
+    def of_host(cls, init_blob: bytes | None, forward_logging: bool) -> Bootstrap:
+        return cls(tuple(sys.path), _main_spec(), init_blob, forward_logging)
 
 
 def _main_spec() -> tuple[str, str] | None:
@@ -84,6 +86,14 @@ class Worker:
         self._result_qid = _interp.create_queue()
         self._put_job, _ = _interp.open_queue(self._job_qid)
         _, self._get_queued = _interp.open_queue(self._result_qid)
+        self._log_qid: int | None = None
+        self._levels = _logs.level_table() if bootstrap.forward_logging else None
+        levels = None
+        if self._levels is not None:
+            self._log_qid = _interp.create_queue()
+            _, self._get_log = _interp.open_queue(self._log_qid)
+            self._levels_version = self._levels.current()
+            levels = self._levels.levels
         # outcomes drained by the thread before it destroys the interpreter: queue
         # items do not outlive the interpreter that put them
         self._leftovers: deque[_transport.Outcome] = deque()
@@ -94,7 +104,8 @@ class Worker:
             "from aiointerp._inside import serve\n"
             f"serve({self._job_r}, {self._done_w}, {self._cancel_r}, {self._cancel_w},"
             f" {self._job_qid}, {self._result_qid}, {bootstrap.main_spec!r},"
-            f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r})\n"
+            f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r}, {self._log_qid!r},"
+            f" {levels!r})\n"
         )
         self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
         self._reader = SignalReader(self._done_r)  # replaced on the loop by start()
@@ -137,6 +148,7 @@ class Worker:
                         self._leftovers.append(self._get_queued())
                     except Exception:  # empty
                         break
+            self._forward_logs()  # from this thread: nobody may read the pipe now
             try:
                 interp.close()
             except Exception as exc:  # pragma: no cover - a thread of user code lingers
@@ -153,7 +165,23 @@ class Worker:
             return outcome
 
     async def _signal(self) -> bytes:
-        return await self._reader.read()
+        """The next signal of the worker; forwarded log records are handled on the way."""
+        signal = await self._reader.read()
+        while signal == b"L":
+            self._forward_logs()
+            signal = await self._reader.read()
+        return signal
+
+    def _forward_logs(self) -> None:
+        """Hand the records and warnings the worker queued to the host's logging."""
+        if self._log_qid is None:
+            return
+        while True:
+            try:
+                item = self._get_log()
+            except Exception:  # empty (or its interpreter is gone)
+                return
+            _logs.handle(item, self.interp_id)
 
     async def start(self) -> None:
         """Start the thread and wait (asynchronously) until the worker is ready.
@@ -188,6 +216,11 @@ class Worker:
         (:attr:`job_id` is set) and the caller decides to :meth:`interrupt` it and
         :meth:`receive` with a grace period.
         """
+        levels = self._levels
+        if levels is not None and levels.current() != self._levels_version:
+            self._levels_version = levels.version  # the host's levels changed
+            self._put_job(levels.levels)
+            os.write(self._job_w, b"V")
         self._put_job(job)
         os.write(self._job_w, b"J")
         self.job_id = job[0]  # in flight only once it was sent
@@ -274,6 +307,8 @@ class Worker:
             os.close(fd)
         _interp.destroy_queue(self._job_qid)
         _interp.destroy_queue(self._result_qid)
+        if self._log_qid is not None:
+            _interp.destroy_queue(self._log_qid)
 
     def stop_at_exit(self) -> None:
         """Process exit: interrupt and stop the worker (no event loop is left)."""
