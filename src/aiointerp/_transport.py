@@ -83,25 +83,98 @@ def _hint(obj: object) -> str:
     return "; only picklable objects (or the shareable types) can cross interpreters"
 
 
+def main_spec() -> tuple[str, str] | None:
+    """How a worker re-creates the host's ``__main__``, as multiprocessing's spawn.
+
+    ``("path", file)`` or ``("module", name)``; ``None`` where it cannot: ``python
+    -c``, code piped on stdin, the REPL, notebook kernels (IPython's ``__main__`` has
+    no file), and ``python -m pkg`` (re-running ``pkg.__main__`` re-runs the program).
+    """
+    import os
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is None:  # pragma: no cover - embedded interpreters
+        return None
+    sys.modules.setdefault("__mp_main__", main)  # results pickled by workers name it
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    path = getattr(main, "__file__", None)
+    if name and (path is None or getattr(spec, "origin", None) == path):
+        return None if name.endswith(".__main__") else ("module", name)
+    if path and os.path.exists(path):
+        return ("path", os.path.abspath(path))
+    return None
+
+
 def dumps(obj: object, what: str) -> bytes:
-    """Pickle *obj*, falling back to cloudpickle; :class:`NotShareableError` if neither can."""
+    """Pickle *obj*, falling back to cloudpickle; :class:`NotShareableError` if neither can.
+
+    What refers to a ``__main__`` that workers cannot re-create (see
+    :func:`main_spec`) goes by value with cloudpickle, or is refused, saying so.
+    """
+    error: Exception | None
     try:
-        return pickle.dumps(obj, _PROTOCOL)
+        blob = pickle.dumps(obj, _PROTOCOL)
     except Exception as exc:
         error = exc
+    else:
+        if b"__main__" not in blob or main_spec() is not None:
+            return blob
+        if not _names_main(blob):  # the bytes were only some data's
+            return blob
+        error = None
     try:
         import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
-        pass
+        if error is None:
+            raise NotShareableError(
+                f"cannot send {what} to an interpreter: it is defined in (or refers "
+                "to) __main__ of a program whose __main__ workers cannot import again "
+                "(an interactive session: a notebook, the REPL, python -c or code "
+                "piped on stdin). Install cloudpickle (pip install "
+                "'aiointerp[cloudpickle]') to send it by value, or define it in a "
+                "module"
+            ) from None
     else:
         try:
             return bytes(cloudpickle.dumps(obj, _PROTOCOL))
         except Exception as exc:
             error = exc
+    assert error is not None
     raise NotShareableError(
         f"cannot send {what} to an interpreter: "
         f"{type(error).__name__}: {error}{_hint(obj)}"
     ) from error
+
+
+def _names_main(blob: bytes) -> bool:
+    """Does the pickle *blob* load a global from ``__main__``? (the rare path only)"""
+    import pickletools
+
+    memo: dict[int, object] = {}
+    pushed: list[object] = []  # what each opcode pushed: strings, else None
+    for opcode, arg, _ in pickletools.genops(blob):
+        name = opcode.name
+        if name in ("GLOBAL", "INST"):
+            if str(arg).split(" ")[0] == "__main__":
+                return True
+            pushed.append(None)
+        elif name == "STACK_GLOBAL":
+            if len(pushed) >= 2 and pushed[-2] == "__main__":
+                return True
+            pushed.append(None)
+        elif "UNICODE" in name:
+            pushed.append(arg)
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name.endswith("PUT"):
+            memo[int(str(arg))] = pushed[-1] if pushed else None
+        elif name.endswith("GET"):
+            pushed.append(memo.get(int(str(arg))))
+        elif name not in ("FRAME", "PROTO", "STOP"):
+            pushed.append(None)
+    return False
 
 
 # -- host side
@@ -179,7 +252,19 @@ def encode_result(job_id: int, value: object) -> Outcome:
     try:
         return (job_id, OK_PICKLED, pickle.dumps(value, _PROTOCOL), None, False)
     except Exception as exc:
-        why = f"{type(exc).__name__}: {exc}"
+        error = exc
+    try:  # a class the host sent by value (defined in a notebook...) goes back so
+        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        return (
+            job_id,
+            OK_PICKLED,
+            bytes(cloudpickle.dumps(value, _PROTOCOL)),
+            None,
+            False,
+        )
+    except Exception:
+        why = f"{type(error).__name__}: {error}"
         return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
 
 

@@ -47,24 +47,7 @@ class Bootstrap:
 
     @classmethod
     def of_host(cls, init_blob: bytes | None, forward_logging: bool) -> Bootstrap:
-        return cls(tuple(sys.path), _main_spec(), init_blob, forward_logging)
-
-
-def _main_spec() -> tuple[str, str] | None:
-    """How to re-create the host's ``__main__`` in a worker, as multiprocessing's spawn."""
-    main = sys.modules.get("__main__")
-    if main is None:  # pragma: no cover - embedded interpreters
-        return None
-    sys.modules.setdefault("__mp_main__", main)  # results pickled by workers name it
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    if name:
-        # `python -m pkg` runs pkg.__main__: importing it again would re-run the program
-        return None if name.endswith(".__main__") else ("module", name)
-    path = getattr(main, "__file__", None)
-    if path and os.path.exists(path):
-        return ("path", os.path.abspath(path))
-    return None  # -c, REPL, stdin: functions defined there cannot be sent
+        return cls(tuple(sys.path), _transport.main_spec(), init_blob, forward_logging)
 
 
 class Worker:
