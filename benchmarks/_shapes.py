@@ -299,6 +299,29 @@ def method(fd: int, path: str) -> None:
     _Accumulator(path).run(fd)
 
 
+class _Handle:
+    """An object whose ``__del__`` and weakref callbacks run Python code."""
+
+    closed = 0
+
+    def __del__(self) -> None:
+        _Handle.closed += 1
+
+
+def objects_with_del(fd: int, path: str) -> None:
+    """Finalizers run all the time: an exception raised in one would be lost."""
+    import weakref
+
+    try:
+        ready(fd)
+        while True:
+            handle = _Handle()
+            weakref.finalize(handle, _step, 1)
+            del handle
+    finally:
+        write(path, "inner")
+
+
 def blocking_c_calls(fd: int, path: str) -> None:
     """C calls that release the GIL (sleep, hashing): interrupted when one returns."""
     data = b"x" * 65536
@@ -331,6 +354,7 @@ SHAPES: dict[str, tuple[Callable[[int, str], None], tuple[str, ...]]] = {
     "nested_frames": (nested_frames, tuple(f"level{n}" for n in range(10))),
     "recursion": (recursion, ("inner",)),
     "method": (method, ("inner",)),
+    "objects_with_del": (objects_with_del, ("inner",)),
     "blocking_c_calls": (blocking_c_calls, ("inner",)),
 }
 

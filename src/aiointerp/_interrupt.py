@@ -28,6 +28,12 @@ it did not: hence the round trip through the watchdog).
 One mechanism on every Python: the same code path is what the test matrix proves.
 If no tool id is free (the user's code monitors with all six), the async exception
 is used directly.
+
+Raised inside a ``__del__`` method or a weakref callback (``importlib`` uses them),
+the exception cannot propagate: CPython reports it to :func:`sys.unraisablehook`
+and carries on. The interrupter's hook recognises its own exception there and arms
+the events again, so the interrupt is raised at the next raise point instead of
+being lost.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import CodeType
     from typing import Any, Final
 
@@ -124,6 +131,7 @@ class Interrupter:
         self.no_point = 0
         self.points: frozenset[int] = frozenset()
         self.own: frozenset[str] = frozenset()
+        self.next_hook: Callable[[Any], object] | None = None
 
     # -- watchdog thread
 
@@ -138,6 +146,8 @@ class Interrupter:
         if not self.points:  # the first cancel this interpreter sees
             self.points = _raise_points()
             self.own = _own_files()
+            self.next_hook = sys.unraisablehook
+            sys.unraisablehook = self._on_unraisable
         self.no_point = 0
         self.tool = tool
         self.armed = True
@@ -186,6 +196,23 @@ class Interrupter:
         self.armed = False
         if self.tool is not None:
             sys.monitoring.set_events(self.tool, 0)
+
+    def _on_unraisable(self, unraisable: Any) -> None:
+        """Our exception was swallowed (``__del__``, a weakref callback): re-arm."""
+        if (
+            unraisable.exc_type is Interrupted
+            and self.fired
+            and self.tool is not None
+            and self.state.job_id == self.job_id
+            and get_ident() == self.target
+        ):
+            self.fired = False
+            self.armed = True
+            self.no_point = 0
+            sys.monitoring.set_events(self.tool, sys.monitoring.events.INSTRUCTION)
+            return
+        assert self.next_hook is not None
+        self.next_hook(unraisable)
 
     def _claim_tool(self) -> int | None:
         monitoring = sys.monitoring
