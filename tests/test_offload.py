@@ -13,6 +13,7 @@ from pathlib import Path
 import _funcs_integrations as funcs
 import anyio
 import pytest
+from conftest import child_env
 
 import aiointerp
 from aiointerp import _interp
@@ -164,6 +165,7 @@ def test_offload_in_a_main_script(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(SCRIPT))
     done = subprocess.run(
         [sys.executable, str(script)],
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=120,

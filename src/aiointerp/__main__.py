@@ -1,0 +1,111 @@
+"""``python -m aiointerp``: will my module work in an interpreter? What is this Python?
+
+::
+
+    python -m aiointerp check MODULE [MODULE ...] [--json]
+    python -m aiointerp info [--json]
+
+``check`` imports each module in a fresh isolated interpreter and exits with status 0
+only when all of them load (1 otherwise, 2 for usage errors). ``info`` describes this
+Python, its subinterpreters and the known CPython defects of this exact version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aiointerp",
+        description="Check modules against isolated subinterpreters; describe this Python.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="import modules in fresh isolated interpreters and report what happened",
+        description=(
+            "Import each MODULE in a fresh isolated interpreter (the kind aiointerp's "
+            "pool uses) and report: loads, refused (the extension module that does "
+            "not support subinterpreters), failed (another error), or not installed. "
+            "Exit status: 0 when every module loads, 1 otherwise."
+        ),
+    )
+    check.add_argument(
+        "modules",
+        nargs="+",
+        metavar="MODULE",
+        help="module names, e.g. numpy lxml.etree",
+    )
+    check.add_argument("--json", action="store_true", help="print a JSON list")
+    info = commands.add_parser(
+        "info",
+        help="describe this Python, its subinterpreters and known CPython defects",
+        description=(
+            "Python version and build, whether subinterpreters work, CPU count, the "
+            "versions of aiointerp and anyio, and known CPython defects of this "
+            "exact Python: include it in bug reports."
+        ),
+    )
+    info.add_argument("--json", action="store_true", help="print a JSON object")
+    return parser
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what the checked modules write to file descriptor 1 to stderr instead.
+
+    Interpreters share the process's file descriptors: a module printing at import
+    (from C or from Python) must not break the report, ``--json`` above all.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``)
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from . import _check
+
+    if args.command == "info":
+        description = _check.info()
+        if args.json:
+            print(json.dumps(description.as_dict(), indent=2))
+        else:
+            print(_check.format_info(description))
+        return 0
+    bad = [name for name in args.modules if not _check.is_module_name(name)]
+    if bad:
+        parser.error(f"not a module name: {', '.join(map(repr, bad))}")
+    try:
+        with _stdout_to_stderr():
+            results = _check.check(args.modules)
+    except ImportError as exc:  # this Python has no subinterpreters
+        print(f"python -m aiointerp: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([result.as_dict() for result in results], indent=2))
+    else:
+        print(_check.format_results(results))
+    return 0 if all(result.status == "loads" for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

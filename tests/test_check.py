@@ -1,0 +1,543 @@
+"""``python -m aiointerp check`` / ``info``, and the generator of docs/compatibility.md.
+
+Every check imports modules in real isolated interpreters. The command line runs as
+a subprocess of the Python running the tests; the logic also runs in-process, where
+the autouse fixture checks that no interpreter, thread or pipe leaks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.machinery
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import aiointerp
+from aiointerp import _check, _interp
+from aiointerp.__main__ import main
+from aiointerp._defects import KNOWN_DEFECTS, defects_of
+
+#: where aiointerp is imported from, also when it is not installed in this Python
+SOURCE = Path(aiointerp.__file__).resolve().parent.parent
+GENERATOR = Path(__file__).resolve().parent.parent / "scripts" / "compatibility.py"
+KEYS = ["module", "status", "extension", "error", "seconds", "fallbacks"]
+REFUSAL = "does not support loading in subinterpreters"
+
+MODULES = {
+    "boom_mod.py": "raise ValueError('boom at import')\n",
+    "needs_dep_mod.py": "import no_such_dependency_of_aiointerp_tests\n",
+    "exits_mod.py": "raise SystemExit(3)\n",
+    "chatty_mod.py": (
+        "import os\n"
+        "print('chatty prints at import')\n"
+        "os.write(1, b'chatty writes to fd 1\\n')\n"
+    ),
+    "fallback_mod.py": (
+        "try:\n    import readline\nexcept ImportError:\n    readline = None\n"
+    ),
+    "wrapped_mod.py": (
+        "try:\n"
+        "    import readline\n"
+        "except ImportError:\n"
+        "    raise RuntimeError('this needs a Python with readline') from None\n"
+    ),
+    "killer_mod.py": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+}
+
+
+def _is_extension_file(name: str) -> bool:
+    spec = importlib.util.find_spec(name)
+    return spec is not None and isinstance(
+        spec.loader, importlib.machinery.ExtensionFileLoader
+    )
+
+
+needs_readline_extension = pytest.mark.skipif(
+    not _is_extension_file("readline"), reason="readline is not an extension file here"
+)
+
+
+@pytest.fixture
+def modules_dir(tmp_path: Path) -> Path:
+    """A directory of modules that fail, print or fall back when imported."""
+    for name, code in MODULES.items():
+        (tmp_path / name).write_text(code)
+    return tmp_path
+
+
+def _cli(
+    *args: str, path: Sequence[Path] = (), cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    extra = env.get("PYTHONPATH")
+    entries = [str(SOURCE), *map(str, path), *([extra] if extra else [])]
+    env["PYTHONPATH"] = os.pathsep.join(entries)
+    return subprocess.run(
+        [sys.executable, "-m", "aiointerp", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=100,  # hang guard
+        check=False,
+    )
+
+
+def _json(process: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
+    items = json.loads(process.stdout)
+    assert isinstance(items, list)
+    for item in items:
+        assert list(item) == KEYS
+    return {item["module"]: item for item in items}
+
+
+# -- the command line
+
+
+def test_cli_all_load_exit_status_0() -> None:
+    process = _cli("check", "json", "decimal", "sqlite3", "ctypes")
+    assert process.returncode == 0, process.stderr
+    lines = process.stdout.splitlines()
+    assert lines[0].split() == ["MODULE", "STATUS", "DETAIL"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[:2] for row in rows] == [
+        ["json", "loads"],
+        ["decimal", "loads"],
+        ["sqlite3", "loads"],
+        ["ctypes", "loads"],
+    ]
+    assert all(row[3] == "ms" for row in rows)
+    assert "refused:" not in process.stdout
+
+
+@pytest.mark.parametrize("name", ["readline", "_curses"])
+def test_cli_refused_names_the_extension(name: str) -> None:
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"this Python has no {name}")
+    process = _cli("check", "--json", name)
+    assert process.returncode == 1, process.stderr
+    result = _json(process)[name]
+    assert result["status"] == "refused"
+    assert result["extension"] == name
+    assert REFUSAL in str(result["error"])
+    assert isinstance(result["seconds"], float)
+
+
+def test_cli_mixed_results_json_shape(modules_dir: Path) -> None:
+    modules = [
+        "json",
+        "boom_mod",
+        "readline",
+        "no_such_module_of_aiointerp_tests",
+        "json.no_such_submodule",
+    ]
+    process = _cli("check", "--json", *modules, path=[modules_dir])
+    assert process.returncode == 1, process.stderr
+    results = _json(process)
+    assert list(results) == modules  # in the order given
+    assert results["json"]["status"] == "loads"
+    assert results["json"]["fallbacks"] == []
+    seconds = results["json"]["seconds"]
+    assert isinstance(seconds, float)
+    assert 0 <= seconds < 60
+    assert results["boom_mod"]["status"] == "failed"
+    assert results["boom_mod"]["error"] == "ValueError: boom at import"
+    if importlib.util.find_spec("readline") is not None:
+        assert results["readline"]["status"] == "refused"
+    for name in modules[3:]:
+        assert results[name]["status"] == "not_installed"
+        assert results[name]["seconds"] is None
+
+
+def test_cli_exit_status_1_for_one_failure_among_loads(modules_dir: Path) -> None:
+    assert _cli("check", "json", "boom_mod", path=[modules_dir]).returncode == 1
+    assert _cli("check", "json", "no_such_module_of_aiointerp_tests").returncode == 1
+    assert _cli("check", "json", "fallback_mod", path=[modules_dir]).returncode == 0
+
+
+def test_cli_human_table_is_aligned(modules_dir: Path) -> None:
+    modules = ["json", "boom_mod", "readline", "no_such_module_of_aiointerp_tests"]
+    process = _cli("check", *modules, path=[modules_dir])
+    assert process.returncode == 1
+    lines = process.stdout.splitlines()
+    table = lines[: len(modules) + 1]
+    assert [line.split()[0] for line in table] == ["MODULE", *modules]
+    status_column = table[0].index("STATUS")
+    detail_column = table[0].index("DETAIL")
+    for line, status in zip(
+        table[1:], ["loads", "failed", "refused", "not installed"], strict=True
+    ):
+        assert line[status_column:].startswith(status)
+        assert line[status_column - 2 : status_column] == "  "
+    assert table[2][detail_column:] == "ValueError: boom at import"
+    if importlib.util.find_spec("readline") is not None:
+        assert table[3][detail_column:] == "by readline"
+        hint = " ".join(lines[len(modules) + 2 :])
+        assert "anyio.to_process.run_sync" in hint
+
+
+def test_cli_module_output_does_not_break_the_report(modules_dir: Path) -> None:
+    process = _cli("check", "--json", "chatty_mod", path=[modules_dir])
+    assert process.returncode == 0, process.stderr
+    assert _json(process)["chatty_mod"]["status"] == "loads"
+    assert "chatty prints at import" in process.stderr
+    assert "chatty writes to fd 1" in process.stderr
+
+
+def test_cli_uses_the_callers_sys_path(modules_dir: Path) -> None:
+    # `python -m` puts the working directory first on sys.path, as for the app
+    process = _cli("check", "--json", "boom_mod", cwd=modules_dir)
+    assert _json(process)["boom_mod"]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "required: COMMAND"),
+        (["check"], "the following arguments are required: MODULE"),
+        (["check", "json", "foo-bar"], "not a module name: 'foo-bar'"),
+        (["check", ".relative"], "not a module name: '.relative'"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+)
+def test_cli_usage_errors_exit_2(args: list[str], message: str) -> None:
+    process = _cli(*args)
+    assert process.returncode == 2
+    assert message in process.stderr
+    assert process.stdout == ""
+
+
+def test_main_in_process(capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "json"]) == 0
+    out = capfd.readouterr().out
+    assert [item["status"] for item in json.loads(out)] == ["loads"]
+
+
+# -- the logic, in-process
+
+
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [
+        ("boom_mod", "ValueError: boom at import"),
+        (
+            "needs_dep_mod",
+            "ModuleNotFoundError: No module named "
+            "'no_such_dependency_of_aiointerp_tests'",
+        ),
+        ("exits_mod", "SystemExit: 3"),
+    ],
+)
+def test_other_errors_are_failed(
+    modules_dir: Path, monkeypatch: pytest.MonkeyPatch, module: str, error: str
+) -> None:
+    monkeypatch.syspath_prepend(str(modules_dir))
+    [result] = _check.check([module])
+    assert result == _check.CheckResult(module, "failed", None, error, result.seconds)
+    assert result.seconds is not None
+
+
+@needs_readline_extension
+def test_refusal_found_through_the_exception_chain(
+    modules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # numpy and pandas re-raise the refusal as their own ImportError; this module
+    # hides it with `from None`
+    monkeypatch.syspath_prepend(str(modules_dir))
+    [result] = _check.check(["wrapped_mod"])
+    assert result.status == "refused"
+    assert result.extension == "readline"
+    assert result.error is not None
+    assert REFUSAL in result.error
+
+
+@needs_readline_extension
+def test_loads_with_a_refused_extension_reports_the_fallback(
+    modules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(modules_dir))
+    [result, plain] = _check.check(["fallback_mod", "json"])
+    assert result.status == "loads"
+    assert result.fallbacks == ("readline",)
+    assert plain.fallbacks == ()
+    assert "loaded without readline (refused)" in _check.format_results([result])
+
+
+def test_refusing_extension_is_named_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3.13's message names the extension by its short name (`_curses`): the check
+    # reports the module that was being loaded, `copied._curses`
+    if not _is_extension_file("_curses"):
+        pytest.skip("_curses is not an extension file here")
+    spec = importlib.util.find_spec("_curses")
+    assert spec is not None
+    assert spec.origin is not None
+    package = tmp_path / "copied"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(spec.origin, package / os.path.basename(spec.origin))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [result] = _check.check(["copied._curses"])
+    assert result.status == "refused"
+    assert result.extension == "copied._curses"
+
+
+def test_not_installed_is_decided_before_any_interpreter() -> None:
+    result = _check.check_module("no_such_module_of_aiointerp_tests")
+    assert result == _check.CheckResult(
+        "no_such_module_of_aiointerp_tests",
+        "not_installed",
+        error="not found on sys.path",
+    )
+
+
+def test_a_missing_dependency_is_not_not_installed(
+    modules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(modules_dir))
+    results = _check.check(["needs_dep_mod", "json.no_such_submodule"])
+    assert [r.status for r in results] == ["failed", "not_installed"]
+
+
+def test_bad_names_are_rejected_before_any_import() -> None:
+    with pytest.raises(ValueError, match="not a module name: 'a b'"):
+        _check.check(["no_such_module_of_aiointerp_tests", "a b"])
+    with pytest.raises(ValueError, match="not a module name: ''"):
+        _check.check_module("")
+    assert _check.is_module_name("a.b_c.d1")
+    assert not _check.is_module_name("a..b")
+    assert not _check.is_module_name("1a")
+
+
+def test_each_module_gets_a_fresh_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "marker_a_mod.py").write_text(
+        "import sys\nsys.modules['aiointerp_tests_marker'] = sys.modules[__name__]\n"
+    )
+    (tmp_path / "marker_b_mod.py").write_text(
+        "import sys\n"
+        "if 'aiointerp_tests_marker' in sys.modules:\n"
+        "    raise RuntimeError('an interpreter was reused')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = _check.check(["marker_a_mod", "marker_b_mod"])
+    assert [r.status for r in results] == ["loads", "loads"]
+    # nothing was imported by the host
+    assert {"marker_a_mod", "marker_b_mod", "aiointerp_tests_marker"}.isdisjoint(
+        sys.modules
+    )
+
+
+def test_a_broken_check_is_a_runtime_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bookkeeping: what the caller sees when the code sent into the interpreter fails
+    monkeypatch.setattr(_check, "_PROBE", "raise OSError('probe broke')\n")
+    with pytest.raises(RuntimeError, match="could not check 'json'") as info:
+        _check.check(["json"])
+    assert "OSError: probe broke" in str(info.value)
+
+
+def test_import_aiointerp_does_not_load_the_cli() -> None:
+    code = (
+        "import sys, aiointerp\n"
+        "loaded = {'aiointerp._check', 'aiointerp.__main__'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SOURCE))
+    process = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+
+
+# -- info
+
+#: the defect that aborts the process on 3.13.0 (``sys._current_frames()``)
+CRASH = next(d for d in KNOWN_DEFECTS if "_current_frames" in d.summary)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_cli_info() -> None:
+    process = _cli("info")
+    assert process.returncode == 0, process.stderr
+    out = process.stdout
+    fields = dict(line.split(None, 1) for line in out.splitlines()[:7])
+    assert fields["Python"] == sys.version.replace("\n", " ")
+    assert fields["implementation"].startswith("cpython, ")
+    assert fields["subinterpreters"].startswith("available: ")
+    assert fields["CPUs"].startswith(f"{os.cpu_count()} ")
+    assert str(SOURCE / "aiointerp") in fields["aiointerp"]
+    assert fields["anyio"] != "not installed"
+    on_3130 = sys.version_info[:3] == (3, 13, 0)
+    assert CRASH.first == CRASH.last == (3, 13, 0)
+    assert (_flat(CRASH.summary) in _flat(out)) == on_3130
+    assert ("sys._current_frames()" in out) == on_3130
+    for defect in defects_of():
+        assert _flat(defect.summary) in _flat(out)
+        assert f"see {defect.reference}" in out
+    if not defects_of():
+        assert f"none known for {platform.python_version()}" in out
+
+
+def test_cli_info_json() -> None:
+    process = _cli("info", "--json")
+    assert process.returncode == 0, process.stderr
+    data = json.loads(process.stdout)
+    assert list(data) == [
+        "python",
+        "implementation",
+        "build",
+        "platform",
+        "subinterpreters",
+        "subinterpreters_detail",
+        "cpu_count",
+        "process_cpu_count",
+        "aiointerp",
+        "aiointerp_path",
+        "anyio",
+        "defects",
+    ]
+    assert data["subinterpreters"] is True
+    assert data["cpu_count"] == os.cpu_count()
+    assert data["python"] == sys.version
+    assert [d["summary"] for d in data["defects"]] == [d.summary for d in defects_of()]
+    for defect in data["defects"]:
+        assert list(defect) == ["versions", "summary", "impact", "reference"]
+    if sys.version_info[:3] == (3, 13, 0):
+        assert data["defects"][0]["versions"] == "3.13.0"
+
+
+def test_info_in_process() -> None:
+    description = _check.info()
+    assert description.subinterpreters
+    assert description.defects == tuple(defects_of())
+    text = _check.format_info(description)
+    if description.defects:
+        assert "known CPython defects that affect" in text
+    else:
+        assert "none known for" in text
+
+
+def test_info_without_subinterpreters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bookkeeping: the report of a Python that cannot create interpreters
+    def refuse() -> None:
+        raise RuntimeError("no interpreters today")
+
+    monkeypatch.setattr(_interp, "create", refuse)
+    description = _check.info()
+    assert not description.subinterpreters
+    assert "RuntimeError: no interpreters today" in description.subinterpreters_detail
+    assert "subinterpreters  unavailable: could not create one" in _check.format_info(
+        description
+    )
+
+
+# -- the generator of docs/compatibility.md
+
+
+def _generate(*args: str, path: Sequence[Path] = ()) -> str:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE), *map(str, path)])
+    process = subprocess.run(
+        [sys.executable, str(GENERATOR), "--python", sys.executable, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,  # hang guard
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    return process.stderr
+
+
+def _rows(page: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in page.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="tests run outside the checkout")
+def test_generator_without_installing(tmp_path: Path) -> None:
+    output = tmp_path / "compatibility.md"
+    _generate(
+        "--no-install",
+        "--only",
+        "json",
+        "readline",
+        "no_such_module_of_aiointerp_tests",
+        "--output",
+        str(output),
+    )
+    page = output.read_text()
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert f"Generated on {today}" in page
+    column = f"CPython {platform.python_version()}"
+    assert f"| Module | {column} | Refused extension modules |" in page
+    rows = _rows(page)
+    assert rows["`json`"] == ["loads", ""]
+    assert rows["`no_such_module_of_aiointerp_tests`"] == ["not installed", ""]
+    if importlib.util.find_spec("readline") is not None:
+        assert rows["`readline`"] == ["**refused**", "`readline`"]
+    assert "## Standard library" in page
+    assert "## Other modules" in page
+    assert "## Third-party packages" not in page
+    assert "$ python -m aiointerp check json no_such_module" in page
+    assert "## Regenerate this page" in page
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="tests run outside the checkout")
+def test_generator_in_a_fresh_venv(tmp_path: Path) -> None:
+    # standard library modules only: the venv is made, pip has nothing to install
+    output = tmp_path / "compatibility.md"
+    _generate(
+        "--venv-root",
+        str(tmp_path / "venvs"),
+        "--only",
+        "json",
+        "--output",
+        str(output),
+    )
+    venv = tmp_path / "venvs" / platform.python_version()
+    assert (venv / "pyvenv.cfg").exists()
+    assert _rows(output.read_text())["`json`"] == ["loads", ""]
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason="tests run outside the checkout")
+def test_generator_survives_a_module_that_kills_the_process(
+    modules_dir: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "compatibility.md"
+    log = _generate(
+        "--no-install",
+        "--only",
+        "json",
+        "killer_mod",
+        "--output",
+        str(output),
+        path=[modules_dir],
+    )
+    assert "one process per module" in log
+    rows = _rows(output.read_text())
+    assert rows["`json`"] == ["loads", ""]
+    assert rows["`killer_mod`"][0].startswith("**crashed**: killed by SIGKILL")
