@@ -253,19 +253,17 @@ def encode_result(job_id: int, value: object) -> Outcome:
         return (job_id, OK_PICKLED, pickle.dumps(value, _PROTOCOL), None, False)
     except Exception as exc:
         error = exc
-    try:  # a class the host sent by value (defined in a notebook...) goes back so
-        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    if isinstance(error, pickle.PicklingError):  # a class or function not found by
+        try:  # name: one the host sent by value (a notebook's...) goes back so
+            import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-        return (
-            job_id,
-            OK_PICKLED,
-            bytes(cloudpickle.dumps(value, _PROTOCOL)),
-            None,
-            False,
-        )
-    except Exception:
-        why = f"{type(error).__name__}: {error}"
-        return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
+            blob = bytes(cloudpickle.dumps(value, _PROTOCOL))
+        except Exception:
+            pass
+        else:
+            return (job_id, OK_PICKLED, blob, None, False)
+    why = f"{type(error).__name__}: {error}"
+    return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
 
 
 def format_remote(exc: BaseException, tb: TracebackType | None) -> str:
