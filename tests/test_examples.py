@@ -27,6 +27,11 @@ EXPECTED = {
         "the long call was interrupted",
     ],
     "map_progress.py": ["] 24/24\n", "45431 primes counted in 24 ranges"],
+    "dask_cluster.py": [
+        *PRIMES,
+        "the endless task was interrupted on its worker",
+        "DaskPool.run_sync: 1229",
+    ],
 }
 
 

@@ -11,7 +11,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_DEFECTS", "Defect", "defects_of", "warn_once"]
+__all__ = ["KNOWN_DEFECTS", "Defect", "defects_of", "sampling_may_crash", "warn_once"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,29 @@ KNOWN_DEFECTS: tuple[Defect, ...] = (
         reference="https://github.com/python/cpython/issues/139622",
     ),
 )
+
+
+#: The first release of each series seen to survive sys._current_frames() called
+#: beside running interpreters (tests/test_profilers.py); 3.13.0 crashed, releases
+#: in between were not tested, and 3.14.7 and 3.15.0rc1 were reported to crash when
+#: it is called inside an interpreter.
+_SAMPLING_SURVIVED_FROM: dict[tuple[int, int], tuple[int, int, int]] = {
+    (3, 13): (3, 13, 18),
+    (3, 14): (3, 14, 10),
+    (3, 15): (3, 15, 2),
+}
+
+
+def sampling_may_crash(version: tuple[int, int, int] | None = None) -> bool:
+    """May a sampling profiler (``sys._current_frames()``) abort this Python?
+
+    True for 3.13.0, which does, and for the releases not verified to survive it:
+    where a crash costs the process, a profiler is turned off rather than trusted.
+    """
+    if version is None:
+        version = sys.version_info[:3]
+    survived_from = _SAMPLING_SURVIVED_FROM.get(version[:2])
+    return survived_from is not None and version < survived_from
 
 
 def defects_of(version: tuple[int, int, int] | None = None) -> list[Defect]:
