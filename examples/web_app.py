@@ -9,27 +9,26 @@ Run it with ``uvicorn examples.web_app:app`` (from the repository root), then::
 The lifespan opens one :class:`aiointerp.InterpreterPool` per server process
 (``AIOINTERP_WORKERS`` sets its size; default: one interpreter per CPU) and closes
 it on shutdown. A client that disconnects before its answer is ready cancels the
-call, which interrupts the computation inside its interpreter.
+call, which interrupts the computation inside its interpreter: ASGI servers do not
+cancel the handler themselves, :func:`aiointerp.asgi.run_until_disconnect` watches
+the request's ``receive`` channel for the disconnect beside the call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict, TypeVar, TypeVarTuple, Unpack
+from typing import TypedDict
 
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import aiointerp
-
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
+from aiointerp.asgi import ClientDisconnected, run_until_disconnect
 
 
 def count_primes(limit: int) -> int:
@@ -53,44 +52,16 @@ async def lifespan(app: Starlette) -> AsyncIterator[State]:
         yield {"pool": pool}  # request.state.pool in the endpoints
 
 
-class ClientDisconnected(Exception):
-    """The client went away before the answer was ready."""
-
-
-async def run_until_disconnect(
-    request: Request, func: Callable[[Unpack[Ts]], T], *args: Unpack[Ts]
-) -> T:
-    """Run ``func(*args)`` in the pool; cancel (interrupt) it if the client leaves.
-
-    Servers do not cancel a handler whose client disconnected; they report it on
-    the ASGI ``receive`` channel. A task waits for that ``http.disconnect`` message
-    beside the call. (Read the request body before: this consumes ``receive``.)
-    """
-    pool: aiointerp.InterpreterPool = request.state.pool
-    result: list[T] = []
-    async with anyio.create_task_group() as tg:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            tg.cancel_scope.cancel()  # interrupts the call in its interpreter
-
-        tg.start_soon(watch)
-        result.append(await pool.run_sync(func, *args))
-        tg.cancel_scope.cancel()  # stop watching
-    if not result:
-        raise ClientDisconnected
-    return result[0]
-
-
 async def work(request: Request) -> Response:
     try:
         n = int(request.query_params["n"])
     except (KeyError, ValueError):
         return JSONResponse({"error": "pass an integer n"}, status_code=400)
     try:
-        primes = await run_until_disconnect(request, count_primes, n)
-    except ClientDisconnected:
+        primes = await run_until_disconnect(
+            request.receive, count_primes, n, pool=request.state.pool
+        )
+    except ClientDisconnected:  # the call was interrupted in its interpreter
         return Response(status_code=499)  # nobody reads it: "client closed request"
     return JSONResponse({"n": n, "primes": primes})
 

@@ -35,9 +35,10 @@ EXPECTED = {
 }
 
 
-#: Scripts tested elsewhere: web_app.py is served by uvicorn in test_web.py, demo.py
-#: runs in test_examples_demo.py; names starting with "_" are helper modules.
-ELSEWHERE = {"web_app.py", "demo.py"}
+#: Scripts tested elsewhere: web_app.py and fastapi_app.py are served by uvicorn in
+#: test_web.py and test_fastapi_app.py, demo.py runs in test_examples_demo.py; names
+#: starting with "_" are helper modules.
+ELSEWHERE = {"web_app.py", "fastapi_app.py", "demo.py"}
 
 
 def test_every_example_is_tested() -> None:

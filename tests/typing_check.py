@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from typing import assert_type
+from typing import Any, assert_type
 
 import aiointerp
+from aiointerp.asgi import ClientDisconnected, run_until_disconnect
 
 
 def add(a: int, b: int) -> int:
@@ -67,3 +68,16 @@ def check_errors(error: aiointerp.RemoteError, tb: aiointerp.RemoteTraceback) ->
     assert_type(error.message, str)
     assert_type(error.remote_traceback, str)
     assert_type(tb.text, str)
+
+
+async def check_asgi(pool: aiointerp.InterpreterPool) -> None:
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    assert_type(await run_until_disconnect(receive, add, 1, 2), int)
+    assert_type(
+        await run_until_disconnect(receive, add, 1, 2, timeout=1.0, pool=pool), int
+    )
+    await run_until_disconnect(receive, add, 1, "2")  # type: ignore[arg-type]
+    await run_until_disconnect(add, 1, 2)  # type: ignore[arg-type]
+    assert_type(ClientDisconnected("f", {}).message, dict[str, Any])

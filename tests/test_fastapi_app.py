@@ -1,0 +1,76 @@
+"""examples/fastapi_app.py served by a real uvicorn process on the loopback interface.
+
+Beyond the checks shared with examples/web_app.py (tests/_server.py): the app's
+``/stats`` counts the requests its ClientDisconnected handler answered, and the
+server's log stays clean.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from _server import (
+    Server,
+    assert_clean_log,
+    check_concurrent_cpu_requests,
+    check_health_and_disconnect,
+    start_server,
+    wait_for_stats,
+)
+
+pytest.importorskip("fastapi", reason="fastapi is not installed")
+
+pytestmark = pytest.mark.anyio
+
+APP = "examples.fastapi_app:app"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(APP, tmp_path_factory.mktemp("uvicorn"))
+    yield server
+    code, log = server.stop()
+    assert code == 0, log
+    assert_clean_log(log)  # disconnected clients are not errors
+
+
+async def test_concurrent_cpu_requests(server: Server) -> None:
+    await check_concurrent_cpu_requests(server, bad_status=422)
+
+
+async def test_health_answers_and_disconnect_interrupts(server: Server) -> None:
+    before = (await check_health_and_disconnect(server))["before"]
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        # the handler of ClientDisconnected ran for both requests, after the calls
+        # were interrupted
+        after = await wait_for_stats(
+            client, lambda s: s["disconnected"] >= before["disconnected"] + 2
+        )
+    assert after["disconnected"] == before["disconnected"] + 2
+    assert after["cancelled"] == before["cancelled"] + 2
+    assert after["abandoned"] == before["abandoned"]
+
+
+async def test_validation(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        negative = await client.get("/work", params={"n": -1})
+        missing = await client.get("/work")
+        zero = await client.get("/work", params={"n": 0})
+    assert (negative.status_code, missing.status_code) == (422, 422)
+    assert zero.json() == {"n": 0, "primes": 0}
+
+
+def test_clean_shutdown_on_sigint(tmp_path: Path) -> None:
+    server = start_server(APP, tmp_path)
+    try:
+        response = httpx.get(f"{server.url}/work", params={"n": 10_000}, timeout=60)
+        assert response.json() == {"n": 10_000, "primes": 1229}
+    finally:
+        code, log = server.stop(signal.SIGINT)
+    assert code == 0, log
+    assert "Application shutdown complete" in log
+    assert_clean_log(log)
