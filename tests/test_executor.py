@@ -1,7 +1,7 @@
 """InterpreterExecutor: a concurrent.futures.Executor backed by the interpreter pool.
 
 These tests are synchronous (the executor is for sync code); run_in_executor is
-tested on an asyncio loop, since asyncio is the only loop with that API.
+tested on asyncio loops (asyncio's and uvloop's), the only loops with that API.
 """
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import CancelledError, Future
 from pathlib import Path
+from typing import Any, TypeVar
 
+import _funcs_batch as fb
 import _funcs_integrations as funcs
 import pytest
+from conftest import child_env
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp import _executor, _interp
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -236,6 +241,7 @@ def test_interpreter_exit_shuts_down_a_forgotten_executor() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=110,
@@ -244,3 +250,397 @@ def test_interpreter_exit_shuts_down_a_forgotten_executor() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "49\n64\n"
     assert done.stderr == ""
+
+
+# -- interrupt_on_cancel ---------------------------------------------------------------
+
+
+def ready_byte(fd: int) -> bytes | None:
+    """The byte waiting on ``fd`` now, or None (never blocks)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1)
+    except BlockingIOError:
+        return None
+
+
+def _loop_factories() -> list[Any]:
+    factories = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+def run_on(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    main: Callable[[], Coroutine[Any, Any, T]],
+) -> T:
+    with asyncio.Runner(debug=True, loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+async def byte_from(fd: int) -> bytes:
+    """Wait on the running asyncio loop (not blocking it) for one byte on ``fd``."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, readable.set_result, None)
+    try:
+        async with asyncio.timeout(60):  # hang guard
+            await readable
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 1)
+
+
+def test_default_cancel_of_a_running_call_is_refused(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    with aiointerp.InterpreterExecutor(1, cancel_grace=30) as executor:
+        future = executor.submit(funcs.spin_until_interrupted, (started_w, stopped_w))
+        assert type(future) is Future  # the standard future, untouched
+        assert os.read(started_r, 1) == b"S"
+        assert not future.cancel()  # the standard: a running call is not cancelled
+        assert future.running()
+        assert not future.cancelled()
+        assert ready_byte(stopped_r) is None  # still spinning
+        assert executor.interrupt(future)  # the way to stop it without the option
+        assert isinstance(future.exception(timeout=60), CancelledError)
+        assert os.read(stopped_r, 1) == b"I"
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_wait_for_interrupts_run_in_executor(
+    pipes: list[tuple[int, int]], loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+
+    async def main(executor: aiointerp.InterpreterExecutor) -> int:
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(executor, funcs.square, 2) == 4  # warm
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                loop.run_in_executor(
+                    executor, funcs.spin_until_interrupted, (started_w, stopped_w)
+                ),
+                0.2,
+            )
+        # cancel() did not block the loop; the code stops soon after
+        if ready_byte(started_r) == b"S":  # a loaded machine may not have started it
+            assert await byte_from(stopped_r) == b"I"
+        # the only slot is free again (a fresh interpreter replaces the interrupted)
+        return await loop.run_in_executor(executor, funcs.square, 5)
+
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        assert run_on(loop_factory, lambda: main(executor)) == 25
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_cancelled_task_interrupts_run_in_executor(
+    pipes: list[tuple[int, int]], loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+
+    async def main(executor: aiointerp.InterpreterExecutor) -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(
+            loop.run_in_executor(
+                executor, funcs.spin_until_interrupted, (started_w, stopped_w)
+            )
+        )
+        assert await byte_from(started_r) == b"S"  # it runs
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await byte_from(stopped_r) == b"I"
+        return await loop.run_in_executor(executor, funcs.square, 6)
+
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        assert run_on(loop_factory, lambda: main(executor)) == 36
+
+
+def test_cancel_running_call_with_interrupt_on_cancel(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), (seen_r, seen_w) = pipes
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        future = executor.submit(funcs.spin_until_interrupted, (started_w, stopped_w))
+        calls: list[bytes | None] = []
+
+        def on_done(done: Future[None]) -> None:
+            # the cleanup byte is there when the callback runs
+            calls.append(ready_byte(stopped_r))
+            os.write(seen_w, b"c")
+
+        future.add_done_callback(on_done)
+        assert os.read(started_r, 1) == b"S"
+        assert future.running()
+        assert future.cancel()
+        assert future.cancelled()
+        assert future.done()
+        assert not future.running()
+        with pytest.raises(CancelledError):
+            future.result(timeout=60)  # waits until the code stopped
+        assert os.read(seen_r, 1) == b"c"
+        assert calls == [b"I"]  # the finally ran before anyone was told
+        assert future.cancel()  # again: still cancelled
+        with pytest.raises(CancelledError):
+            future.exception(timeout=0)
+        done, not_done = concurrent.futures.wait([future], timeout=60)
+        assert (done, not_done) == ({future}, set())
+        assert list(concurrent.futures.as_completed([future], timeout=60)) == [future]
+        late: list[Future[None]] = []
+        future.add_done_callback(late.append)  # runs at once, as for any done future
+        assert late == [future]
+        assert executor.submit(funcs.square, 5).result(timeout=60) == 25
+        assert calls == [b"I"]  # each callback once
+
+
+def test_wait_sees_the_cancelled_call_once_it_stopped(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    with aiointerp.InterpreterExecutor(
+        2, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        spinning = executor.submit(funcs.spin_until_interrupted, (started_w, stopped_w))
+        assert os.read(started_r, 1) == b"S"
+        waiting: Future[set[Future[Any]]] = Future()
+
+        def wait_in_a_thread() -> None:
+            done, _ = concurrent.futures.wait(
+                [spinning], timeout=60, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            waiting.set_result(done)
+
+        thread = threading.Thread(target=wait_in_a_thread)
+        thread.start()  # wait() is waiting on the running future
+        assert spinning.cancel()
+        assert waiting.result(timeout=60) == {spinning}
+        thread.join()
+        assert ready_byte(stopped_r) == b"I"
+
+
+def test_cancel_uninterruptible_call_gives_up_after_cancel_grace(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (said_r, said_w), (go_r, go_w), _ = pipes
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=0.2, interrupt_on_cancel=True
+    ) as executor:
+        future = executor.submit(fb.block_on, (said_w, go_r))
+        assert os.read(said_r, 1) == b"B"  # blocked in os.read: no interrupt lands
+        assert future.cancel()
+        with pytest.raises(CancelledError):
+            future.result(timeout=60)  # released after cancel_grace, code still blocked
+        os.write(go_w, b"g")  # the abandoned call returns; its interpreter is replaced
+        assert executor.submit(funcs.square, 3).result(timeout=60) == 9
+
+
+def test_cancel_queued_call_with_interrupt_on_cancel(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (out_r, out_w), (in_r, in_w), _ = pipes
+    with aiointerp.InterpreterExecutor(1, interrupt_on_cancel=True) as executor:
+        first = executor.submit(funcs.handshake_square, (1, out_w, in_r))
+        second = executor.submit(funcs.handshake_square, (2, out_w, in_r))
+        assert os.read(out_r, 1) == b"\x01"
+        assert second.cancel()
+        assert second.cancelled()
+        done, not_done = concurrent.futures.wait(
+            [first, second], timeout=60, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        assert (done, not_done) == ({second}, {first})
+        os.write(in_w, b"g")
+        assert first.result(timeout=60) == 1
+        assert not first.cancel()  # finished
+    assert no_byte(out_r)  # the second never started
+
+
+def test_shutdown_cancel_futures_spares_running_calls(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (out_r, out_w), (in_r, in_w), _ = pipes
+    executor = aiointerp.InterpreterExecutor(1, interrupt_on_cancel=True)
+    first = executor.submit(funcs.handshake_square, (1, out_w, in_r))
+    rest = [executor.submit(funcs.handshake_square, (x, out_w, in_r)) for x in (2, 3)]
+    assert os.read(out_r, 1) == b"\x01"
+    executor.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in rest)
+    assert first.running()  # the standard: only calls not started are cancelled
+    os.write(in_w, b"g")
+    assert first.result(timeout=60) == 1
+    executor.shutdown(wait=True)
+    assert no_byte(out_r)
+
+
+def test_interrupt_with_interrupt_on_cancel_cancels(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        future = executor.submit(funcs.spin_until_interrupted, (started_w, stopped_w))
+        assert os.read(started_r, 1) == b"S"
+        assert executor.interrupt(future)
+        assert future.cancelled()
+        with pytest.raises(CancelledError):
+            future.result(timeout=60)
+        assert ready_byte(stopped_r) == b"I"
+        assert not executor.interrupt(future)
+
+
+@pytest.mark.parametrize("interrupt_on_cancel", [False, True])
+def test_standard_executor_behaviour(interrupt_on_cancel: bool) -> None:
+    """What CPython's generic executor tests check, with the option off and on."""
+    with aiointerp.InterpreterExecutor(
+        2, interrupt_on_cancel=interrupt_on_cancel
+    ) as executor:
+        future = executor.submit(pow, 2, 8)
+        assert future.result(timeout=60) == 256
+        assert future.done()
+        assert not future.cancelled()
+        assert not future.cancel()  # finished
+        assert future.exception() is None
+        # keyword arguments
+        assert executor.submit(funcs.add.__wrapped__, 1, b=2).result() == 3  # type: ignore[attr-defined]
+        # map: order, several iterables, timeout counted from the call
+        assert list(executor.map(pow, range(10), range(10), timeout=60)) == [
+            pow(x, x) for x in range(10)
+        ]
+        # an exception is raised when the iterator reaches it
+        results = executor.map(funcs.fail_on, [1, 2, 3], [2, 2, 2])
+        assert next(results) == 1
+        with pytest.raises(ValueError, match="bad item 2"):
+            next(results)
+        # done-callbacks run once, also when added after the fact
+        seen: list[int] = []
+        done = executor.submit(funcs.square, 4)
+        done.add_done_callback(lambda f: seen.append(f.result()))
+        concurrent.futures.wait([done], timeout=60)
+        done.add_done_callback(lambda f: seen.append(f.result()))
+        assert seen == [16, 16]
+        # wait() and as_completed()
+        futures = [executor.submit(funcs.square, x) for x in range(8)]
+        finished, pending = concurrent.futures.wait(futures, timeout=60)
+        assert (len(finished), pending) == (8, set())
+        completed = concurrent.futures.as_completed(futures, timeout=60)
+        assert {f.result() for f in completed} == {x * x for x in range(8)}
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(pow, 2, 5)
+
+
+def test_settle_after_cancel_drops_the_result() -> None:
+    """Bookkeeping: cancel() racing with the result of the call (no interpreter)."""
+    future: _executor._InterruptibleFuture[int] = _executor._InterruptibleFuture()
+    posted: list[str] = []
+    future._stop = lambda: posted.append("interrupt")
+    calls: list[Future[int]] = []
+    future.add_done_callback(calls.append)
+    assert future.set_running_or_notify_cancel()
+    assert future.cancel()
+    assert posted == ["interrupt"]
+    assert calls == []  # not before the call stopped
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0)  # cancelled, not stopped yet
+    _executor._settle(future, 42)  # the result arrives after cancel(): dropped
+    assert calls == [future]
+    assert future.cancelled()
+    with pytest.raises(CancelledError):
+        future.result(timeout=0)
+
+
+# -- map with chunksize ----------------------------------------------------------------
+
+
+def test_map_chunksize_results_per_item() -> None:
+    with aiointerp.InterpreterExecutor(2) as executor:
+        results = executor.map(fb.add, range(20), range(100, 117), chunksize=4)
+        assert list(results) == [x + 100 + x for x in range(17)]  # zip: the shortest
+        assert list(executor.map(fb.times_ten, [], chunksize=4)) == []
+        assert list(executor.map(fb.times_ten, range(5), chunksize=100)) == [
+            0,
+            10,
+            20,
+            30,
+            40,
+        ]
+
+
+def test_map_chunksize_exception_at_its_item() -> None:
+    with aiointerp.InterpreterExecutor(1) as executor:
+        results = executor.map(fb.fail_at_five, range(10), chunksize=4, timeout=60)
+        assert [next(results) for _ in range(5)] == [0, 10, 20, 30, 40]
+        with pytest.raises(ValueError, match="bad item 5") as info:
+            next(results)
+        assert info.value.__notes__ == ["aiointerp: raised by item 5 of the map: (5,)"]
+        assert isinstance(info.value.__cause__, aiointerp.RemoteTraceback)
+        with pytest.raises(StopIteration):
+            next(results)
+
+
+def test_map_chunksize_close_interrupts_the_batch(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    items = [
+        ("square", 2),
+        ("square", 3),
+        ("spin", (started_w, stopped_w)),
+        ("square", 4),
+    ]
+    with aiointerp.InterpreterExecutor(
+        2, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        results = executor.map(fb.spin_or_square, items, chunksize=2)
+        assert next(results) == 4
+        assert os.read(started_r, 1) == b"S"
+        results.close()  # cancels the batches left: the running one is interrupted
+        assert os.read(stopped_r, 1) == b"I"
+
+
+def test_map_chunksize_timeout_interrupts_the_batch(
+    pipes: list[tuple[int, int]],
+) -> None:
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    items = [("square", 2), ("spin", (started_w, stopped_w))]
+    with aiointerp.InterpreterExecutor(
+        1, cancel_grace=30, interrupt_on_cancel=True
+    ) as executor:
+        assert executor.submit(fb.times_ten, 1).result(timeout=60) == 10  # warm
+        results = executor.map(fb.spin_or_square, items, chunksize=2, timeout=0.2)
+        with pytest.raises(TimeoutError):
+            next(results)
+        if ready_byte(started_r) == b"S":  # a loaded machine may not have started it
+            assert os.read(stopped_r, 1) == b"I"
+
+
+@pytest.mark.parametrize(
+    ("chunksize", "error"), [(0, ValueError), (-1, ValueError), (2.5, TypeError)]
+)
+def test_map_invalid_chunksize_raises_at_once(chunksize: Any, error: type) -> None:
+    executor = aiointerp.InterpreterExecutor(1)
+    with pytest.raises(error, match="chunksize"):
+        executor.map(fb.times_ten, [1], chunksize=chunksize)
+    executor.shutdown()
+
+
+def test_map_chunksize_with_buffersize() -> None:
+    with aiointerp.InterpreterExecutor(2) as executor:
+        if sys.version_info < (3, 14):  # as the standard Executor.map of 3.13
+            with pytest.raises(TypeError, match="buffersize"):
+                executor.map(fb.times_ten, range(30), chunksize=4, buffersize=2)  # type: ignore[call-arg]
+            return
+        results = executor.map(fb.times_ten, range(30), chunksize=4, buffersize=2)
+        assert list(results) == [10 * x for x in range(30)]

@@ -57,6 +57,7 @@ async def check_pool() -> None:
         assert_type(pool.stats().busy, int)
         assert_type(pool.max_workers, int)
         assert_type(pool.map(square, [1, 2]), AsyncIterator[int])
+        assert_type(pool.map(square, range(3), chunksize=64), AsyncIterator[int])
         async for result in pool.map(square, range(3), ordered=False):
             assert_type(result, int)
         await pool.aclose(timeout=1.0)

@@ -7,21 +7,44 @@ loop's main task with ``loop.call_soon_threadsafe``, which never blocks: ``submi
 also works from done-callbacks, which run on that thread. The main task runs the
 actions (anyio needs a task, not a bare loop callback); each call is a task that
 waits for a slot, marks its future running, and awaits the pool.
+
+With ``interrupt_on_cancel=True`` the futures are :class:`_InterruptibleFuture`:
+``cancel()`` of a running call marks the future cancelled at once and posts an
+interrupt, without blocking (it is called on event-loop threads by asyncio's
+``wrap_future``, and on this executor's thread by done-callbacks). The future then
+waits in the standard's own intermediate state, ``CANCELLED``, until the call task
+sees the code stopped and moves it to ``CANCELLED_AND_NOTIFIED``, as an executor
+does for a call cancelled while queued: ``wait()`` and ``as_completed()`` only count
+that state. ``result()``, ``exception()`` and the done-callbacks wait for it too, so
+the code's cleanup has run before anyone is told the call is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import (
+    BrokenExecutor,
+    CancelledError,
+    Executor,
+    Future,
+    InvalidStateError,
+)
+from concurrent.futures import _base as _futures
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ._pool import InterpreterPool
+from ._batch import Batch, decode
+from ._map import validate_chunksize
+from ._pool import InterpreterPool, _reject_async
+
+if TYPE_CHECKING:
+    from ._batch import BatchOutcome
 
 __all__ = ["InterpreterExecutor"]
 
@@ -30,6 +53,90 @@ T = TypeVar("T")
 
 _live: weakref.WeakSet[InterpreterExecutor] = weakref.WeakSet()
 _exiting = False
+
+
+class _InterruptibleFuture(Future[T]):
+    """The future of a call of an executor with ``interrupt_on_cancel=True``.
+
+    Same as :class:`~concurrent.futures.Future`, except that :meth:`cancel` also
+    cancels a running call: it interrupts the code and returns ``True`` without
+    waiting. The future is cancelled from then on; :meth:`result`,
+    :meth:`exception`, the done-callbacks, :func:`~concurrent.futures.wait` and
+    :func:`~concurrent.futures.as_completed` see it once the code has stopped.
+    """
+
+    # private parts of concurrent.futures.Future that typeshed does not declare
+    _done_callbacks: list[Callable[[Future[T]], object]]
+    _invoke_callbacks: Callable[[], None]
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: a running call was cancelled and has not stopped yet
+        self._stopping = False
+        #: posts the interrupt of the running call (set by the executor)
+        self._stop: Callable[[], None] | None = None
+
+    def cancel(self) -> bool:
+        with self._condition:
+            state = self._state
+            if state == _futures.FINISHED:
+                return False
+            if state in (_futures.CANCELLED, _futures.CANCELLED_AND_NOTIFIED):
+                return True
+            self._state = _futures.CANCELLED
+            if state == _futures.RUNNING:
+                self._stopping = True
+            else:  # pending: as the standard does
+                self._condition.notify_all()
+        if state == _futures.RUNNING:
+            assert self._stop is not None
+            self._stop()
+        else:
+            self._invoke_callbacks()
+        return True
+
+    def result(self, timeout: float | None = None) -> T:
+        self._wait_settled(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_settled(timeout)
+        return super().exception(0)
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        with self._condition:
+            if self._stopping or self._state in (_futures.PENDING, _futures.RUNNING):
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            _futures.LOGGER.exception("exception calling callback for %r", self)
+
+    def _settled(self) -> bool:
+        return not self._stopping and self._state not in (
+            _futures.PENDING,
+            _futures.RUNNING,
+        )
+
+    def _wait_settled(self, timeout: float | None) -> None:
+        with self._condition:
+            if not self._condition.wait_for(self._settled, timeout):
+                raise TimeoutError()
+
+    def _stopped(self) -> None:
+        """The cancelled call has stopped: the future is done for everyone now."""
+        with self._condition:
+            self._stopping = False
+            self._state = _futures.CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+
+def _stopping(future: Future[Any]) -> bool:
+    return isinstance(future, _InterruptibleFuture) and future._stopping
 
 
 class _Call:
@@ -64,13 +171,13 @@ class InterpreterExecutor(Executor):
     :class:`~aiointerp.InterpreterPool`: each call runs in a warm interpreter with
     its own GIL. It behaves as the :mod:`concurrent.futures` documentation says an
     executor behaves: :meth:`submit` returns a :class:`~concurrent.futures.Future`,
-    :meth:`map` comes from :class:`~concurrent.futures.Executor` (``chunksize`` is
-    accepted and ignored, as by :class:`~concurrent.futures.ThreadPoolExecutor`),
-    :meth:`shutdown` waits for the calls submitted so far, and submitting after it
-    raises :class:`RuntimeError`. Functions, arguments and results must be
-    picklable or shareable, as for :meth:`InterpreterPool.run_sync
-    <aiointerp.InterpreterPool.run_sync>`; failures to send them are set as the
-    future's exception (:class:`~aiointerp.NotShareableError`).
+    :meth:`map` is :meth:`Executor.map <concurrent.futures.Executor.map>` (with
+    ``chunksize`` honoured: see there), :meth:`shutdown` waits for the calls
+    submitted so far, and submitting after it raises :class:`RuntimeError`.
+    Functions, arguments and results must be picklable or shareable, as for
+    :meth:`InterpreterPool.run_sync <aiointerp.InterpreterPool.run_sync>`; failures
+    to send them are set as the future's exception
+    (:class:`~aiointerp.NotShareableError`).
 
     :param max_workers: the most calls (and interpreters) at once; default
         :func:`os.cpu_count`
@@ -82,18 +189,38 @@ class InterpreterExecutor(Executor):
         :class:`~aiointerp.InterpreterPool`)
     :param idle_timeout: seconds after which an idle interpreter is destroyed
     :param max_tasks_per_worker: replace an interpreter after this many calls
+    :param interrupt_on_cancel: ``future.cancel()`` also stops running calls (see
+        below); the default ``False`` keeps the standard behaviour
+    :param forward_logging: hand the log records and warnings of the calls to this
+        process's :mod:`logging` and :mod:`warnings` (see
+        :class:`~aiointerp.InterpreterPool`)
     :raises ValueError: ``max_workers`` is not positive, or another option is
         out of range
 
     .. rubric:: Cancellation
 
-    ``future.cancel()`` follows the standard: it cancels a call that waits for a
-    free interpreter (the call never runs) and returns ``False`` for a running one.
-    To stop a running call, use :meth:`interrupt`, which this executor adds: the
-    code is interrupted inside its interpreter and the future's exception becomes
-    :class:`concurrent.futures.CancelledError`. Cancelling an ``await
-    loop.run_in_executor(...)`` therefore cancels queued calls only; async code
-    that wants running calls stopped uses :func:`~aiointerp.run_sync_in_interpreter`.
+    By default ``future.cancel()`` follows the standard: it cancels a call that
+    waits for a free interpreter (the call never runs) and returns ``False`` for a
+    running one. Cancelling an ``await loop.run_in_executor(...)`` (a timeout of
+    :func:`asyncio.wait_for`, a cancelled task) then cancels queued calls only.
+
+    With ``interrupt_on_cancel=True``, ``future.cancel()`` of a running call
+    interrupts the code inside its interpreter (:class:`~aiointerp.Interrupted` is
+    raised there, ``finally`` blocks run) and returns ``True`` at once, without
+    blocking the thread that called it (an event loop's, with ``run_in_executor``).
+    From then on ``cancelled()`` and ``done()`` are ``True``; ``result()`` and
+    ``exception()`` wait until the code has stopped (or ``cancel_grace`` passed)
+    before they raise :class:`~concurrent.futures.CancelledError`, and the
+    done-callbacks, :func:`~concurrent.futures.wait` and
+    :func:`~concurrent.futures.as_completed` see the future at that moment. So
+    ``await asyncio.wait_for(loop.run_in_executor(executor, fn), 5)`` stops ``fn``
+    when it times out; the interpreter is replaced and the slot freed once the code
+    stopped. A call whose result was already being delivered when ``cancel()`` came
+    ends cancelled too (the result is dropped). :meth:`shutdown` with
+    ``cancel_futures=True`` still cancels only the calls that have not started.
+
+    :meth:`interrupt` stops a running call whatever the option: without it, the
+    future's exception becomes :class:`~concurrent.futures.CancelledError`.
 
     Done-callbacks of the futures run on the executor's event-loop thread: keep
     them short and never block there (waiting for another future of the same
@@ -112,6 +239,8 @@ class InterpreterExecutor(Executor):
         min_idle: int = 0,
         idle_timeout: float | None = 30.0,
         max_tasks_per_worker: int | None = None,
+        interrupt_on_cancel: bool = False,
+        forward_logging: bool = True,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -124,6 +253,7 @@ class InterpreterExecutor(Executor):
             initializer=initializer,
             initargs=initargs,
             cancel_grace=cancel_grace,
+            forward_logging=forward_logging,
         )
         self._lock = threading.RLock()  # future.cancel() runs _on_done
         self._shutdown = False
@@ -138,6 +268,7 @@ class InterpreterExecutor(Executor):
         self._limiter: anyio.CapacityLimiter | None = None
         self._start_error: BaseException | None = None
         self._calls: dict[Future[Any], _Call] = {}
+        self._interrupt_on_cancel = interrupt_on_cancel
 
     @property
     def max_workers(self) -> int:
@@ -157,13 +288,19 @@ class InterpreterExecutor(Executor):
         :raises RuntimeError: the executor is shut down, or the interpreter is
             exiting
         """
-        future: Future[T] = Future()
+        future: Future[T]
+        if self._interrupt_on_cancel:
+            future = _InterruptibleFuture()
+        else:
+            future = Future()
         if kwargs:
             import functools
 
             call = _Call(future, functools.partial(fn, *args, **kwargs), ())
         else:
             call = _Call(future, fn, args)
+        if isinstance(future, _InterruptibleFuture):
+            future._stop = lambda: self._interrupt_running(call)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -185,15 +322,18 @@ class InterpreterExecutor(Executor):
         raised there); once it stopped, or after ``cancel_grace`` seconds, the
         future's exception is set to :class:`concurrent.futures.CancelledError`.
         (``future.cancelled()`` stays ``False``: the standard reserves it for calls
-        that never ran.) The interpreter is then replaced.
+        that never ran.) The interpreter is then replaced. With
+        ``interrupt_on_cancel=True`` this is ``future.cancel()``: the future ends
+        cancelled.
 
         :param future: a future returned by :meth:`submit`
         :return: ``True`` if the call was cancelled or is being interrupted,
-            ``False`` if it had already finished (or is not a call of this executor)
+            ``False`` if it had already finished or been cancelled (or is not a call
+            of this executor)
         """
         with self._lock:
             call = self._calls.get(future)
-        if call is None:  # finished, or not ours
+        if call is None or future.done():  # finished or cancelled, or not ours
             return False
         if future.cancel():  # outside the lock: runs the done-callbacks
             return True
@@ -202,6 +342,60 @@ class InterpreterExecutor(Executor):
                 return False
             self._post(call.interrupt)
         return True
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Return an iterator over ``fn(*args)`` for each tuple of arguments.
+
+        :meth:`concurrent.futures.Executor.map`: the calls are submitted at once
+        (with ``buffersize``, Python 3.14+, at most that many ahead of the
+        iterator), results come in order, ``timeout`` counts from this call, and an
+        exception is raised when the iterator reaches its item. Closing the iterator
+        early cancels the calls not started (and, with ``interrupt_on_cancel=True``,
+        interrupts the running ones).
+
+        :param fn: a synchronous, picklable callable
+        :param iterables: one iterable per argument of ``fn``
+        :param timeout: seconds, from this call, for all the results
+        :param chunksize: items sent and run per call: with ``chunksize`` > 1, one
+            round trip runs ``fn`` over a batch of items in an interpreter (the
+            items are pickled together), for functions so short that the round trip
+            would dominate; the results still come one by one, and an exception is
+            raised at its own item (the results before it first), with a note naming
+            the item and its index
+        :param buffersize: the standard's, on Python 3.14+
+        :return: an iterator over the results
+        :raises TypeError: ``chunksize`` is not an int, ``fn`` is async, or
+            ``buffersize`` is given before Python 3.14
+        :raises ValueError: ``chunksize`` is below 1
+        """
+        chunksize = validate_chunksize(chunksize)
+        options: dict[str, Any] = {}
+        if buffersize is not None:
+            options["buffersize"] = buffersize  # TypeError before 3.14, as the base's
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout, **options)
+        _reject_async(fn)
+        sent: deque[list[Any]] = deque()
+
+        def batches() -> Iterator[list[Any]]:
+            for batch in itertools.batched(
+                zip(*iterables, strict=False), chunksize, strict=False
+            ):
+                items = list(batch)  # a list: pickled in one blob
+                sent.append(items)
+                yield items
+
+        outcomes = super().map(
+            Batch(fn, star=True), batches(), timeout=timeout, **options
+        )
+        return _batch_results(outcomes, fn, sent)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; free the interpreters once the submitted calls end.
@@ -219,7 +413,8 @@ class InterpreterExecutor(Executor):
                 # the loop ends once no call is left, serving the inbox until then
                 self._post(self._request_stop)
         for call in pending:  # outside the lock: cancel() runs the done-callbacks
-            call.future.cancel()
+            # the standard's cancel(): never a running call, whatever the option
+            Future.cancel(call.future)
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
 
@@ -286,6 +481,12 @@ class InterpreterExecutor(Executor):
                 await self._wakeup.wait()
         # every call has ended (the inbox stays served until then); the pool closed
 
+    def _interrupt_running(self, call: _Call) -> None:
+        """``cancel()`` of a running call (any thread): have the loop interrupt it."""
+        with self._lock:
+            if call.future in self._calls:  # else its task is ending: it settles
+                self._post(call.interrupt)
+
     def _request_stop(self) -> None:
         self._stop_requested = True
 
@@ -315,12 +516,14 @@ class InterpreterExecutor(Executor):
                     try:
                         result = await self._pool.run_sync(call.fn, *call.args)
                     except Exception as exc:
-                        future.set_exception(exc)
+                        _settle(future, exc, failed=True)
                     else:
-                        future.set_result(result)
+                        _settle(future, result)
                 if call.scope.cancelled_caught:
-                    future.set_exception(
-                        CancelledError("the call was interrupted by interrupt()")
+                    _settle(
+                        future,
+                        CancelledError("the call was interrupted by interrupt()"),
+                        failed=True,
                     )
             finally:
                 if acquired:
@@ -348,10 +551,46 @@ class InterpreterExecutor(Executor):
             self._calls.clear()
             self._loop = None
         for call in calls:  # pragma: no cover - only if the loop died
-            if call.future.set_running_or_notify_cancel():
+            if _stopping(call.future):
+                call.future._stopped()  # type: ignore[attr-defined]
+            elif call.future.set_running_or_notify_cancel():
                 call.future.set_exception(
                     BrokenExecutor("the executor's event loop ended")
                 )
+
+
+def _settle(future: Future[Any], value: Any, failed: bool = False) -> None:
+    """Set the outcome of a call that ran, unless ``cancel()`` stopped it meanwhile."""
+    if not _stopping(future):
+        try:
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+            return
+        except InvalidStateError:  # cancel() came between the check and the set
+            if not isinstance(future, _InterruptibleFuture):  # pragma: no cover
+                raise
+    future._stopped()  # type: ignore[attr-defined]
+
+
+def _batch_results(
+    outcomes: Iterator[BatchOutcome], fn: object, sent: deque[list[Any]]
+) -> Generator[Any]:
+    """The per-item results of :meth:`InterpreterExecutor.map`'s batches, in order."""
+    first = 0
+    try:
+        for outcome in outcomes:
+            items = sent.popleft()
+            values, error = decode(outcome, fn, first, items)
+            yield from values
+            if error is not None:
+                raise error
+            first += len(items)
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:  # cancels the batches not consumed, as the base's
+            close()
 
 
 def _python_exit() -> None:

@@ -10,6 +10,21 @@ group, the one its watcher owns. So ``async for result in pool.map(...)`` is saf
 asyncio and trio without ``async with``: nothing the consumer enters stays open
 between two ``__anext__`` calls.
 
+Batches. With ``chunksize`` > 1 the feeder pulls that many items at a time, and one
+call (a :class:`aiointerp._batch.Batch`) runs ``func`` over all of them in a worker;
+the results come back together and the consumer takes them one by one. A *slot* is
+one call, of one item or of one batch; ``max_in_flight`` counts slots. The results of
+a slot after its first are buffered: ``__anext__`` returns them without a checkpoint
+(as a buffered stream returns buffered bytes), so that a tiny function is not paced
+by the event loop's iterations (a checkpoint costs several µs); the first result of
+each slot is a full checkpoint, so the consumer yields at least once per batch.
+
+Failures. The first failure (of a call, of an item of a batch, of the iterable, of
+the pool) cancels the calls in flight. The consumer still receives the results
+already computed that come before it (ordered: in input order, up to the first
+missing result or the failing item; unordered: those already completed), then the
+exception.
+
 Clean-up. Leaving the loop with an exception raised by ``__anext__`` (a call
 failed, the consumer was cancelled while waiting) cancels the calls in flight and
 waits for them to stop before the exception propagates. :meth:`aclose` (directly, or
@@ -22,6 +37,7 @@ this can happen.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
@@ -30,24 +46,29 @@ import anyio
 import anyio.lowlevel
 import sniffio
 
-from ._errors import PoolClosedError
+from . import _transport
+from ._batch import Batch, decode, item_note
+from ._errors import NotShareableError, PoolClosedError
 from ._pool import InterpreterPool, _reject_async
 
-__all__ = ["map_in_pool"]
+__all__ = ["map_in_pool", "validate_chunksize"]
 
 T = TypeVar("T")
 
 
 class _Slot:
-    """One call: submitted, running or finished, its result not yet consumed."""
+    """One call (one item or one batch): submitted, running or finished, its
+    results not all consumed yet."""
 
-    __slots__ = ("done", "ok", "scope", "value")
+    __slots__ = ("done", "failed", "ok", "scope", "start", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, start: int) -> None:
         self.scope = anyio.CancelScope()
+        self.start = start  # index of its first item in the whole map
         self.done = False
-        self.ok = False
-        self.value: Any = None
+        self.ok = False  # values holds results to deliver
+        self.failed = False  # after its values, the consumer raises the failure
+        self.values: list[Any] = []
 
 
 class _MapState:
@@ -61,9 +82,12 @@ class _MapState:
         ordered: bool,
         max_in_flight: int,
         timeout: float | None,
+        chunksize: int,
     ) -> None:
         self.pool = pool
         self.func = func
+        self.batch = Batch(func) if chunksize > 1 else None
+        self.chunksize = chunksize
         self.source = source
         self.is_async = isinstance(source, AsyncIterator)
         self.ordered = ordered
@@ -72,7 +96,10 @@ class _MapState:
         self.pending: deque[_Slot] = deque()  # ordered: submitted, not consumed
         self.ready: deque[_Slot] = deque()  # unordered: finished, not consumed
         self.running: set[_Slot] = set()
-        self.ahead = 0  # calls submitted and not yet consumed
+        self.current: _Slot | None = None  # the slot whose results are being taken
+        self.position = 0  # the next of its values to take
+        self.next_index = 0  # index of the next item pulled from the source
+        self.ahead = 0  # slots submitted and not yet consumed
         self.tasks = 0  # background tasks alive (feeder and calls)
         self.failure: BaseException | None = None
         self.exhausted = False  # the feeder is done: no more calls will start
@@ -117,6 +144,22 @@ class _MapState:
 
     # -- background tasks -------------------------------------------------------------
 
+    async def pull(self) -> list[Any]:
+        """The next items (``chunksize`` of them, fewer at the end of the source)."""
+        if not self.is_async:
+            source: Iterator[Any] = self.source  # type: ignore[assignment]
+            items = list(itertools.islice(source, self.chunksize))
+            await anyio.lowlevel.checkpoint()
+            return items
+        items = []
+        async_source: AsyncIterator[Any] = self.source  # type: ignore[assignment]
+        while len(items) < self.chunksize:
+            try:
+                items.append(await async_source.__anext__())
+            except StopAsyncIteration:
+                break
+        return items
+
     async def feed(self) -> None:
         """Pull items while there is room ahead of the consumer; start their calls."""
         try:
@@ -127,25 +170,19 @@ class _MapState:
                         await self.room.wait()
                     if self.stopping:
                         break
-                    if self.is_async:
-                        try:
-                            item = await self.source.__anext__()  # type: ignore[union-attr]
-                        except StopAsyncIteration:
-                            break
-                    else:
-                        try:
-                            item = next(self.source)  # type: ignore[arg-type]
-                        except StopIteration:
-                            break
-                        await anyio.lowlevel.checkpoint()
+                    items = await self.pull()
                     if self.stopping:  # the consumer left while we waited
                         break
-                    slot = _Slot()
-                    self.ahead += 1
-                    self.running.add(slot)
-                    if self.ordered:
-                        self.pending.append(slot)
-                    self.spawn(self.call, slot, item)
+                    if items:
+                        slot = _Slot(self.next_index)
+                        self.next_index += len(items)
+                        self.ahead += 1
+                        self.running.add(slot)
+                        if self.ordered:
+                            self.pending.append(slot)
+                        self.spawn(self.call, slot, items)
+                    if len(items) < self.chunksize:
+                        break
         except Exception as exc:  # the iterable raised, or the pool is closed
             self.fail(exc)
         except BaseException:  # the pool's task group is cancelled: it closes
@@ -156,44 +193,110 @@ class _MapState:
             self.exhausted = True
             self.task_done()
 
-    async def call(self, slot: _Slot, item: Any) -> None:
+    async def call(self, slot: _Slot, items: list[Any]) -> None:
+        error: Exception | None = None
         try:
             with slot.scope:
-                slot.value = await self.pool.run_sync(
-                    self.func, item, timeout=self.timeout
-                )
+                try:
+                    if self.batch is None:
+                        value = await self.pool.run_sync(
+                            self.func, items[0], timeout=self.timeout
+                        )
+                        slot.values = [value]
+                    else:
+                        outcome = await self._run_batch(self.batch, items)
+                        slot.values, error = decode(
+                            outcome, self.func, slot.start, items
+                        )
+                except PoolClosedError:
+                    raise
+                except Exception as exc:  # name the item(s) in the error
+                    if len(items) == 1:
+                        exc.add_note(item_note(slot.start, items[0]))
+                    else:
+                        exc.add_note(
+                            "aiointerp: raised by the batch of items "
+                            f"{slot.start} to {slot.start + len(items) - 1} of the map"
+                        )
+                    raise
                 slot.ok = True
         except Exception as exc:
             self.fail(exc)
         finally:
             slot.done = True
             self.running.discard(slot)
+            if error is not None:  # the results before the failing item go first
+                slot.failed = True
+                self.fail(error)
             if slot.ok and not self.ordered:
                 self.ready.append(slot)
             self.task_done()
 
-    # -- the consumer ---------------------------------------------------------------------
+    async def _run_batch(self, batch: Batch, items: list[Any]) -> Any:
+        # a list is never shareable: the items travel pickled, in one blob (faster
+        # than sharing them one by one), loaded by the worker as arguments are
+        try:
+            return await self.pool.run_sync(batch, items, timeout=self.timeout)
+        except NotShareableError:
+            shared = tuple(items)  # memoryviews and the like cannot be pickled...
+            if not _transport.is_shareable(shared):
+                raise
+            # ...but cross as they are (the error came before any worker was taken)
+            return await self.pool.run_sync(batch, shared, timeout=self.timeout)
+
+    # -- the consumer -------------------------------------------------------------
 
     def take(self) -> _Slot | None:
         if self.ordered:
-            if self.pending and self.pending[0].done:
+            if self.pending and self.pending[0].done and self.pending[0].ok:
                 return self.pending.popleft()
             return None
         return self.ready.popleft() if self.ready else None
 
+    def has_value(self) -> bool:
+        """A result of the slot being consumed is ready (no need to wait)."""
+        slot = self.current
+        return slot is not None and self.position < len(slot.values)
+
+    def take_value(self) -> Any:
+        """The next result of the current slot (:meth:`has_value` is true)."""
+        slot = self.current
+        assert slot is not None
+        values = slot.values
+        position = self.position
+        self.position = position + 1
+        if position + 1 == len(values) and not slot.failed:
+            slot.values = []
+            self.finish()  # the feeder may start the next call now
+        return values[position]
+
+    def finish(self) -> None:
+        """The current slot is consumed: make room for the feeder."""
+        self.current = None
+        self.ahead -= 1
+        self.room.set()
+
     async def next_result(self) -> Any:
         while True:
-            if self.failure is not None:
+            slot = self.current
+            if slot is None:
+                slot = self.take()
+                if slot is None:
+                    if self.failure is not None:
+                        raise self.failure
+                    if self.exhausted and self.ahead == 0:
+                        raise StopAsyncIteration
+                    self.changed = anyio.Event()
+                    await self.changed.wait()
+                    continue
+                self.current = slot
+                self.position = 0
+            if self.position < len(slot.values):
+                return self.take_value()
+            self.finish()
+            if slot.failed:
+                assert self.failure is not None
                 raise self.failure
-            slot = self.take()
-            if slot is not None:
-                self.ahead -= 1
-                self.room.set()
-                return slot.value
-            if self.exhausted and self.ahead == 0:
-                raise StopAsyncIteration
-            self.changed = anyio.Event()
-            await self.changed.wait()
 
     async def stop(self) -> None:
         """Cancel what is in flight and wait until every background task ended."""
@@ -215,12 +318,15 @@ class _MapIterator(AsyncIterator[T], Generic[T]):
         self._call_soon: Callable[[Callable[[], object]], object] | None = None
 
     async def __anext__(self) -> T:
+        state = self._state
+        if state.has_value() and not self._closed and not self._running:
+            # a buffered result of a batch: no checkpoint, no await (the hot path)
+            return state.take_value()  # type: ignore[no-any-return]
         if self._closed:
             raise StopAsyncIteration
         if self._running:
             raise RuntimeError("anext(): the map iterator is already being awaited")
         self._running = True
-        state = self._state
         try:
             await anyio.lowlevel.checkpoint()
             if not self._started:
@@ -272,6 +378,18 @@ def _thread_safe_call_soon() -> Callable[[Callable[[], object]], object]:
     return asyncio.get_running_loop().call_soon_threadsafe
 
 
+def validate_chunksize(chunksize: object) -> int:
+    """Return ``chunksize`` if it is a valid batch size; raise otherwise."""
+    if not isinstance(chunksize, int) or isinstance(chunksize, bool):
+        raise TypeError(
+            f"chunksize must be an int (items per round trip), "
+            f"not {type(chunksize).__name__}"
+        )
+    if chunksize < 1:
+        raise ValueError(f"chunksize must be at least 1, not {chunksize}")
+    return chunksize
+
+
 def map_in_pool(
     pool: InterpreterPool,
     func: Callable[[Any], T],
@@ -280,6 +398,7 @@ def map_in_pool(
     ordered: bool = True,
     max_in_flight: int | None = None,
     timeout: float | None = None,
+    chunksize: int = 1,
 ) -> AsyncIterator[T]:
     """Return an async iterator over ``func(item)`` for each item, computed in ``pool``.
 
@@ -287,31 +406,39 @@ def map_in_pool(
     the first ``__anext__``; then a background task of the pool pulls items from
     ``iterable`` (sync or async) and starts their calls, never more than
     ``max_in_flight`` ahead of the consumer: a call counts until the consumer has
-    received its result.
+    received its (last) result.
 
     :param pool: the pool whose interpreters run the calls
     :param func: a synchronous, picklable callable taking one item
     :param iterable: the items; a sync or an async iterable, consumed lazily by a
         background task of the pool
     :param ordered: results in input order (``True``) or as they complete
-    :param max_in_flight: most calls submitted and not yet consumed (default:
-        ``pool.max_workers``)
-    :param timeout: per-call timeout, as for :meth:`InterpreterPool.run_sync`
+    :param max_in_flight: most calls submitted and not yet consumed, a batch
+        counting as one call (default: ``pool.max_workers``, twice that with
+        ``chunksize`` > 1 so that each worker has its next batch waiting)
+    :param timeout: per-call timeout, as for :meth:`InterpreterPool.run_sync`; with
+        ``chunksize`` > 1 it applies to each batch
+    :param chunksize: items sent and run per call; the results still come one by one
     :return: an async iterator with an ``aclose()`` method
-    :raises TypeError: ``func`` is async or not callable, or ``iterable`` is not
-        iterable (raised at once)
-    :raises ValueError: ``max_in_flight`` is below 1 or ``timeout`` is negative
+    :raises TypeError: ``func`` is async or not callable, ``iterable`` is not
+        iterable, or ``chunksize`` is not an int (raised at once)
+    :raises ValueError: ``max_in_flight`` or ``chunksize`` is below 1, or
+        ``timeout`` is negative (raised at once)
 
-    Errors and cancellation: the first exception of a call (or of the iterable)
-    cancels the calls in flight, which are interrupted, and is raised by the next
-    ``__anext__`` once they stopped; results not consumed yet are dropped. A
-    cancelled consumer waiting in ``__anext__`` cancels the calls in flight the same
-    way. :meth:`aclose` does it after ``break``; an iterator that is dropped
-    without it cancels its calls in the background when it is garbage-collected.
+    Errors and cancellation: the first exception of a call, of an item of a batch
+    or of the iterable cancels the calls in flight, which are interrupted. The next
+    ``__anext__`` delivers the results already computed that come before it, then
+    raises it once the calls stopped. An exception raised for one item carries a
+    note naming the item and its index; one raised for a whole batch (a timeout)
+    names the batch's range. A cancelled consumer waiting in ``__anext__`` cancels
+    the calls in flight the same way. :meth:`aclose` does it after ``break``; an
+    iterator that is dropped without it cancels its calls in the background when it
+    is garbage-collected.
     """
     _reject_async(func)
+    chunksize = validate_chunksize(chunksize)
     if max_in_flight is None:
-        max_in_flight = pool.max_workers
+        max_in_flight = pool.max_workers if chunksize == 1 else 2 * pool.max_workers
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
     if timeout is not None and timeout < 0:
@@ -321,5 +448,5 @@ def map_in_pool(
         source = aiter(iterable)
     else:
         source = iter(iterable)
-    state = _MapState(pool, func, source, ordered, max_in_flight, timeout)
+    state = _MapState(pool, func, source, ordered, max_in_flight, timeout, chunksize)
     return _MapIterator(state)
