@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 import enum
 import functools
 import operator
@@ -161,7 +162,14 @@ def test_results_round_trip_through_the_outcome_encoding() -> None:
         _transport.decode_outcome(unsendable, _funcs_core.make_lock)
 
 
-def test_exceptions_through_the_outcome_encoding() -> None:
+def test_exceptions_through_the_outcome_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # distributed (tests/test_dask.py) installs tblib's exception pickling for every
+    # exception class in the process, which makes this one load again
+    monkeypatch.delitem(
+        copyreg.dispatch_table, _funcs_core.UnpicklableError, raising=False
+    )
     outcome = _transport.encode_exception(1, KeyError("k"), "remote text")
     assert outcome[1] == _transport.RAISED
     with pytest.raises(KeyError) as excinfo:
