@@ -111,6 +111,7 @@ class _Loop:
         result_qid: int,
         main_spec: tuple[str, str] | None,
         cancel_w: int,
+        raise_points: tuple[int, ...],
     ) -> None:
         _, self.get_job = _interp.open_queue(job_qid)
         self.put_outcome, _ = _interp.open_queue(result_qid)
@@ -118,7 +119,9 @@ class _Loop:
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
         self.thread_id = threading.get_ident()
-        self.interrupter = Interrupter(self.thread_id, self.state, cancel_w)
+        self.interrupter = Interrupter(
+            self.thread_id, self.state, cancel_w, raise_points
+        )
         self.state.settle = self.interrupter.settle
 
     def loads(self, blob: bytes) -> Any:
@@ -222,10 +225,11 @@ def serve(
     switch_interval: float,
     log_qid: int | None,
     levels: _logs.Levels | None,
+    raise_points: tuple[int, ...],
 ) -> None:
     """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
     sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
-    loop = _Loop(job_qid, result_qid, main_spec, cancel_w)
+    loop = _Loop(job_qid, result_qid, main_spec, cancel_w, raise_points)
     if log_qid is not None and levels is not None:
         put_log, _ = _interp.open_queue(log_qid)
         logs = _logs.install(put_log, _interp.queue_size(log_qid), done_w, levels)

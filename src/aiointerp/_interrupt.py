@@ -54,14 +54,20 @@ from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from types import CodeType
     from typing import Any, Final
 
-__all__ = ["FALLBACK", "Interrupter", "NO_POINT_LIMIT", "clear_async_exc"]
+__all__ = [
+    "FALLBACK",
+    "NO_POINT_LIMIT",
+    "Interrupter",
+    "clear_async_exc",
+    "raise_points",
+]
 
 #: instructions of user code without a raise point before the async exception is used
-NO_POINT_LIMIT: Final = 300
+NO_POINT_LIMIT: Final = 100
 #: flag bit of a watchdog message: "fall back to the async exception for this job"
 FALLBACK: Final = 1 << 62
 #: tool ids to try, the unassigned ones first (0 debugger, 1 coverage, 2 profiler,
@@ -98,14 +104,20 @@ def _own_files() -> frozenset[str]:
     )
 
 
-def _raise_points() -> frozenset[int]:
-    """Opcodes before which the exception is raised: loads, stores, calls, returns."""
+def raise_points() -> tuple[int, ...]:
+    """Opcodes before which the exception is raised: loads, stores, calls, returns.
+
+    Computed by the host and handed to each worker at start: importing :mod:`opcode`
+    in a fresh interpreter would cost every cancel milliseconds.
+    """
     import opcode
 
-    return frozenset(
-        code
-        for name, code in opcode.opmap.items()
-        if name.startswith(("LOAD_", "STORE_FAST")) or name in _ALSO_RAISE_AT
+    return tuple(
+        sorted(
+            code
+            for name, code in opcode.opmap.items()
+            if name.startswith(("LOAD_", "STORE_FAST")) or name in _ALSO_RAISE_AT
+        )
     )
 
 
@@ -120,16 +132,22 @@ class Interrupter:
     the target's.
     """
 
-    def __init__(self, target: int, state: worker._JobState, notify_fd: int) -> None:
+    def __init__(
+        self,
+        target: int,
+        state: worker._JobState,
+        notify_fd: int,
+        points: Iterable[int],
+    ) -> None:
         self.target = target
         self.state = state
         self.notify_fd = notify_fd  # the watchdog's pipe, for the fallback request
+        self.points = frozenset(points)  # from raise_points(), by the host
         self.tool: int | None = None  # the sys.monitoring tool id while claimed
         self.armed = False  # the events are on: the callback may raise
         self.fired = False  # Interrupted was raised (or set) for this job
         self.job_id = 0
         self.no_point = 0
-        self.points: frozenset[int] = frozenset()
         self.own: frozenset[str] = frozenset()
         self.next_hook: Callable[[Any], object] | None = None
 
@@ -143,8 +161,7 @@ class Interrupter:
         if tool is None:
             self._inject()
             return
-        if not self.points:  # the first cancel this interpreter sees
-            self.points = _raise_points()
+        if not self.own:  # the first cancel this interpreter sees
             self.own = _own_files()
             self.next_hook = sys.unraisablehook
             sys.unraisablehook = self._on_unraisable

@@ -9,6 +9,7 @@ the event loop never blocks on them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -32,6 +33,15 @@ _SWITCH_INTERVAL = 0.001
 _EXIT_DEADLINE = 5.0
 
 _live: set[Worker] = set()
+
+
+@functools.cache
+def _raise_points() -> tuple[int, ...]:
+    from ._interrupt import raise_points
+
+    return raise_points()
+
+
 _live_lock = threading.Lock()
 
 
@@ -88,7 +98,7 @@ class Worker:
             f"serve({self._job_r}, {self._done_w}, {self._cancel_r}, {self._cancel_w},"
             f" {self._job_qid}, {self._result_qid}, {bootstrap.main_spec!r},"
             f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r}, {self._log_qid!r},"
-            f" {levels!r})\n"
+            f" {levels!r}, {_raise_points()!r})\n"
         )
         self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
         self._reader = SignalReader(self._done_r)  # replaced on the loop by start()
