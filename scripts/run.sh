@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Set up a virtualenv with the newest CPython >= 3.13 found, then run the demo or the tests.
+# Set up a virtualenv with the newest CPython >= 3.13 found, then run the demo, the tests
+# or the documentation site.
 #
 #   bash scripts/run.sh demo [args...]   # the demo: sequential vs anyio.to_thread vs aiointerp
 #   bash scripts/run.sh test [args...]   # the test suite (pytest args pass through)
+#   bash scripts/run.sh docs [args...]   # serve the documentation site (mkdocs serve)
+#   bash scripts/run.sh docs build [args...]  # build it into site/, strict, as CI does
 #
 # AIOINTERP_PYTHON=/path/to/python picks the interpreter; AIOINTERP_VENV=DIR the venv
 # (default .venv). A venv that already exists is reused (pip only installs what is new).
@@ -10,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 what="${1:-}"; shift || true
-case "$what" in demo|test) ;; *) echo "usage: bash scripts/run.sh demo|test [args...]" >&2; exit 2 ;; esac
+case "$what" in demo|test|docs) ;; *) echo "usage: bash scripts/run.sh demo|test|docs [args...]" >&2; exit 2 ;; esac
 
 ok_python() {  # a CPython >= 3.13 with subinterpreters
   "$1" -c 'import sys, _interpreters; sys.exit(sys.version_info < (3, 13) or sys.implementation.name != "cpython")' 2>/dev/null
@@ -47,6 +50,15 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 ok_python "$venv/bin/python" || { echo "$venv does not hold a CPython >= 3.13 with subinterpreters" >&2; exit 3; }
 py="$venv/bin/python"
+if [ "$what" = docs ]; then
+  "$py" -m pip install -q --disable-pip-version-check -e ".[docs]"
+  export NO_MKDOCS_2_WARNING=1  # mkdocs-material's banner about its successor
+  case "${1:-}" in
+    build) shift; exec "$py" -m mkdocs build --strict "$@" ;;
+    serve) shift ;;
+  esac
+  exec "$py" -m mkdocs serve "$@"  # other arguments go to mkdocs serve
+fi
 "$py" -m pip install -q --disable-pip-version-check -e ".[test]" -r requirements-dev.txt
 
 if [ "$what" = demo ]; then

@@ -43,14 +43,22 @@ class BrokenWorkerError(AiointerpError):
     Infrastructure only, never the user function's own error: the interpreter could
     not be created, the pool's ``initializer`` raised (its exception is the
     ``__cause__``), or the worker thread stopped unexpectedly. The broken worker is
-    discarded and replaced; the call did not complete and may be retried.
+    discarded and replaced; the call did not complete and may be retried. After a
+    failed start the pool waits before it tries again, 0.05 s at first, twice as long
+    after each further failure, up to 5 s.
     """
 
     __module__ = "aiointerp"
 
 
 class PoolClosedError(AiointerpError, RuntimeError):
-    """Raised by calls made to a pool that is closing or closed (:meth:`aclose`)."""
+    """Raised by calls to a pool that is closing or closed.
+
+    Calls made after :meth:`~aiointerp.InterpreterPool.aclose` started get it at
+    once, and so do calls still waiting for a worker when the pool closes; calls
+    still running when the ``timeout`` of ``aclose`` ends are interrupted and get it
+    once their code has stopped.
+    """
 
     __module__ = "aiointerp"
 
@@ -73,7 +81,8 @@ class RemoteError(AiointerpError):
     Two cases: the exception could not be pickled back, or it is a
     :class:`BaseException` that must not reach the event loop (``SystemExit``,
     ``KeyboardInterrupt``...). The interpreter kept it contained and the pool keeps
-    serving.
+    serving. Its ``str()`` is ``"type_name: message"``, and its ``__cause__`` is a
+    :class:`RemoteTraceback`.
 
     :ivar type_name: qualified name of the original exception type
     :ivar message: ``str()`` of the original exception
@@ -97,6 +106,8 @@ class RemoteTraceback(Exception):
 
     Set as the ``__cause__`` of exceptions re-raised in the caller, so that the
     failing line of user code shows in the caller's traceback.
+
+    :ivar text: the traceback text from inside the interpreter
     """
 
     __module__ = "aiointerp"

@@ -179,6 +179,13 @@ class InterpreterExecutor(Executor):
     to send them are set as the future's exception
     (:class:`~aiointerp.NotShareableError`).
 
+    A private thread, ``aiointerp-executor``, runs an asyncio event loop with an
+    :class:`~aiointerp.InterpreterPool`, started on the first :meth:`submit`; the
+    options mean what they mean for that pool, except ``interrupt_on_cancel``.
+    ``with InterpreterExecutor() as executor:`` shuts it down at the end of the
+    block. At interpreter exit, executors still open are shut down, and the calls
+    submitted to them finish first.
+
     :param max_workers: the most calls (and interpreters) at once; default
         :func:`os.cpu_count`
     :param initializer: a picklable function run once in each new interpreter
@@ -367,8 +374,9 @@ class InterpreterExecutor(Executor):
             round trip runs ``fn`` over a batch of items in an interpreter (the
             items are pickled together), for functions so short that the round trip
             would dominate; the results still come one by one, and an exception is
-            raised at its own item (the results before it first), with a note naming
-            the item and its index
+            raised at its own item (the results before it first, unlike
+            ``ProcessPoolExecutor``), with a note naming the item's index and its
+            tuple of arguments (``aiointerp: raised by item 5 of the map: (5,)``)
         :param buffersize: the standard's, on Python 3.14+
         :return: an iterator over the results
         :raises TypeError: ``chunksize`` is not an int, ``fn`` is async, or

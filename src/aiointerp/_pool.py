@@ -89,7 +89,9 @@ class InterpreterPool:
 
     Use it as an async context manager (``async with InterpreterPool() as pool``) or
     through :func:`~aiointerp.run_sync_in_interpreter`, whose default pool is one per
-    event loop. A pool belongs to the event loop that started it.
+    event loop. It can be created outside an event loop, and belongs to the event
+    loop that first uses it: using it from another one raises :class:`RuntimeError`.
+    When that event loop ends, a pool still open is closed.
 
     :param max_workers: the most interpreters that exist at once (default:
         :func:`os.cpu_count`); callers beyond it wait, first come first served
@@ -100,7 +102,10 @@ class InterpreterPool:
     :param max_tasks_per_worker: replace an interpreter after it served this many
         calls (for code that leaks memory or state); ``None`` for no limit
     :param initializer: a picklable function run once inside each new interpreter
-        before it serves calls (pre-import modules, warm caches)
+        before it serves calls (pre-import modules, warm caches); if it raises, that
+        interpreter is discarded, the call waiting for it gets
+        :class:`~aiointerp.BrokenWorkerError` (the initializer's exception is its
+        ``__cause__``), and the pool backs off before it tries again
     :param initargs: positional arguments for ``initializer``
     :param cancel_grace: seconds a cancelled or timed-out call may take to stop
         after it was interrupted before the caller is released anyway and the
@@ -110,6 +115,9 @@ class InterpreterPool:
         name handles them, with ``record.interpreter`` set) and :mod:`warnings`;
         records below the level of the host's logger are never built or sent.
         ``False`` leaves the interpreters' logging unconfigured, as CPython does
+    :raises ValueError: an option is out of range
+    :raises TypeError: ``initializer`` is async or not callable
+    :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
 
     .. rubric:: Cancellation
 
@@ -267,7 +275,13 @@ class InterpreterPool:
         still waiting for a worker. Running calls get ``timeout`` seconds to finish;
         then they are interrupted, and their callers get :class:`PoolClosedError`.
         Code that cannot be interrupted within ``cancel_grace`` is reported with a
-        warning and left to finish on its own thread. Closing twice is harmless.
+        warning and left to finish on its own thread. ``aclose`` shields itself from
+        cancellation until the pool is closed. Closing twice is harmless, and so is
+        closing a pool that was never used; ``async with`` calls ``aclose()`` with
+        the default ``timeout``.
+
+        :param timeout: seconds that running calls get to finish before they are
+            interrupted
         """
         if self._state is _State.CLOSED:
             return
@@ -316,25 +330,57 @@ class InterpreterPool:
     ) -> AsyncIterator[T]:
         """Run ``func(item)`` for each item in interpreters; iterate over the results.
 
-        At most ``max_in_flight`` calls are submitted ahead of the consumer
-        (backpressure). With ``ordered=True`` results come in input order, otherwise
-        as they complete. With ``chunksize`` > 1, items travel and run in batches of
-        that many per call (one round trip), for functions so short that the round
-        trip would dominate; the results still come one by one. Leaving the loop
-        early, or cancelling the consumer, cancels (and interrupts) what is in
-        flight, batches included. Use it as ``async for result in pool.map(func,
-        items): ...``; to stop early and clean up at once, close it (``async with
-        contextlib.aclosing(pool.map(...))``).
+        Use it as ``async for result in pool.map(func, items): ...``. A background
+        task of the pool reads ``iterable`` lazily, from the moment the iterator is
+        first advanced. At most ``max_in_flight`` calls are submitted and not yet
+        consumed (backpressure). With ``ordered=True`` results come in input order,
+        otherwise as they complete.
+
+        **Batches.** With ``chunksize`` > 1 the task takes that many items at a time
+        and one call runs ``func`` over all of them in an interpreter: one round trip
+        per batch instead of one per item, for functions so short (microseconds)
+        that the round trip, tens of microseconds, would dominate. The results still
+        come one by one (with ``ordered=False``, a batch's results together as the
+        batch completes). A batch counts as one call for ``max_in_flight``, for
+        ``timeout`` and in :meth:`stats`. Its items are pickled together
+        (``memoryview`` items cross as they are), and an async iterable is read
+        until a batch is full, or ends, before the batch is sent. A batch's results
+        after its first are delivered without a checkpoint (no yield to the event
+        loop, no cancellation check: it would cost more than the function), so a
+        consumer whose loop body never awaits lets other tasks run, and sees its
+        cancellation, once per batch.
+
+        **Errors.** The first exception raised by a call, by an item of a batch or
+        by ``iterable`` cancels and interrupts the calls still in flight. The next
+        ``__anext__`` calls deliver the results computed before it first (with
+        ``ordered=True``, those in input order up to the failing item; with
+        ``ordered=False``, those already completed), then raise it once the calls
+        have stopped. In a batch, the items after the failing one do not run. The
+        exception is the one ``func`` raised, with its remote traceback as
+        ``__cause__`` and a note naming the item, its index and a short repr
+        (``aiointerp: raised by item 5 of the map: 5``); an exception of a whole
+        batch (a :class:`TimeoutError`, a :class:`~aiointerp.NotShareableError` for
+        its items) names the batch's range of items instead.
+
+        **Stopping early and cancellation.** Cancelling the consumer while it waits
+        cancels (and interrupts) the calls in flight, batches included. To stop
+        early, close the iterator: ``await it.aclose()`` cancels the calls in flight
+        and waits for them to stop, and ``async with
+        contextlib.aclosing(pool.map(...)) as it:`` does it for you. An iterator
+        dropped without ``aclose()`` cancels its calls in the background when it is
+        garbage-collected.
 
         :param func: a synchronous, picklable callable taking one item
         :param iterable: the items, a sync or an async iterable
         :param ordered: results in input order, or as they complete
         :param max_in_flight: most calls (a batch counts as one) submitted and not
             yet consumed; default ``max_workers``, ``2 * max_workers`` with
-            ``chunksize`` > 1
+            ``chunksize`` > 1 (so that every worker has its next batch waiting)
         :param timeout: per-call timeout, as for :meth:`run_sync`; per batch with
             ``chunksize`` > 1
-        :param chunksize: items per call (default 1)
+        :param chunksize: items per call (default 1); see the pool tuning page of
+            the documentation for choosing it
+        :return: an async iterator over the results
         :raises TypeError: ``func`` is async, ``iterable`` is not iterable, or
             ``chunksize`` is not an int (at once)
         :raises ValueError: ``max_in_flight`` or ``chunksize`` is below 1, or
