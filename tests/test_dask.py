@@ -457,11 +457,8 @@ async def test_interpreters_run_beside_dasks_profiler_settings(processes: bool) 
             assert thread is callbacks is (not compat.PROFILER_CRASHES)
 
 
-@pytest.mark.skipif(
-    not compat.PROFILER_CRASHES,
-    reason="Dask's profiler cannot crash this Python: the plugin leaves it on",
-)
-async def test_plugin_refuses_a_worker_whose_profiler_runs() -> None:
+async def test_plugin_and_a_worker_whose_profiler_runs() -> None:
+    """Where the profiler may crash the process the plugin refuses; elsewhere it runs."""
     # worker processes only: a Profile thread started in this process would outlive
     # the cluster (one per event loop) and crash later tests
     enabled = {"distributed.worker.profile.enabled": True, **FAST_PROFILER}
@@ -469,6 +466,13 @@ async def test_plugin_refuses_a_worker_whose_profiler_runs() -> None:
         async with dask_cluster(True, plugin=False) as d:
             ((thread, _, pid),) = await d.run(funcs.profiler_state)
             assert thread
+            if not compat.PROFILER_CRASHES:  # accepted: the profiler stays on
+                await d.register()
+                future = d.client.submit(in_interpreter(funcs.add), 1, 2, pure=False)
+                assert await d.result(future) == 3
+                ((thread, callbacks, pid_after),) = await d.run(funcs.profiler_state)
+                assert (thread, callbacks, pid_after) == (True, True, pid)
+                return
             with pytest.raises(RuntimeError, match="DASK_DISTRIBUTED__WORKER__PROFILE"):
                 await d.register()
             for registered in (True, False):  # the plugin that refused, then none
