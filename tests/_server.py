@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Known prime counts: pi(10**4), pi(2*10**4), pi(3*10**4), pi(5*10**4)
@@ -101,6 +102,20 @@ def start_server(app: str, logs: Path, *, workers: int = 2) -> Server:
         time.sleep(0.1)  # waiting for another process to listen: polling, bounded
     Server(process, "", stderr).stop(signal.SIGKILL)
     raise RuntimeError(f"uvicorn did not answer /health:\n{stderr.read_text()}")
+
+
+def server_fixture(app: str) -> Any:
+    """A module-scoped pytest fixture: *app* served by uvicorn; its log must be clean."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        started = start_server(app, tmp_path_factory.mktemp("uvicorn"))
+        yield started
+        code, log = started.stop()
+        assert code == 0, log
+        assert_clean_log(log)  # disconnected clients are not errors
+
+    return server
 
 
 def assert_clean_log(log: str) -> None:

@@ -8,7 +8,6 @@ server's log stays clean.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from _server import (
     assert_clean_log,
     check_concurrent_cpu_requests,
     check_health_and_disconnect,
+    server_fixture,
     start_server,
     wait_for_stats,
 )
@@ -29,13 +29,7 @@ pytestmark = pytest.mark.anyio
 APP = "examples.fastapi_app:app"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(APP, tmp_path_factory.mktemp("uvicorn"))
-    yield server
-    code, log = server.stop()
-    assert code == 0, log
-    assert_clean_log(log)  # disconnected clients are not errors
+server = server_fixture(APP)
 
 
 async def test_concurrent_cpu_requests(server: Server) -> None:

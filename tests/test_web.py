@@ -4,7 +4,6 @@ interface."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ from _server import (
     assert_clean_log,
     check_concurrent_cpu_requests,
     check_health_and_disconnect,
+    server_fixture,
     start_server,
 )
 
@@ -22,13 +22,7 @@ pytestmark = pytest.mark.anyio
 APP = "examples.web_app:app"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start_server(APP, tmp_path_factory.mktemp("uvicorn"))
-    yield server
-    code, log = server.stop()
-    assert code == 0, log
-    assert_clean_log(log)  # disconnected clients are not errors
+server = server_fixture(APP)
 
 
 async def test_concurrent_cpu_requests(server: Server) -> None:
