@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 
 from . import _interp, _logs, _transport, worker
-from ._interrupt import FALLBACK, Interrupter, clear_async_exc
+from ._interrupt import Interrupter, clear_async_exc
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -44,32 +44,24 @@ _FUNC_CACHE_SIZE = 128
 
 
 def _watch(cancel_r: int, interrupter: Interrupter, state: worker._JobState) -> None:
-    """Watchdog thread: interrupt the job named on the pipe.
-
-    A message is an 8-byte job id: a cancel from the host, or (with the
-    :data:`~aiointerp._interrupt.FALLBACK` bit) the interrupter's request to use the
-    async exception for a loop without raise points; id 0 stops the watchdog.
-    """
+    """Watchdog thread: interrupt the job named on the pipe (8-byte ids; 0 stops it)."""
     while True:
         data = os.read(cancel_r, 8)
         if len(data) < 8:
             return
-        message = int.from_bytes(data, "little")
-        if message == _QUIT_ID:
+        job_id = int.from_bytes(data, "little")
+        if job_id == _QUIT_ID:
             return
-        job_id = message & ~FALLBACK
         # No lock: a lock held by the loop thread when an interrupt lands could never
         # be released. in_flight is raised before job_id is read, so disarm() can
         # wait out an interrupt that saw the old job_id (the GIL orders these steps).
         state.in_flight = True
         try:
             if state.job_id == job_id:
-                if message & FALLBACK:
-                    interrupter.fall_back(job_id)
-                elif not state.cancel_requested:
+                if not state.cancel_requested:
                     state.cancel_requested = True
                     interrupter.start(job_id)
-            elif not message & FALLBACK:  # not armed yet (or over): run() checks
+            else:  # not armed yet (or over): run() checks this before calling
                 state.early = job_id
         finally:
             state.in_flight = False
@@ -110,8 +102,7 @@ class _Loop:
         job_qid: int,
         result_qid: int,
         main_spec: tuple[str, str] | None,
-        cancel_w: int,
-        raise_points: tuple[int, ...],
+        raise_points: tuple[tuple[int, ...], int],
     ) -> None:
         _, self.get_job = _interp.open_queue(job_qid)
         self.put_outcome, _ = _interp.open_queue(result_qid)
@@ -119,9 +110,7 @@ class _Loop:
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
         self.thread_id = threading.get_ident()
-        self.interrupter = Interrupter(
-            self.thread_id, self.state, cancel_w, raise_points
-        )
+        self.interrupter = Interrupter(self.thread_id, self.state, raise_points)
         self.state.settle = self.interrupter.settle
 
     def loads(self, blob: bytes) -> Any:
@@ -225,11 +214,11 @@ def serve(
     switch_interval: float,
     log_qid: int | None,
     levels: _logs.Levels | None,
-    raise_points: tuple[int, ...],
+    raise_points: tuple[tuple[int, ...], int],
 ) -> None:
     """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
     sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
-    loop = _Loop(job_qid, result_qid, main_spec, cancel_w, raise_points)
+    loop = _Loop(job_qid, result_qid, main_spec, raise_points)
     if log_qid is not None and levels is not None:
         put_log, _ = _interp.open_queue(log_qid)
         logs = _logs.install(put_log, _interp.queue_size(log_qid), done_w, levels)

@@ -36,7 +36,7 @@ _live: set[Worker] = set()
 
 
 @functools.cache
-def _raise_points() -> tuple[int, ...]:
+def _raise_points() -> tuple[tuple[int, ...], int]:
     from ._interrupt import raise_points
 
     return raise_points()
