@@ -525,7 +525,8 @@ def cold_start(runner: Runner) -> dict[str, Any]:
             f"{s.cold_reps} ({s.cold_reps_process} for processes). With `min_idle=1`: "
             "the first call once the pool reports an idle worker (the time until then "
             "is `ready_median` in the JSON). The first call in a fresh interpreter "
-            "also imports the function's module there."
+            "also imports the function's module there. aiointerp and the benchmark "
+            "modules are byte-compiled beforehand, as an installed package is."
         ),
         "cost": "median",
         "rows": rows,

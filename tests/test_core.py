@@ -500,6 +500,19 @@ async def test_idle_interpreter_is_reused() -> None:
     assert (stats.created, stats.idle, stats.busy, stats.completed) == (1, 1, 0, 4)
 
 
+#: what a fresh worker must not have imported: every one costs each start-up ms
+_HEAVY_MODULES = ("typing", "anyio", "trio", "sniffio", "asyncio", "logging")
+
+
+async def test_workers_start_without_heavy_imports() -> None:
+    # a builtin callable, so that the probe itself imports nothing into the worker
+    probe = functools.partial(
+        eval, f"sorted(m for m in {_HEAVY_MODULES!r} if m in __import__('sys').modules)"
+    )
+    async with InterpreterPool(1) as pool:
+        assert await pool.run_sync(probe) == []
+
+
 # -- memoryview -------------------------------------------------------------------------
 
 
