@@ -29,6 +29,17 @@ def unsendable_at_two(x: int) -> Any:
     return threading.Lock() if x == 2 else x
 
 
+def local_instance(x: int) -> Any:
+    """An instance of a class local to this function: plain pickle refuses it (3.13
+    says AttributeError, 3.14 PicklingError), cloudpickle sends it by value."""
+
+    class Local:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+    return Local(x)
+
+
 def as_view(x: int) -> memoryview:
     return memoryview(bytes([x, x]))
 

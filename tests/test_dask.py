@@ -616,3 +616,5 @@ def test_public_names() -> None:
     assert list(inspect.signature(DaskPool).parameters) == ["client", "timeout"]
     with pytest.raises(ValueError, match="min_idle"):
         InterpreterPlugin(max_workers=1, min_idle=2)
+    # without max_workers (the worker's nthreads) any min_idle may fit
+    assert InterpreterPlugin(min_idle=2)._options == {"min_idle": 2}

@@ -407,6 +407,16 @@ async def test_chunked_unsendable_result_is_attributed() -> None:
     assert info.value.__notes__ == ["aiointerp: raised by item 2 of the map: 2"]
 
 
+async def test_results_that_need_cloudpickle_come_back() -> None:
+    async with aiointerp.InterpreterPool(1) as pool:
+        single = await pool.run_sync(batch.local_instance, 7)
+        chunked = [
+            r.value async for r in pool.map(batch.local_instance, range(4), chunksize=4)
+        ]
+    assert single.value == 7
+    assert chunked == [0, 1, 2, 3]
+
+
 async def test_chunked_memoryviews() -> None:
     views = [memoryview(bytearray([x])) for x in range(5)]
     async with aiointerp.InterpreterPool(1) as pool:

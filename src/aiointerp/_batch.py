@@ -7,9 +7,10 @@ interpreters without a second pickle:
 
 * ``results_blob``: the pickled list of the results of the items that succeeded,
   in order, up to the first failure;
-* ``failure``: ``None``, or ``(index, status, a, b)`` for the first item that raised
-  (or whose result cannot be pickled), encoded as :mod:`aiointerp._transport` encodes
-  an outcome, so that the host raises it exactly as it raises a single call's.
+* ``failure``: ``None``, or the outcome of the first item that raised (or whose
+  result cannot be pickled), encoded as :mod:`aiointerp._transport` encodes a call's
+  outcome, with the item's index in the batch as its job id, so that the host raises
+  it exactly as it raises a single call's.
 
 The items after a failing one do not run (a map stops at its first exception). An
 interrupt (:class:`~aiointerp.worker.Interrupted`) is not caught: it ends the batch,
@@ -26,15 +27,11 @@ from .worker import Interrupted
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
     from typing import Any
 
-    type Failure = tuple[int, int, Any, Any]
-    type BatchOutcome = tuple[bytes, Failure | None]
+    type BatchOutcome = tuple[bytes, _transport.Outcome | None]
 
 __all__ = ["Batch", "decode", "item_note"]
-
-_PROTOCOL = 5
 
 
 class Batch:
@@ -56,7 +53,7 @@ class Batch:
         func = self.func
         results: list[Any] = []
         append = results.append
-        failure: Failure | None = None
+        failure: _transport.Outcome | None = None
         try:
             if self.star:
                 for args in items:
@@ -69,34 +66,32 @@ class Batch:
         except BaseException as exc:  # attributed to its item; the rest do not run
             failure = _failure(len(results), exc)
         try:
-            return pickle.dumps(results, _PROTOCOL), failure
+            return pickle.dumps(results, _transport._PROTOCOL), failure
         except Exception:  # a result that cannot be pickled: find it
-            return _pack_one_by_one(results, failure, func)
+            return _pack_one_by_one(results, failure)
 
 
-def _failure(index: int, exc: BaseException) -> Failure:
-    tb: TracebackType | None = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next  # show the user's frames only
+def _failure(index: int, exc: BaseException) -> _transport.Outcome:
+    tb = _transport.user_traceback(exc.__traceback__, __file__)
     text = _transport.format_remote(exc, tb)
-    _, status, a, b, _ = _transport.encode_exception(0, exc, text)
-    return (index, status, a, b)
+    return _transport.encode_exception(index, exc, text)
 
 
 def _pack_one_by_one(
-    results: list[Any], failure: Failure | None, func: object
+    results: list[Any], failure: _transport.Outcome | None
 ) -> BatchOutcome:
-    """The slow path: results up to the first one that cannot be pickled."""
+    """The slow path: results up to the first one that cannot be sent back."""
     sendable: list[Any] = []
     for index, value in enumerate(results):
         if type(value) is memoryview:  # as for a single call: a copy comes back
             value = value.tobytes()
-        outcome = _transport.encode_result(0, value)
+        outcome = _transport.encode_result(index, value)
         if outcome[1] == _transport.UNSENDABLE:
-            _, status, a, b, _ = outcome
-            return pickle.dumps(sendable, _PROTOCOL), (index, status, a, b)
+            failure = outcome
+            break
         sendable.append(value)
-    return pickle.dumps(sendable, _PROTOCOL), failure
+    # each of them pickles, some with cloudpickle (classes sent by value)
+    return _transport.dumps_result(sendable), failure
 
 
 # -- host side
@@ -119,9 +114,9 @@ def decode(
     results: list[Any] = pickle.loads(blob)
     if failure is None:
         return results, None
-    index, status, a, b = failure
+    index = failure[0]
     try:
-        _transport.decode_outcome((0, status, a, b, False), func)
+        _transport.decode_outcome(failure, func)
     except Exception as exc:
         exc.add_note(item_note(first + index, items[index]))
         return results, exc

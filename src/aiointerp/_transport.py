@@ -250,20 +250,32 @@ def encode_result(job_id: int, value: object) -> Outcome:
     if is_shareable(value, views=False):  # nested views are pickled (and refused)
         return (job_id, OK_SHARED, value, None, False)
     try:
-        return (job_id, OK_PICKLED, pickle.dumps(value, _PROTOCOL), None, False)
-    except Exception as exc:
-        error = exc
-    if isinstance(error, pickle.PicklingError):  # a class or function not found by
-        try:  # name: one the host sent by value (a notebook's...) goes back so
+        return (job_id, OK_PICKLED, dumps_result(value), None, False)
+    except Exception as error:
+        why = f"{type(error).__name__}: {error}"
+        return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
+
+
+def dumps_result(value: object) -> bytes:
+    """Pickle a result to send back; raise the error of :func:`pickle.dumps`."""
+    try:
+        return pickle.dumps(value, _PROTOCOL)
+    except (pickle.PicklingError, AttributeError) as error:
+        # a class or function not found by name (3.13 says AttributeError for a
+        # local one): one the host sent by value (a notebook's...) goes back so
+        try:
             import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-            blob = bytes(cloudpickle.dumps(value, _PROTOCOL))
+            return bytes(cloudpickle.dumps(value, _PROTOCOL))
         except Exception:
-            pass
-        else:
-            return (job_id, OK_PICKLED, blob, None, False)
-    why = f"{type(error).__name__}: {error}"
-    return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
+            raise error from None
+
+
+def user_traceback(tb: TracebackType | None, own_file: str) -> TracebackType | None:
+    """``tb`` without its first frames of ``own_file``: the user's frames only."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == own_file:
+        tb = tb.tb_next
+    return tb
 
 
 def format_remote(exc: BaseException, tb: TracebackType | None) -> str:

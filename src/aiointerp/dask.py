@@ -298,7 +298,10 @@ class InterpreterPlugin(WorkerPlugin):
     def __init__(
         self, max_workers: int | None = None, **pool_options: Unpack[_PoolOptions]
     ) -> None:
-        InterpreterPool(1 if max_workers is None else max_workers, **pool_options)
+        # validate the options now, not on the workers; without max_workers (the
+        # worker's nthreads, unknown here) any min_idle may fit
+        fits = max(1, pool_options.get("min_idle") or 0)
+        InterpreterPool(fits if max_workers is None else max_workers, **pool_options)
         self._max_workers = max_workers
         self._options = pool_options
         self._reset()
