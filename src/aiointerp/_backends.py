@@ -57,6 +57,17 @@ def current_loop_getter() -> Callable[[], object]:
     return asyncio.get_running_loop
 
 
+def thread_safe_call_soon() -> Callable[[Callable[[], object]], object]:
+    """A way to run a callback on the running event loop from any thread (for __del__)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    import asyncio
+
+    return asyncio.get_running_loop().call_soon_threadsafe
+
+
 class SignalReader:
     """Reads the one-byte signals a worker writes to its done pipe (non-blocking fd).
 

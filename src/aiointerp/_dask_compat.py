@@ -31,6 +31,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _defects
 from ._defects import sampling_may_crash
 
 if TYPE_CHECKING:
@@ -137,8 +138,9 @@ def profiler_error() -> RuntimeError:
     version = sys.version.split()[0]
     return RuntimeError(
         f"Dask's sampling profiler runs in this worker process, and on Python {version} "
-        "it may crash the process while subinterpreters run (3.13.0 does; 3.13.18, "
-        "3.14.10 and 3.15.2 were verified not to). Start the workers with the profiler off: "
+        "it may crash the process while subinterpreters run (3.13.0 does; "
+        f"{_defects.sampling_verified_safe()} were verified not to). Start the workers "
+        "with the profiler off: "
         "import aiointerp.dask before creating a LocalCluster (it turns the profiler "
         "off on this Python), or set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False "
         "in the environment of `dask worker`, or upgrade Python."

@@ -92,6 +92,12 @@ _SAMPLING_SURVIVED_FROM: dict[tuple[int, int], tuple[int, int, int]] = {
 }
 
 
+def sampling_verified_safe() -> str:
+    """The releases verified to survive a sampling profiler, for messages."""
+    names = [".".join(map(str, v)) for v in _SAMPLING_SURVIVED_FROM.values()]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def sampling_may_crash(version: tuple[int, int, int] | None = None) -> bool:
     """May a sampling profiler (``sys._current_frames()``) abort this Python?
 

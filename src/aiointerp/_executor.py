@@ -105,7 +105,7 @@ class _InterruptibleFuture(Future[T]):
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
         with self._condition:
-            if self._stopping or self._state in (_futures.PENDING, _futures.RUNNING):
+            if not self._settled():
                 self._done_callbacks.append(fn)
                 return
         try:
@@ -569,17 +569,15 @@ class InterpreterExecutor(Executor):
 
 def _settle(future: Future[Any], value: Any, failed: bool = False) -> None:
     """Set the outcome of a call that ran, unless ``cancel()`` stopped it meanwhile."""
-    if not _stopping(future):
-        try:
-            if failed:
-                future.set_exception(value)
-            else:
-                future.set_result(value)
-            return
-        except InvalidStateError:  # cancel() came between the check and the set
-            if not isinstance(future, _InterruptibleFuture):  # pragma: no cover
-                raise
-    future._stopped()  # type: ignore[attr-defined]
+    try:
+        if failed:
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+    except InvalidStateError:  # cancelled while running: the future is stopping
+        if not isinstance(future, _InterruptibleFuture):  # pragma: no cover
+            raise
+        future._stopped()
 
 
 def _batch_results(

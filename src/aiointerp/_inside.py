@@ -156,14 +156,12 @@ class _Loop:
             return self.failed(job_id, exc)
 
     def failed(self, job_id: int, exc: BaseException) -> _transport.Outcome:
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-            tb = tb.tb_next  # show the user's frames only
         if isinstance(exc, Interrupted):
             # the host discards this text when it cancelled the call; formatting a
             # traceback in a fresh interpreter costs milliseconds of cancel latency
             text = f"{type(exc).__name__}: {exc}"
             return (job_id, _transport.INTERRUPTED, None, text, False)
+        tb = _transport.user_traceback(exc.__traceback__, __file__)
         text = _transport.format_remote(exc, tb)
         return _transport.encode_exception(job_id, exc, text)
 

@@ -12,7 +12,7 @@ exact (PEP 669, per interpreter): on a cancel the watchdog enables the INSTRUCTI
 event of a free :mod:`sys.monitoring` tool; the callback ignores other threads and
 aiointerp's own frames, and raises :class:`~aiointerp.worker.Interrupted` before the
 next *raise point* of the user's code: a load, a store to a local, a call, a binary
-operation or comparison, ``POP_TOP`` or a return (:func:`_raise_points`). Raised there,
+operation or comparison, ``POP_TOP`` or a return (:func:`raise_points`). Raised there,
 handlers ran in every probe on 3.13.0, 3.13.18, 3.14 and 3.15. Raised at a ``NOP``
 that opens a ``try`` they were skipped, even on 3.14, and at ``JUMP_BACKWARD`` on
 3.13. The events are turned off before the exception propagates, so the cleanup
@@ -157,21 +157,29 @@ class Interrupter:
         if tool is None:
             self._inject()
             return
-        if not self.own:  # the first cancel this interpreter sees
+        if self.next_hook is None:  # the first cancel this interpreter sees
             self.own = _own_files()
             self.next_hook = sys.unraisablehook
             sys.unraisablehook = self._on_unraisable
-        self.no_point = 0
         self.tool = tool
-        self.armed = True
-        monitoring = sys.monitoring
-        event = monitoring.events.INSTRUCTION
-        monitoring.register_callback(tool, event, self._on_instruction)
-        monitoring.set_events(tool, event)  # last: the callback may run from here
+        event = sys.monitoring.events.INSTRUCTION
+        sys.monitoring.register_callback(tool, event, self._on_instruction)
+        self._arm(tool)
 
-    def _inject(self) -> None:
+    def _arm(self, tool: int) -> None:
+        """Turn the events on: the callback raises at the next raise point."""
+        self.no_point = 0
+        self.armed = True
+        # last: the callback may run from here
+        sys.monitoring.set_events(tool, sys.monitoring.events.INSTRUCTION)
+
+    def _fire(self) -> None:
+        """Record that :class:`Interrupted` is raised for this job."""
         self.fired = True
         self.state.injected = True
+
+    def _inject(self) -> None:
+        self._fire()
         _set_async_exc(self.target, Interrupted)
 
     # -- target thread
@@ -215,9 +223,7 @@ class Interrupter:
             and get_ident() == self.target
         ):
             self.fired = False
-            self.armed = True
-            self.no_point = 0
-            sys.monitoring.set_events(self.tool, sys.monitoring.events.INSTRUCTION)
+            self._arm(self.tool)
             return
         assert self.next_hook is not None
         self.next_hook(unraisable)
@@ -243,7 +249,6 @@ class Interrupter:
             self.no_point += 1
             if self.no_point < NO_POINT_LIMIT or opcode != self.jump_backward:
                 return None
-        self.fired = True
-        self.state.injected = True
+        self._fire()
         self._disarm()
         raise Interrupted  # no message: as the async exception, a class

@@ -44,9 +44,9 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
-import sniffio
 
 from . import _transport
+from ._backends import thread_safe_call_soon
 from ._batch import Batch, decode, item_note
 from ._errors import NotShareableError, PoolClosedError
 from ._pool import InterpreterPool, _reject_async
@@ -60,12 +60,11 @@ class _Slot:
     """One call (one item or one batch): submitted, running or finished, its
     results not all consumed yet."""
 
-    __slots__ = ("done", "failed", "ok", "scope", "start", "values")
+    __slots__ = ("failed", "ok", "scope", "start", "values")
 
     def __init__(self, start: int) -> None:
         self.scope = anyio.CancelScope()
         self.start = start  # index of its first item in the whole map
-        self.done = False
         self.ok = False  # values holds results to deliver
         self.failed = False  # after its values, the consumer raises the failure
         self.values: list[Any] = []
@@ -197,33 +196,27 @@ class _MapState:
         error: Exception | None = None
         try:
             with slot.scope:
-                try:
-                    if self.batch is None:
-                        value = await self.pool.run_sync(
-                            self.func, items[0], timeout=self.timeout
-                        )
-                        slot.values = [value]
-                    else:
-                        outcome = await self._run_batch(self.batch, items)
-                        slot.values, error = decode(
-                            outcome, self.func, slot.start, items
-                        )
-                except PoolClosedError:
-                    raise
-                except Exception as exc:  # name the item(s) in the error
-                    if len(items) == 1:
-                        exc.add_note(item_note(slot.start, items[0]))
-                    else:
-                        exc.add_note(
-                            "aiointerp: raised by the batch of items "
-                            f"{slot.start} to {slot.start + len(items) - 1} of the map"
-                        )
-                    raise
+                if self.batch is None:
+                    value = await self.pool.run_sync(
+                        self.func, items[0], timeout=self.timeout
+                    )
+                    slot.values = [value]
+                else:
+                    outcome = await self._run_batch(self.batch, items)
+                    slot.values, error = decode(outcome, self.func, slot.start, items)
                 slot.ok = True
-        except Exception as exc:
+        except PoolClosedError as exc:
+            self.fail(exc)
+        except Exception as exc:  # name the item(s) in the error
+            if len(items) == 1:
+                exc.add_note(item_note(slot.start, items[0]))
+            else:
+                exc.add_note(
+                    "aiointerp: raised by the batch of items "
+                    f"{slot.start} to {slot.start + len(items) - 1} of the map"
+                )
             self.fail(exc)
         finally:
-            slot.done = True
             self.running.discard(slot)
             if error is not None:  # the results before the failing item go first
                 slot.failed = True
@@ -248,7 +241,7 @@ class _MapState:
 
     def take(self) -> _Slot | None:
         if self.ordered:
-            if self.pending and self.pending[0].done and self.pending[0].ok:
+            if self.pending and self.pending[0].ok:
                 return self.pending.popleft()
             return None
         return self.ready.popleft() if self.ready else None
@@ -266,7 +259,6 @@ class _MapState:
         position = self.position
         self.position = position + 1
         if position + 1 == len(values) and not slot.failed:
-            slot.values = []
             self.finish()  # the feeder may start the next call now
         return values[position]
 
@@ -332,7 +324,7 @@ class _MapIterator(AsyncIterator[T], Generic[T]):
             if not self._started:
                 self._started = True
                 await state.pool._ensure_running()
-                self._call_soon = _thread_safe_call_soon()
+                self._call_soon = thread_safe_call_soon()
                 state.spawn(state.feed)
             value: T = await state.next_result()
             return value
@@ -365,17 +357,6 @@ class _MapIterator(AsyncIterator[T], Generic[T]):
             self._call_soon(state.cancel_all)
         except Exception:  # the event loop is gone, and the pool with it
             pass
-
-
-def _thread_safe_call_soon() -> Callable[[Callable[[], object]], object]:
-    """A way to run a callback on the running event loop from any thread (for __del__)."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    import asyncio
-
-    return asyncio.get_running_loop().call_soon_threadsafe
 
 
 def validate_chunksize(chunksize: object) -> int:

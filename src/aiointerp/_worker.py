@@ -33,6 +33,7 @@ _SWITCH_INTERVAL = 0.001
 _EXIT_DEADLINE = 5.0
 
 _live: set[Worker] = set()
+_live_lock = threading.Lock()
 
 
 @functools.cache
@@ -40,9 +41,6 @@ def _raise_points() -> tuple[tuple[int, ...], int]:
     from ._interrupt import raise_points
 
     return raise_points()
-
-
-_live_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,7 @@ async def run_until_disconnect(
     error: Exception | None = None
     result: list[_T] = []
     call = anyio.CancelScope()
+    label = describe(func)
 
     async def watch() -> None:
         nonlocal disconnect, receive_error
@@ -146,7 +147,7 @@ async def run_until_disconnect(
 
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, name=f"aiointerp.asgi watching for {describe(func)}")
+            tg.start_soon(watch, name=f"aiointerp.asgi watching for {label}")
             with call:
                 try:
                     result.append(await pool.run_sync(func, *args, timeout=timeout))
@@ -162,6 +163,6 @@ async def run_until_disconnect(
         if receive_error is not None:
             raise receive_error
         assert disconnect is not None
-        raise ClientDisconnected(describe(func), disconnect) from None
+        raise ClientDisconnected(label, disconnect) from None
     finally:
         del error, receive_error  # no reference cycles through the tracebacks

@@ -59,6 +59,7 @@ from distributed.protocol import pickle as dask_pickle
 
 from . import _dask_compat
 from ._api import current_default_pool
+from ._backends import thread_safe_call_soon
 from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 from ._inside import _LOAD_NOTE
 from ._pool import InterpreterPool, _reject_async
@@ -290,8 +291,6 @@ class InterpreterPlugin(WorkerPlugin):
     afterwards. On other Pythons the profiler stays on.
     """
 
-    __module__ = "aiointerp.dask"
-
     #: The name the plugin registers under unless ``register_plugin`` gets another.
     name: Final = "aiointerp"
 
@@ -438,8 +437,6 @@ class DaskPool:
     event. Leaving the ``async with`` cancels the calls still in flight.
     """
 
-    __module__ = "aiointerp.dask"
-
     def __init__(
         self, client: distributed.Client, *, timeout: float | None = None
     ) -> None:
@@ -471,7 +468,7 @@ class DaskPool:
                 "pass a synchronous Client"
             )
         self._opened = True
-        self._call_soon = _thread_safe_call_soon(library)
+        self._call_soon = thread_safe_call_soon()
         nthreads = await self._client_call(self._client.nthreads)
         self._max_workers = max(1, sum(nthreads.values()))
         tg = anyio.create_task_group()
@@ -593,8 +590,6 @@ class DaskPool:
         """
         from ._map import map_in_pool
 
-        if timeout is None:
-            timeout = self._timeout
         return map_in_pool(
             cast("InterpreterPool", self),
             func,
@@ -648,13 +643,12 @@ class DaskPool:
         if ok:
             self._completed += 1
             return value
+        self._failed += 1
         if isinstance(value, distributed.client.FutureCancelledError) and self._closed:
-            self._failed += 1
             raise PoolClosedError(
                 f"the DaskPool was closed while {task.__qualname__} ran; the task was "
                 "cancelled"
             ) from None
-        self._failed += 1
         raise value
 
     async def _wait(self, future: distributed.Future[Any]) -> tuple[bool, Any]:
@@ -693,16 +687,3 @@ class DaskPool:
         if self._client.asynchronous:
             return await method(*args)
         return await anyio.to_thread.run_sync(functools.partial(method, *args))
-
-
-def _thread_safe_call_soon(library: str) -> Callable[[Callable[[], object]], object]:
-    if library == "trio":
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    import asyncio
-
-    return asyncio.get_running_loop().call_soon_threadsafe
-
-
-in_interpreter.__module__ = "aiointerp.dask"
