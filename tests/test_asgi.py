@@ -33,6 +33,7 @@ import _funcs_cancel as funcs
 import _funcs_core as core
 import anyio
 import pytest
+from _handshake import HANG, LONG_GRACE, pipe, text, wait_started
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import aiointerp
@@ -42,10 +43,6 @@ from aiointerp.asgi import ClientDisconnected, run_until_disconnect
 
 pytestmark = pytest.mark.anyio
 
-#: grace for code that stops when interrupted: releasing the caller means it stopped
-LONG_GRACE = 30.0
-#: hang guard for handshakes
-HANG = 30.0
 DISCONNECT = {"type": "http.disconnect"}
 SPIN = "_funcs_cancel.spin"
 
@@ -55,27 +52,6 @@ Ts = TypeVarTuple("Ts")
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def pipe() -> Iterator[tuple[int, int]]:
-    read_fd, write_fd = os.pipe()
-    try:
-        yield read_fd, write_fd
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
-
-
-async def wait_started(read_fd: int) -> None:
-    """Wait for a worker function's handshake (its interpreter id, 8 bytes)."""
-    with anyio.fail_after(HANG):
-        await anyio.wait_readable(read_fd)
-    assert len(os.read(read_fd, 8)) == 8
-
-
-def text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
 
 
 def interrupted(path: Path, times: int = 1) -> bool:

@@ -14,8 +14,8 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import _funcs_cancel as funcs
@@ -23,6 +23,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import trio
+from _handshake import HANG, LONG_GRACE, pipe, text, wait_started
 
 import aiointerp
 from aiointerp import InterpreterPool, PoolClosedError, PoolStats
@@ -30,34 +31,10 @@ from aiointerp.worker import cancelled, checkpoint, deadline
 
 pytestmark = pytest.mark.anyio
 
-#: grace for code that stops when interrupted: releasing the caller means it stopped
-LONG_GRACE = 30.0
-#: hang guard for handshakes
-HANG = 30.0
-
 INTERRUPTED_AND_FINALLY = "Interrupted:\nfinally\n"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def pipe() -> Iterator[tuple[int, int]]:
-    read_fd, write_fd = os.pipe()
-    try:
-        yield read_fd, write_fd
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
-
-
-async def wait_started(read_fd: int) -> int:
-    """Wait for a worker function's handshake; return the interpreter id it sent."""
-    with anyio.fail_after(HANG):
-        await anyio.wait_readable(read_fd)
-    data = os.read(read_fd, 8)
-    assert len(data) == 8
-    return int.from_bytes(data, "little")
 
 
 def pending(read_fd: int) -> bool:
@@ -68,10 +45,6 @@ def pending(read_fd: int) -> bool:
 async def cancel_when_started(read_fd: int, cancel: Callable[[], None]) -> None:
     await wait_started(read_fd)
     cancel()
-
-
-def text(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
 
 
 def accounted(stats: PoolStats) -> int:

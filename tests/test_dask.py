@@ -46,7 +46,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:CPython 3.13.0 has a defect:RuntimeWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 HANG = 60.0
 KINDS = [pytest.param(False, id="threads"), pytest.param(True, id="processes")]
 
@@ -569,7 +568,7 @@ async def test_dask_pool_map(ordered: bool) -> None:
         assert results == expected if ordered else sorted(results) == sorted(expected)
 
 
-async def test_dask_pool_map_error_stops_the_rest(tmp_path: Path) -> None:
+async def test_dask_pool_map_error_stops_the_rest() -> None:
     async with dask_cluster(False, threads=2) as d, DaskPool(d.client) as pool:
         with pytest.raises(funcs.Boom, match="first"):
             async for _ in pool.map(funcs.fail, ["first"] * 5, max_in_flight=2):

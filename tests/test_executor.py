@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import _funcs_batch as fb
 import _funcs_integrations as funcs
 import pytest
+from _handshake import ready_byte
 from conftest import child_env
 
 import aiointerp
@@ -38,12 +39,7 @@ def pipes() -> Iterator[list[tuple[int, int]]]:
 
 
 def no_byte(fd: int) -> bool:
-    os.set_blocking(fd, False)
-    try:
-        os.read(fd, 1)
-    except BlockingIOError:
-        return True
-    return False
+    return ready_byte(fd) is None
 
 
 def test_submit_and_result() -> None:
@@ -253,15 +249,6 @@ def test_interpreter_exit_shuts_down_a_forgotten_executor() -> None:
 
 
 # -- interrupt_on_cancel ---------------------------------------------------------------
-
-
-def ready_byte(fd: int) -> bytes | None:
-    """The byte waiting on ``fd`` now, or None (never blocks)."""
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 1)
-    except BlockingIOError:
-        return None
 
 
 def _loop_factories() -> list[Any]:

@@ -12,6 +12,7 @@ import _funcs_batch as batch
 import _funcs_integrations as funcs
 import anyio
 import pytest
+from _handshake import ready_byte
 
 import aiointerp
 
@@ -39,15 +40,6 @@ async def read_byte(fd: int) -> bytes:
     with anyio.fail_after(30):  # hang guard
         await anyio.wait_readable(fd)
     return os.read(fd, 1)
-
-
-def ready_byte(fd: int) -> bytes | None:
-    """The byte waiting on ``fd`` now, or None (never blocks)."""
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 1)
-    except BlockingIOError:
-        return None
 
 
 async def test_ordered_results() -> None:

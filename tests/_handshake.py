@@ -1,0 +1,50 @@
+"""Host-side helpers of the tests that synchronise with worker code through pipes.
+
+Not imported by workers (it needs anyio): worker functions live in ``_funcs_*.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+
+#: grace for code that stops when interrupted: releasing the caller means it stopped
+LONG_GRACE = 30.0
+#: hang guard for handshakes
+HANG = 30.0
+
+
+@contextmanager
+def pipe() -> Iterator[tuple[int, int]]:
+    read_fd, write_fd = os.pipe()
+    try:
+        yield read_fd, write_fd
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+async def wait_started(read_fd: int) -> int:
+    """Wait for a worker function's handshake; return the interpreter id it sent."""
+    with anyio.fail_after(HANG):
+        await anyio.wait_readable(read_fd)
+    data = os.read(read_fd, 8)
+    assert len(data) == 8
+    return int.from_bytes(data, "little")
+
+
+def ready_byte(fd: int) -> bytes | None:
+    """The byte waiting on ``fd`` now, or None (never blocks)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1)
+    except BlockingIOError:
+        return None
+
+
+def text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
