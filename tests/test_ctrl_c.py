@@ -37,6 +37,8 @@ def test_ctrl_c_interrupts_the_call(backend: str, name: str, tmp_path: Path) -> 
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-X",
+                "faulthandler",
                 str(TESTS / "scripts" / "ctrl_c.py"),
                 backend,
                 name,
@@ -57,9 +59,10 @@ def test_ctrl_c_interrupts_the_call(backend: str, name: str, tmp_path: Path) -> 
             process.wait(timeout=HANG)
             took = time.monotonic() - sent
         finally:
-            if process.poll() is None:  # hang guard
-                process.kill()
-                process.wait()
+            if process.poll() is None:  # hang guard: faulthandler dumps every thread
+                process.send_signal(signal.SIGABRT)
+                _, stderr = process.communicate(timeout=HANG)
+                pytest.fail(f"no exit after Ctrl-C; the child's stacks:\n{stderr}")
         _, stderr = process.communicate()
     finally:
         os.close(read_fd)

@@ -213,8 +213,11 @@ class Worker:
             self._put_job(levels.levels)
             os.write(self._job_w, b"V")
         self._put_job(job)
+        # in flight from here, before the write: trio raises KeyboardInterrupt at
+        # any check of the eval loop, including the one right after os.write
+        # returns, and the caller must then find the job to interrupt
+        self.job_id = job[0]
         os.write(self._job_w, b"J")
-        self.job_id = job[0]  # in flight only once it was sent
         return await self.receive()
 
     async def receive(self) -> _transport.Outcome:
