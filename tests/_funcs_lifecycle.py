@@ -85,3 +85,12 @@ def init_fail_after_ack(ready_w: int, ack_r: int) -> None:
     os.write(ready_w, b"f")
     os.read(ack_r, 1)
     raise InitError("the initializer failed")
+
+
+def leave_a_thread(hold_r: int) -> int:
+    """Start a thread that outlives the call (it waits for a byte on *hold_r*); return.
+
+    The interpreter cannot be destroyed until the host writes that byte.
+    """
+    threading.Thread(target=os.read, args=(hold_r, 1)).start()
+    return _interp.current_id()

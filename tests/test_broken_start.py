@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 import aiointerp
-from aiointerp import _worker
+from aiointerp import _pool, _worker
 
 pytestmark = pytest.mark.anyio
 
@@ -17,10 +17,11 @@ async def test_failed_bootstrap_is_broken_and_leaks_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # an empty sys.path: the worker cannot import aiointerp, its exec fails at once
+    real = _worker.worker_config
     monkeypatch.setattr(
-        _worker.Bootstrap,
-        "of_host",
-        classmethod(lambda cls, blob, forward: cls((), None, blob, forward)),
+        _pool,
+        "worker_config",
+        lambda blob, forward: real(blob, forward)._replace(sys_path=()),
     )
     async with aiointerp.InterpreterPool(1) as pool:
         with anyio.fail_after(30), pytest.raises(aiointerp.BrokenWorkerError) as info:

@@ -1,6 +1,7 @@
 """Pool bookkeeping against a fake worker: states the real tests cannot pin down.
 
-A fake worker replaces :class:`aiointerp._worker.Worker` inside the pool, so that the
+A fake worker replaces :class:`aiointerp._interpreter.InterpreterWorker` inside the
+pool (the roster knows only the :class:`aiointerp._worker.Worker` interface), so that the
 test decides when a worker finishes starting, fails to start, or ends a call. Each
 test names the real-interpreter test of the same behaviour in ``test_lifecycle.py``.
 """
@@ -15,7 +16,7 @@ import _funcs_lifecycle as f
 import anyio
 import pytest
 
-from aiointerp import BrokenWorkerError, InterpreterPool, _pool, _transport
+from aiointerp import BrokenWorkerError, InterpreterPool, _pool, _protocol
 
 pytestmark = pytest.mark.anyio
 
@@ -28,6 +29,8 @@ class FakeWorker:
     def __init__(self, fakes: Fakes) -> None:
         self.fakes = fakes
         self.interp_id = next(fakes.ids)
+        self.kind = "fake"
+        self.lingering: tuple[str, ...] = ()
         self.job_id = 0
         self.job_label = ""
         self.spent = False
@@ -48,18 +51,17 @@ class FakeWorker:
         if self.fakes.hold_start:
             await self.ready.wait()
 
-    async def run(self, job: _transport.Job) -> _transport.Outcome:
-        self.job_id = job[0]
-        return await self.receive()
+    def send(self, job: _protocol.Job) -> None:
+        self.job_id = job.job_id
 
-    async def receive(self) -> _transport.Outcome:
+    async def receive(self) -> _protocol.Outcome:
         if self.fakes.hold_calls:
             await self.release.wait()
             self.release = anyio.Event()
         job_id, self.job_id = self.job_id, 0
         self.tasks += 1
         self.fakes.finished.append(self)
-        return (job_id, _transport.OK_SHARED, self.interp_id, None, False)
+        return _protocol.Outcome(job_id, _protocol.OK_SHARED, self.interp_id, None, False)
 
     def interrupt(self) -> None:
         pass
@@ -87,7 +89,7 @@ class Fakes:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     fakes = Fakes()
-    monkeypatch.setattr(_pool, "Worker", lambda bootstrap: FakeWorker(fakes))
+    monkeypatch.setattr(_pool, "InterpreterWorker", lambda config: FakeWorker(fakes))
     return fakes
 
 
@@ -101,13 +103,13 @@ def record_retirements(
     pool: InterpreterPool, monkeypatch: pytest.MonkeyPatch
 ) -> list[tuple[Any, str]]:
     retired: list[tuple[Any, str]] = []
-    original = pool._retire
+    original = pool._roster._stop
 
     def spy(worker: Any, reason: str, *args: Any, **kwargs: Any) -> None:
         retired.append((worker, reason))
         original(worker, reason, *args, **kwargs)
 
-    monkeypatch.setattr(pool, "_retire", spy)
+    monkeypatch.setattr(pool._roster, "_stop", spy)
     return retired
 
 
@@ -170,7 +172,7 @@ async def test_start_failures_back_off_exponentially_then_reset(
     fakes.fail_start = True
     backoffs: list[float] = []
     pool = InterpreterPool(2, min_idle=1)
-    fakes.on_start = lambda worker: backoffs.append(pool._backoff)
+    fakes.on_start = lambda worker: backoffs.append(pool._roster.backoff)
     async with pool:
         await wait_for(lambda: len(backoffs) >= 6)
         # one try at a time, each after the previous backoff; the first at once
@@ -179,7 +181,7 @@ async def test_start_failures_back_off_exponentially_then_reset(
 
         fakes.fail_start = False
         await wait_for(lambda: pool.stats().idle == 1)
-        assert pool._backoff == 0.0
+        assert pool._roster.backoff == 0.0
         assert all(worker.closed for worker in fakes.attempts[:-1])
         assert await pool.run_sync(f.interp_id) == fakes.attempts[-1].interp_id
         assert pool.stats().created == 1

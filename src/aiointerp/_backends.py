@@ -1,7 +1,8 @@
 """The little that anyio does not cover, per event-loop library.
 
-A task that outlives its caller's scopes, a cheap identity of the running loop, and a
-reader of worker signals that keeps its fd registered on asyncio.
+A task that outlives its caller's scopes, a cheap identity of the running loop, a
+reader of worker signals that keeps its fd registered on asyncio, and KeyboardInterrupt
+protection on trio.
 
 A pool's watcher must run for as long as the pool lives, also for the default pool
 that no ``async with`` opens. On trio it is a system task; on asyncio a task of the
@@ -15,10 +16,48 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import sniffio
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: functions marked with ki_protected, protected once trio runs them
+_ki_protected: list[Callable[..., Any]] = []
+_ki_protection_applied = False
+
+
+def ki_protected(func: F) -> F:
+    """Mark *func* (sync or async) as host bookkeeping that a Ctrl-C must not tear.
+
+    On trio, a ``KeyboardInterrupt`` can be raised at any bytecode of code that is not
+    KI-protected; in a protected function (and what it calls) trio delivers it at the
+    next checkpoint instead, as trio's own ``to_thread_run_sync`` and trio-parallel
+    do. trio is not imported for this: the marks are applied when the first pool
+    starts on trio (trio marks the code objects, so the functions stay as they are).
+    On asyncio it changes nothing.
+    """
+    _ki_protected.append(func)
+    if _ki_protection_applied:
+        _protect_now(func)
+    return func
+
+
+def _protect_now(func: Callable[..., Any]) -> None:
+    import trio
+
+    trio.lowlevel.enable_ki_protection(func)
+
+
+def apply_ki_protection() -> None:
+    """Protect every function marked with :func:`ki_protected` (trio is running)."""
+    global _ki_protection_applied
+    if _ki_protection_applied:
+        return
+    _ki_protection_applied = True
+    for func in _ki_protected:
+        _protect_now(func)
 
 
 def spawn_detached(async_fn: Callable[[], Awaitable[None]], name: str) -> Any:
@@ -51,6 +90,7 @@ def current_loop_getter() -> Callable[[], object]:
     if library == "trio":
         import trio
 
+        apply_ki_protection()
         return trio.lowlevel.current_trio_token
     import asyncio
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from . import _transport
+from . import _protocol, _transport
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -86,7 +86,7 @@ def _pack_one_by_one(
         if type(value) is memoryview:  # as for a single call: a copy comes back
             value = value.tobytes()
         outcome = _transport.encode_result(index, value)
-        if outcome[1] == _transport.UNSENDABLE:
+        if outcome[1] == _protocol.UNSENDABLE:
             failure = outcome
             break
         sendable.append(value)

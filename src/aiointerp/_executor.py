@@ -41,7 +41,8 @@ import anyio
 
 from ._batch import Batch, decode
 from ._map import validate_chunksize
-from ._pool import InterpreterPool, _reject_async
+from ._pool import InterpreterPool
+from ._validate import reject_async
 
 if TYPE_CHECKING:
     from ._batch import BatchOutcome
@@ -389,7 +390,7 @@ class InterpreterExecutor(Executor):
             options["buffersize"] = buffersize  # TypeError before 3.14, as the base's
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout, **options)
-        _reject_async(fn)
+        reject_async(fn)
         sent: deque[list[Any]] = deque()
 
         def batches() -> Iterator[list[Any]]:

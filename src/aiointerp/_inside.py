@@ -1,12 +1,10 @@
-"""The loop that runs inside each worker interpreter, and its watchdog.
+"""The loop that runs inside every worker, whatever its kind, and its watchdog.
 
-Stdlib only (never anyio, trio or the host modules). The host starts one OS thread per
-worker; that thread enters the interpreter once and stays in :func:`serve` until told
-to quit. Wake-ups go through pipes, data through cross-interpreter queues:
-
-* ``job_r``: one byte per job (``b"J"``) or ``b"Q"`` to quit; the job is on the job queue
-* ``done_w``: ``b"R"`` ready, ``b"F"`` initializer failed, ``b"D"`` one outcome queued
-* ``cancel_r``: 8-byte job ids for the watchdog; id 0 stops it
+Stdlib only (never anyio, trio or the host modules), and unaware of the kind of worker
+that runs it: it talks to the host through a *channel* (:mod:`aiointerp._channels`)
+carrying the messages of :mod:`aiointerp._protocol`. An interpreter worker runs
+:func:`serve` on the OS thread that entered the interpreter; a process worker on the
+child's main thread.
 
 Cancellation: the watchdog thread lives in the same interpreter (an interrupt can only
 be arranged from inside it) and has :class:`~aiointerp._interrupt.Interrupter` raise
@@ -25,15 +23,26 @@ import sys
 import threading
 from collections import OrderedDict
 
-from . import _interp, _logs, _transport, worker
+from . import _channels, _interp, _protocol, _transport, worker
 from ._interrupt import Interrupter, clear_async_exc
+from ._protocol import DONE, INIT_FAILED, JOB, LEVELS, LINGER, READY, Job, Outcome
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Protocol
 
-_QUIT_ID = 0
+    class Channel(Protocol):
+        """The worker end of a kind's channels (see :mod:`aiointerp._channels`)."""
+
+        cancel_fd: int
+
+        def receive(self) -> tuple[bytes, Any]: ...
+        def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
+        def stop_watchdog(self) -> None: ...
+        def forward_logs(self, levels: Any) -> Any: ...
+
+
 _LOAD_NOTE = (
     "aiointerp: the worker interpreter could not load the function or its arguments. "
     "They must be importable there: defined at module level in a module on sys.path, "
@@ -43,14 +52,15 @@ _LOAD_NOTE = (
 _FUNC_CACHE_SIZE = 128
 
 
-def _watch(cancel_r: int, interrupter: Interrupter, state: worker._JobState) -> None:
-    """Watchdog thread: interrupt the job named on the pipe (8-byte ids; 0 stops it)."""
+def _watch(cancel_fd: int, interrupter: Interrupter, state: worker._JobState) -> None:
+    """Watchdog thread: interrupt the job named on the cancel channel (0 stops it)."""
+    size = _protocol.JOB_ID_SIZE
     while True:
-        data = os.read(cancel_r, 8)
-        if len(data) < 8:
+        data = os.read(cancel_fd, size)
+        if len(data) < size:
             return
         job_id = int.from_bytes(data, "little")
-        if job_id == _QUIT_ID:
+        if job_id == _protocol.STOP_WATCHDOG:
             return
         # No lock: a lock held by the loop thread when an interrupt lands could never
         # be released. in_flight is raised before job_id is read, so disarm() can
@@ -96,22 +106,26 @@ class _Main:
         sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
+def _own_files() -> frozenset[str]:
+    """Files of the worker loop: an interrupt never lands in their frames."""
+    from . import _interrupt
+
+    modules = (sys.modules[__name__], _channels, _interp, _interrupt, _protocol)
+    return frozenset(module.__file__ or "" for module in (*modules, _transport))
+
+
 class _Loop:
-    def __init__(
-        self,
-        job_qid: int,
-        result_qid: int,
-        main_spec: tuple[str, str] | None,
-        raise_points: tuple[tuple[int, ...], int],
-    ) -> None:
-        _, self.get_job = _interp.open_queue(job_qid)
-        self.put_outcome, _ = _interp.open_queue(result_qid)
-        self.main = _Main(main_spec)
+    def __init__(self, config: _protocol.WorkerConfig) -> None:
+        self.main = _Main(config.main_spec)
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
         self.thread_id = threading.get_ident()
-        self.interrupter = Interrupter(self.thread_id, self.state, raise_points)
+        self.interrupter = Interrupter(
+            self.thread_id, self.state, config.raise_points, _own_files()
+        )
         self.state.settle = self.interrupter.settle
+        #: threads started by calls: ident -> the function that started it
+        self.thread_owners: dict[int, str] = {}
 
     def loads(self, blob: bytes) -> Any:
         try:
@@ -131,16 +145,17 @@ class _Loop:
                 self.funcs.popitem(last=False)
         return func
 
-    def run(self, job: _transport.Job) -> _transport.Outcome:
-        job_id, deadline, func_blob, args_mode, args = job
+    def run(self, job: Job) -> Outcome:
+        job_id = job.job_id
         state = self.state
-        state.deadline = deadline
+        state.deadline = job.deadline
         state.cancel_requested = False
         state.injected = False
         state.job_id = job_id  # armed: from here the watchdog may interrupt this job
+        threads = threading.active_count()
         try:
-            func = self.func(func_blob)
-            args = _transport.decode_args(args_mode, args, self.loads)
+            func = self.func(job.func)
+            args = _transport.decode_args(job.args_mode, job.args, self.loads)
         except Exception as exc:
             exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)
@@ -151,19 +166,40 @@ class _Loop:
                 state.cancel_requested = True
                 raise Interrupted("the call was cancelled before it started")
             value = _call(func, args)
-            return _transport.encode_result(job_id, value)
+            return Outcome._make(_transport.encode_result(job_id, value))
         except BaseException as exc:
             return self.failed(job_id, exc)
+        finally:
+            if threading.active_count() > threads:
+                self.note_threads(func)
 
-    def failed(self, job_id: int, exc: BaseException) -> _transport.Outcome:
+    def note_threads(self, func: object) -> None:
+        """*func* started threads that outlive its call: remember who did."""
+        label = _transport.describe(func)
+        for thread in threading.enumerate():
+            ident = thread.ident
+            if ident is not None and ident != self.thread_id:
+                self.thread_owners.setdefault(ident, label)
+
+    def lingering(self) -> tuple[str, ...]:
+        """The functions whose threads still run (the watchdog has ended)."""
+        owners = self.thread_owners
+        labels = {
+            owners.get(thread.ident or 0, "the pool's initializer")
+            for thread in threading.enumerate()
+            if thread.ident != self.thread_id and thread.is_alive()
+        }
+        return tuple(sorted(labels))
+
+    def failed(self, job_id: int, exc: BaseException) -> Outcome:
         if isinstance(exc, Interrupted):
             # the host discards this text when it cancelled the call; formatting a
             # traceback in a fresh interpreter costs milliseconds of cancel latency
             text = f"{type(exc).__name__}: {exc}"
-            return (job_id, _transport.INTERRUPTED, None, text, False)
+            return Outcome(job_id, _protocol.INTERRUPTED, None, text, False)
         tb = _transport.user_traceback(exc.__traceback__, __file__)
         text = _transport.format_remote(exc, tb)
-        return _transport.encode_exception(job_id, exc, text)
+        return Outcome._make(_transport.encode_exception(job_id, exc, text))
 
     def disarm(self) -> bool:
         """End the current job for the watchdog; clear a pending interrupt.
@@ -183,14 +219,24 @@ class _Loop:
             except Interrupted:
                 continue
 
-    def serve_one(self, job: _transport.Job) -> _transport.Outcome:
+    def serve_one(self, job: Job) -> Outcome:
         try:
             outcome = self.run(job)
         except Interrupted as exc:  # landed in our own bookkeeping after the call
-            outcome = self.failed(job[0], exc)
+            outcome = self.failed(job.job_id, exc)
         finally:
             injected = self.disarm()
-        return (*outcome[:4], injected)
+        return outcome._replace(injected=injected)
+
+    def initialize(self, init_blob: bytes, channel: Channel) -> bool:
+        """Run the pool's initializer; on failure, report it and return False."""
+        try:
+            initializer, initargs = self.loads(init_blob)
+            _call(initializer, initargs)
+        except BaseException as exc:
+            channel.send(INIT_FAILED, self.failed(0, exc))
+            return False
+        return True
 
 
 def _call(func: Any, args: tuple[Any, ...]) -> Any:
@@ -200,59 +246,54 @@ def _call(func: Any, args: tuple[Any, ...]) -> Any:
     return func(*args)
 
 
-def serve(
-    job_r: int,
-    done_w: int,
-    cancel_r: int,
-    cancel_w: int,
-    job_qid: int,
-    result_qid: int,
-    main_spec: tuple[str, str] | None,
-    init_blob: bytes | None,
-    switch_interval: float,
-    log_qid: int | None,
-    levels: _logs.Levels | None,
-    raise_points: tuple[tuple[int, ...], int],
-) -> None:
-    """Serve jobs until told to quit. Called once by the worker's bootstrap code."""
-    sys.setswitchinterval(switch_interval)  # per interpreter: fast interrupt delivery
-    loop = _Loop(job_qid, result_qid, main_spec, raise_points)
-    if log_qid is not None and levels is not None:
-        put_log, _ = _interp.open_queue(log_qid)
-        logs = _logs.install(put_log, _interp.queue_size(log_qid), done_w, levels)
+def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
+    """Serve jobs from *channel* until told to quit (or the host is gone)."""
+    sys.setswitchinterval(config.switch_interval)  # fast interrupt delivery
+    loop = _Loop(config)
+    logs = None
+    if config.levels is not None:
+        logs = channel.forward_logs(config.levels)
     worker._state = loop.state
     watchdog = threading.Thread(
         target=_watch,
-        args=(cancel_r, loop.interrupter, loop.state),
+        args=(channel.cancel_fd, loop.interrupter, loop.state),
         name="aiointerp-watchdog",
     )
     watchdog.start()
     try:
-        if init_blob is not None and not _initialize(loop, init_blob, done_w):
+        if config.init_blob is not None and not loop.initialize(
+            config.init_blob, channel
+        ):
             return
-        os.write(done_w, b"R")
-        while (signal := os.read(job_r, 1)) in (b"J", b"V"):
-            if signal == b"V":  # the host's logging levels changed
-                logs.set_levels(loop.get_job())
-                continue
-            try:
-                outcome = loop.serve_one(loop.get_job())
-            except Interrupted:  # fired between the two layers above; only one per job
-                loop.disarm()
-                outcome = (0, _transport.INTERRUPTED, None, "", True)
-            loop.put_outcome(outcome)
-            os.write(done_w, b"D")
+        channel.send(READY)
+        while True:
+            signal, payload = channel.receive()
+            if signal == JOB:
+                job = Job._make(payload)
+                payload = None
+                try:
+                    outcome = loop.serve_one(job)
+                except Interrupted:  # fired between the two layers; one per job
+                    loop.disarm()
+                    outcome = Outcome(job.job_id, _protocol.INTERRUPTED, None, "", True)
+                # the job's values (a memoryview's export of the host's buffer...)
+                # are released before the host learns that the call is over
+                del job
+                channel.send(DONE, outcome)
+            elif signal == LEVELS and logs is not None:  # the host's levels changed
+                logs.set_levels(payload)
+            else:  # QUIT, or the host is gone
+                break
     finally:
-        os.write(cancel_w, _QUIT_ID.to_bytes(8, "little"))
+        channel.stop_watchdog()
         watchdog.join()
+        lingering = loop.lingering()
+        if lingering:
+            channel.send(LINGER, lingering)
 
 
-def _initialize(loop: _Loop, init_blob: bytes, done_w: int) -> bool:
-    try:
-        initializer, initargs = loop.loads(init_blob)
-        _call(initializer, initargs)
-    except BaseException as exc:
-        loop.put_outcome(loop.failed(0, exc))
-        os.write(done_w, b"F")
-        return False
-    return True
+def serve_interpreter(
+    config: tuple[Any, ...], ends: _channels.InterpreterEnds
+) -> None:
+    """Entry point of an interpreter worker (run by :meth:`_interp.Interp.run_worker`)."""
+    serve(_protocol.WorkerConfig._make(config), _channels.InterpreterChannel(ends))

@@ -52,6 +52,16 @@ class ExecFailed(Exception):
     """Code run with :meth:`Interp.exec` raised; the message is the remote traceback."""
 
 
+#: How a worker interpreter starts: the host's sys.path, then the worker loop, with
+#: the values :meth:`Interp.run_worker` put in the interpreter's ``__main__``.
+_WORKER_BOOTSTRAP: Final = (
+    "import sys\n"
+    "sys.path[:] = _aiointerp_sys_path\n"
+    "from aiointerp._inside import serve_interpreter\n"
+    "serve_interpreter(_aiointerp_config, _aiointerp_ends)\n"
+)
+
+
 if sys.version_info >= (3, 14):
     try:
         import concurrent.interpreters as _ci
@@ -72,6 +82,15 @@ if sys.version_info >= (3, 14):
                 self._interp.exec(code)
             except _ci.ExecutionFailed as exc:
                 raise ExecFailed(str(exc)) from None
+
+        def run_worker(self, config: tuple[Any, ...], ends: tuple[Any, ...]) -> None:
+            """Run the worker loop in this interpreter until it quits (blocking)."""
+            self._interp.prepare_main(
+                _aiointerp_sys_path=config[0],
+                _aiointerp_config=config,
+                _aiointerp_ends=ends,
+            )
+            self.exec(_WORKER_BOOTSTRAP)
 
         def close(self) -> None:
             self._interp.close()
@@ -124,6 +143,18 @@ else:
                 raise ExecFailed(
                     getattr(excinfo, "errdisplay", None) or excinfo.formatted
                 )
+
+        def run_worker(self, config: tuple[Any, ...], ends: tuple[Any, ...]) -> None:
+            """Run the worker loop in this interpreter until it quits (blocking)."""
+            _interpreters.set___main___attrs(
+                self.id,
+                {
+                    "_aiointerp_sys_path": config[0],
+                    "_aiointerp_config": config,
+                    "_aiointerp_ends": ends,
+                },
+            )
+            self.exec(_WORKER_BOOTSTRAP)
 
         def close(self) -> None:
             _interpreters.destroy(self.id)

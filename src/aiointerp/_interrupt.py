@@ -91,16 +91,6 @@ def clear_async_exc(thread_id: int) -> None:
     _clear_async_exc(thread_id, None)
 
 
-def _own_files() -> frozenset[str]:
-    """Files of the worker loop: an interrupt never lands in their frames."""
-    from . import _inside, _interp, _transport
-
-    return frozenset(
-        module.__file__ or ""
-        for module in (_inside, _interp, _transport, sys.modules[__name__])
-    )
-
-
 def raise_points() -> tuple[tuple[int, ...], int]:
     """Opcodes before which the exception is raised: loads, stores, calls, returns;
     and ``JUMP_BACKWARD``, for loops that have none of those.
@@ -134,6 +124,7 @@ class Interrupter:
         target: int,
         state: worker._JobState,
         points: tuple[tuple[int, ...], int],
+        own_files: frozenset[str],
     ) -> None:
         self.target = target
         self.state = state
@@ -144,7 +135,8 @@ class Interrupter:
         self.fired = False  # Interrupted was raised (or set) for this job
         self.job_id = 0
         self.no_point = 0
-        self.own: frozenset[str] = frozenset()
+        #: files of the worker loop: an interrupt never lands in their frames
+        self.own = own_files
         self.next_hook: Callable[[Any], object] | None = None
 
     # -- watchdog thread
@@ -158,7 +150,6 @@ class Interrupter:
             self._inject()
             return
         if self.next_hook is None:  # the first cancel this interpreter sees
-            self.own = _own_files()
             self.next_hook = sys.unraisablehook
             sys.unraisablehook = self._on_unraisable
         self.tool = tool

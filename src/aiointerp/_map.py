@@ -40,20 +40,43 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, TypeVarTuple, Unpack
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 from . import _transport
 from ._backends import thread_safe_call_soon
 from ._batch import Batch, decode, item_note
 from ._errors import NotShareableError, PoolClosedError
-from ._pool import InterpreterPool, _reject_async
+from ._validate import reject_async
 
-__all__ = ["map_in_pool", "validate_chunksize"]
+__all__ = ["Runner", "map_in_pool", "validate_chunksize"]
 
 T = TypeVar("T")
+PosArgsT = TypeVarTuple("PosArgsT")
+
+
+class Runner(Protocol):
+    """What a map needs of its pool (:class:`~aiointerp.InterpreterPool`, ``DaskPool``)."""
+
+    @property
+    def max_workers(self) -> int: ...
+
+    @property
+    def _tg(self) -> anyio.abc.TaskGroup | None:
+        """The pool's long-lived task group, where the map's tasks run."""
+
+    async def _ensure_running(self) -> None: ...
+
+    async def run_sync(
+        self,
+        func: Callable[[Unpack[PosArgsT]], T],
+        /,
+        *args: Unpack[PosArgsT],
+        timeout: float | None = None,
+    ) -> T: ...
 
 
 class _Slot:
@@ -75,7 +98,7 @@ class _MapState:
 
     def __init__(
         self,
-        pool: InterpreterPool,
+        pool: Runner,
         func: Callable[[Any], Any],
         source: Iterator[Any] | AsyncIterator[Any],
         ordered: bool,
@@ -372,7 +395,7 @@ def validate_chunksize(chunksize: object) -> int:
 
 
 def map_in_pool(
-    pool: InterpreterPool,
+    pool: Runner,
     func: Callable[[Any], T],
     iterable: Iterable[Any] | AsyncIterable[Any],
     *,
@@ -416,7 +439,7 @@ def map_in_pool(
     iterator that is dropped without it cancels its calls in the background when it
     is garbage-collected.
     """
-    _reject_async(func)
+    reject_async(func)
     chunksize = validate_chunksize(chunksize)
     if max_in_flight is None:
         max_in_flight = pool.max_workers if chunksize == 1 else 2 * pool.max_workers

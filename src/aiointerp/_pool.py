@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
-import math
 import os
 import time
-import types
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from enum import Enum
 from types import TracebackType
-from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.abc
 
 from . import _defects, _transport
-from ._backends import current_loop_getter, spawn_detached
-from ._errors import BrokenWorkerError, PoolClosedError
+from ._backends import current_loop_getter, ki_protected, spawn_detached
+from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
+from ._interpreter import InterpreterWorker
+from ._protocol import INTERRUPTED, OK_PICKLED, Job, Outcome
+from ._roster import Roster
 from ._stats import PoolStats
-from ._worker import Bootstrap, Worker
+from ._validate import reject_async
+from ._worker import Worker, worker_config
 
 __all__ = ["InterpreterPool"]
 
@@ -32,10 +32,6 @@ T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
 _job_ids = itertools.count(1)
-#: Deadline to stop a worker that runs no call (normally a few milliseconds).
-_STOP_DEADLINE: Final = 5.0
-_BACKOFF_MIN: Final = 0.05
-_BACKOFF_MAX: Final = 5.0
 
 
 class _State(Enum):
@@ -43,45 +39,6 @@ class _State(Enum):
     RUNNING = "running"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class _Waiter:
-    __slots__ = ("error", "event", "worker")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.worker: Worker | None = None
-        self.error: BaseException | None = None
-
-
-_ASYNC_FLAGS: Final = (
-    inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
-)
-
-
-def _reject_async(func: object) -> None:
-    """Raise :class:`TypeError` for what run_sync cannot run: async callables."""
-    kind = type(func)
-    if kind is types.BuiltinFunctionType:
-        return
-    if kind is types.FunctionType:  # fast path for the common case
-        code = func.__code__  # type: ignore[attr-defined]
-        if not code.co_flags & _ASYNC_FLAGS and not hasattr(
-            func, "_is_coroutine_marker"
-        ):
-            return
-    call = getattr(func, "__call__", None)  # noqa: B004 - async __call__ of an object
-    for candidate in (func, call):
-        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(
-            candidate
-        ):
-            raise TypeError(
-                f"{_transport.describe(func)} is an async function: "
-                "run_sync runs synchronous functions in an interpreter; await "
-                "coroutine functions directly instead"
-            )
-    if not callable(func):
-        raise TypeError(f"{func!r} is not callable")
 
 
 class InterpreterPool:
@@ -167,40 +124,30 @@ class InterpreterPool:
             raise ValueError(f"cancel_grace must be >= 0, not {cancel_grace}")
         init_blob = None
         if initializer is not None:
-            _reject_async(initializer)
+            reject_async(initializer)
             init_blob = _transport.dumps(
                 (initializer, tuple(initargs)),
                 f"initializer {_transport.describe(initializer)}",
             )
         self._max_workers = max_workers
-        self._min_idle = min_idle
-        self._idle_timeout = idle_timeout
-        self._max_tasks = max_tasks_per_worker
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
         self._forward_logging = forward_logging
-        self._bootstrap: Bootstrap | None = None
+        self._roster = Roster(
+            self._make_worker,
+            max_workers=max_workers,
+            min_idle=min_idle,
+            idle_timeout=idle_timeout,
+            max_tasks=max_tasks_per_worker,
+        )
+        self._config: Any = None
         self._state = _State.NEW
         self._current_loop: Callable[[], object] = object
         self._loop: object = None
         self._watcher: Any = None
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._wake = anyio.Event()
         self._started = anyio.Event()
         self._closed = anyio.Event()
-        self._close_timeout = 0.0
-        # workers by state; every live interpreter is in exactly one of these
-        self._idle: list[Worker] = []  # LIFO: [-1] is the warmest, [0] the oldest
-        self._busy: dict[Worker, anyio.CancelScope] = {}
-        self._starting: set[Worker] = set()
-        self._quarantined: set[Worker] = set()
-        self._retiring: set[Worker] = set()
-        self._waiters: deque[_Waiter] = deque()
-        self._backoff = 0.0
-        self._backoff_until = -math.inf
-        self._created = self._retired = 0
-        self._completed = self._failed = self._cancelled = 0
-        self._timed_out = self._abandoned = 0
+        self._completed = self._failed = self._cancelled = self._timed_out = 0
 
     # -- public API
 
@@ -250,17 +197,16 @@ class InterpreterPool:
         Cancellation: see the class documentation. The caller's cancellation is
         re-raised once the code stopped or after ``cancel_grace`` seconds.
         """
-        _reject_async(func)
+        reject_async(func)
         func_blob, args_mode, payload = _transport.encode_call(func, args)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
-        job: _transport.Job
         if timeout is None:
-            job = (next(_job_ids), None, func_blob, args_mode, payload)
+            job = Job(next(_job_ids), None, func_blob, args_mode, payload)
             return await self._call(job, func, None)  # type: ignore[no-any-return]
         deadline = time.monotonic() + timeout
-        job = (next(_job_ids), deadline, func_blob, args_mode, payload)
+        job = Job(next(_job_ids), deadline, func_blob, args_mode, payload)
         with anyio.move_on_after(timeout) as scope:
             return await self._call(job, func, scope)  # type: ignore[no-any-return]
         raise TimeoutError(
@@ -292,29 +238,31 @@ class InterpreterPool:
         self._check_loop()
         if self._state is _State.RUNNING:
             self._state = _State.CLOSING
-            self._close_timeout = timeout
-            self._wake.set()
+            self._roster.close_timeout = timeout
+            self._roster.running = False
+            self._roster.wake.set()
         with anyio.CancelScope(shield=True):
             await self._closed.wait()
 
     def stats(self) -> PoolStats:
         """Return a consistent snapshot of the pool's gauges and counters."""
+        roster = self._roster
         return PoolStats(
             max_workers=self._max_workers,
-            workers=self._live(),
-            idle=len(self._idle),
-            busy=len(self._busy),
-            starting=len(self._starting),
-            quarantined=len(self._quarantined),
-            retiring=len(self._retiring),
-            waiting=len(self._waiters),
-            created=self._created,
-            retired=self._retired,
+            workers=roster.live(),
+            idle=len(roster.idle),
+            busy=len(roster.busy),
+            starting=len(roster.starting),
+            quarantined=len(roster.quarantined),
+            retiring=len(roster.retiring),
+            waiting=len(roster.waiters),
+            created=roster.created,
+            retired=roster.retired,
             completed=self._completed,
             failed=self._failed,
             cancelled=self._cancelled,
             timed_out=self._timed_out,
-            abandoned=self._abandoned,
+            abandoned=roster.abandoned,
         )
 
     def map(
@@ -408,14 +356,13 @@ class InterpreterPool:
 
     # -- lifecycle
 
-    def _live(self) -> int:
-        return (
-            len(self._idle)
-            + len(self._busy)
-            + len(self._starting)
-            + len(self._quarantined)
-            + len(self._retiring)
-        )
+    def _make_worker(self) -> Worker:
+        return InterpreterWorker(self._config)
+
+    @property
+    def _tg(self) -> anyio.abc.TaskGroup | None:
+        """The task group of the pool's watcher (map runs its tasks there)."""
+        return self._roster.tg
 
     def _check_loop(self) -> None:
         try:
@@ -439,248 +386,50 @@ class InterpreterPool:
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
-            self._bootstrap = Bootstrap.of_host(self._init_blob, self._forward_logging)
+            self._config = worker_config(self._init_blob, self._forward_logging)
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
         if self._state is not _State.RUNNING:  # closed, possibly while we waited
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
 
+    @ki_protected
     async def _run_watcher(self) -> None:
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                self._started.set()
-                try:
-                    await self._watch()
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await self._shutdown(tg)
+            await self._roster.watch(self._started)
         except Exception:  # pragma: no cover - a bug of ours
             # not re-raised: on trio a failing system task crashes the whole run
             logger.exception("the aiointerp pool watcher failed; the pool is closed")
         finally:
             self._state = _State.CLOSED
-            self._tg = None
+            self._roster.running = False
             self._started.set()
             self._closed.set()
 
-    async def _watch(self) -> None:
-        """Keep the pool warm and lean: sleep until the next deadline or a wake-up."""
-        while self._state is _State.RUNNING:
-            self._wake = anyio.Event()
-            delay = self._maintain()
-            with anyio.move_on_after(delay):
-                await self._wake.wait()
-
-    def _maintain(self) -> float:
-        now = anyio.current_time()
-        next_check = math.inf
-        if self._idle_timeout is not None:
-            while len(self._idle) > self._min_idle:
-                expires = self._idle[0].idle_since + self._idle_timeout
-                if expires > now:
-                    next_check = expires
-                    break
-                self._retire(self._idle.pop(0), "idle")
-        wanted = len(self._waiters) + self._min_idle - len(self._idle)
-        wanted -= len(self._starting)
-        room = self._max_workers - self._live()
-        if min(wanted, room) > 0:
-            if now < self._backoff_until:
-                next_check = min(next_check, self._backoff_until)
-            else:
-                assert self._tg is not None
-                for _ in range(min(wanted, room)):
-                    try:
-                        worker = Worker(self._bootstrap)  # type: ignore[arg-type]
-                    except OSError as exc:  # out of file descriptors...
-                        self._start_failed(
-                            BrokenWorkerError(f"could not start a worker: {exc!r}")
-                        )
-                        break
-                    self._starting.add(worker)
-                    self._tg.start_soon(self._start_worker, worker)
-        return next_check - now
-
-    async def _start_worker(self, worker: Worker) -> None:
-        try:
-            await worker.start()
-        except (BrokenWorkerError, OSError, RuntimeError) as exc:
-            if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
-                exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
-            self._starting.discard(worker)
-            self._retiring.add(worker)
-            self._start_failed(exc)
-            await self._close(worker, "broken", counted=False)
-            return
-        except BaseException:
-            self._starting.discard(worker)
-            self._retiring.add(worker)
-            await self._close(worker, "pool closed", counted=False)
-            raise
-        self._starting.discard(worker)
-        self._created += 1
-        self._backoff = 0.0
-        self._backoff_until = -math.inf
-        logger.debug("created %r", worker)
-        self._hand_off(worker)
-
-    def _start_failed(self, exc: BrokenWorkerError) -> None:
-        """Back off, and fail the first waiting caller: it waited for this worker."""
-        self._backoff = min(max(self._backoff * 2, _BACKOFF_MIN), _BACKOFF_MAX)
-        self._backoff_until = anyio.current_time() + self._backoff
-        logger.warning(
-            "could not start a worker interpreter (next try in %.2f s): %s",
-            self._backoff,
-            exc,
-        )
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.error = exc
-            waiter.event.set()
-        self._wake.set()
-
-    def _hand_off(self, worker: Worker) -> None:
-        """Give a ready worker to the first waiting caller, or make it idle."""
-        if self._state is not _State.RUNNING:
-            self._retire(worker, "pool closed")
-            return
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.worker = worker
-            self._busy[worker] = anyio.CancelScope()
-            waiter.event.set()
-            return
-        worker.idle_since = anyio.current_time()
-        self._idle.append(worker)
-        if len(self._idle) == self._min_idle + 1 and self._idle_timeout is not None:
-            # the first idle worker beyond the reserve: the watcher may be sleeping
-            # with no idle deadline to watch (later ones expire after this one)
-            self._wake.set()
-
-    def _retire(
-        self, worker: Worker, reason: str, deadline: float = _STOP_DEADLINE
-    ) -> None:
-        self._retiring.add(worker)
-        assert self._tg is not None
-        self._tg.start_soon(self._close, worker, reason, deadline)
-        self._wake.set()
-
-    async def _close(
-        self,
-        worker: Worker,
-        reason: str,
-        deadline: float = _STOP_DEADLINE,
-        counted: bool = True,
-    ) -> None:
-        with anyio.CancelScope(shield=True):
-            stopped = await worker.aclose(deadline)
-        self._retiring.discard(worker)
-        if counted and stopped:
-            self._retired += 1
-        self._wake.set()
-        if stopped:
-            logger.debug("retired %r (%s)", worker, reason)
-        else:
-            logger.warning(
-                "%r did not stop (%s): it still runs %s, which cannot be "
-                "interrupted; its thread is left to finish",
-                worker,
-                reason,
-                worker.job_label or "its initializer",
-            )
-
-    async def _quarantine(self, worker: Worker) -> None:
-        """Hold an abandoned worker's slot until its code returns, then replace it."""
-        try:
-            await worker.receive()
-        except BrokenWorkerError:
-            pass
-        except BaseException:  # the pool closes while the code still runs
-            self._quarantined.discard(worker)
-            self._retire(worker, "pool closed", deadline=0.0)
-            raise
-        self._quarantined.discard(worker)
-        self._retire(worker, "abandoned call ended")
-
-    async def _shutdown(self, tg: anyio.abc.TaskGroup) -> None:
-        self._state = _State.CLOSING
-        error = PoolClosedError("the InterpreterPool was closed")
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.error = error
-            waiter.event.set()
-        if self._busy:
-            with anyio.move_on_after(self._close_timeout):
-                while self._busy:
-                    self._wake = anyio.Event()
-                    await self._wake.wait()
-            for scope in self._busy.values():
-                scope.cancel()
-            while self._busy:  # the callers wait cancel_grace at most, then release
-                self._wake = anyio.Event()
-                await self._wake.wait()
-        while self._idle:
-            self._retire(self._idle.pop(), "pool closed")
-        # quarantined code was interrupted and given cancel_grace already: stop waiting
-        tg.cancel_scope.cancel()  # quarantine waits and starts; closes are shielded
-
     # -- one call
 
-    async def _acquire(self) -> Worker:
-        if self._state is not _State.RUNNING:
-            raise PoolClosedError("the InterpreterPool is closed; create a new one")
-        if self._idle and not self._waiters:
-            worker = self._idle.pop()
-            self._busy[worker] = anyio.CancelScope()
-            if len(self._idle) < self._min_idle:
-                self._wake.set()
-            return worker
-        waiter = _Waiter()
-        self._waiters.append(waiter)
-        if self._live() < self._max_workers:
-            self._wake.set()  # room to start a worker for this caller
+    @ki_protected
+    async def _call(self, job: Job, func: object, timeout: anyio.CancelScope | None) -> Any:
+        """Take a worker, run *job* there, give the worker back; decode the outcome."""
+        roster = self._roster
         try:
-            await waiter.event.wait()
-        except BaseException:
-            if waiter.worker is not None:
-                self._release(waiter.worker)
-            elif waiter.error is None:
-                self._waiters.remove(waiter)
-            raise
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.worker is not None
-        return waiter.worker
-
-    def _release(self, worker: Worker) -> None:
-        """A call is done with *worker*: reuse it, or retire it."""
-        del self._busy[worker]
-        if worker.spent:
-            self._retire(worker, "interrupted or broken")
-        elif self._max_tasks is not None and worker.tasks >= self._max_tasks:
-            self._retire(worker, f"served {worker.tasks} calls")
-        else:
-            self._hand_off(worker)
-        if self._state is _State.CLOSING:
-            self._wake.set()  # _shutdown waits for the busy calls to end
-
-    async def _call(
-        self, job: _transport.Job, func: object, timeout: anyio.CancelScope | None
-    ) -> Any:
-        try:
-            worker = await self._acquire()
+            worker = await roster.acquire()
         except BaseException as exc:
             self._count_failure(exc, timeout)
             raise
-        scope = self._busy[worker]
         worker.job_label = _transport.describe(func)
+        scope = roster.scope(worker)
         with scope:
             try:
-                outcome = await worker.run(job)
+                worker.send(job)
+            except NotShareableError:
+                self._failed += 1
+                roster.release(worker)
+                raise
+            try:
+                outcome = await worker.receive()
             except BrokenWorkerError:
                 self._failed += 1
-                self._release(worker)
+                roster.release(worker)
                 raise
             except BaseException as exc:
                 # interrupted by aclose(): the caller gets PoolClosedError, a failure
@@ -692,16 +441,21 @@ class InterpreterPool:
                 f"the InterpreterPool was closed while {worker.job_label} ran; "
                 "the call was interrupted"
             )
-        self._release(worker)
-        if outcome[1] == _transport.INTERRUPTED and job[1] is not None:
+        roster.release(worker)
+        return self._result(outcome, job, func)
+
+    def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
+        if outcome.status == INTERRUPTED and job.deadline is not None:
             # the code saw its own deadline pass (checkpoint) before our timer fired
             self._timed_out += 1
-            raise TimeoutError(f"{worker.job_label} reached its deadline")
-        if outcome[1] <= _transport.OK_PICKLED:
-            self._completed += 1
-        else:
+            raise TimeoutError(f"{_transport.describe(func)} reached its deadline")
+        try:
+            value = _transport.decode_outcome(outcome, func)
+        except BaseException:
             self._failed += 1
-        return _transport.decode_outcome(outcome, func)
+            raise
+        self._completed += 1
+        return value
 
     def _count_failure(
         self,
@@ -716,33 +470,29 @@ class InterpreterPool:
         else:
             self._cancelled += 1
 
+    @ki_protected
     async def _stop_call(self, worker: Worker) -> None:
-        """The caller is cancelled mid-call: interrupt the code, wait a little, release."""
+        """The caller is cancelled mid-call: interrupt the code, wait a little, release.
+
+        Waits up to ``cancel_grace`` for the outcome, through further cancellations
+        (a second native cancel on asyncio, another Ctrl-C on trio): the caller's own
+        exception is re-raised after, and the worker never loses its outcome.
+        """
+        cancelled = anyio.get_cancelled_exc_class()
         try:
             with anyio.CancelScope(shield=True):
                 worker.interrupt()
-                with anyio.move_on_after(self._cancel_grace):
-                    try:
-                        await worker.receive()
-                    except BrokenWorkerError:
-                        pass
-        finally:  # also when a second native cancel (asyncio) breaks the shield
-            self._after_stop(worker)
-
-    def _after_stop(self, worker: Worker) -> None:
-        if worker.job_id:  # still running: quarantine, keep the slot
-            del self._busy[worker]
-            self._quarantined.add(worker)
-            self._abandoned += 1
-            self._wake.set()
-            logger.warning(
-                "%r: %s did not stop within cancel_grace=%s s after it was "
-                "interrupted; quarantined until it returns",
-                worker,
-                worker.job_label,
-                self._cancel_grace,
-            )
-            assert self._tg is not None
-            self._tg.start_soon(self._quarantine, worker)
-        else:
-            self._release(worker)
+                with anyio.move_on_after(self._cancel_grace) as grace:
+                    while worker.job_id:
+                        try:
+                            await worker.receive()
+                        except BrokenWorkerError:
+                            break
+                        except (cancelled, KeyboardInterrupt):
+                            if grace.cancel_called:
+                                raise
+        finally:
+            if worker.job_id:  # still running: quarantine, keep the slot
+                self._roster.quarantine(worker, self._cancel_grace)
+            else:
+                self._roster.release(worker)

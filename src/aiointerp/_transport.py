@@ -1,10 +1,7 @@
-"""Encoding of calls and outcomes between the host and a worker interpreter.
+"""Encoding of calls, results and exceptions between the host and a worker.
 
-Stdlib only: used on both sides. Messages are tuples of shareable values, so they
-cross the queues without pickling:
-
-* job: ``(job_id, deadline, func_blob, args_mode, args)``
-* outcome: ``(job_id, status, a, b, injected)``
+Stdlib only: used on both sides. What a job and an outcome hold is defined in
+:mod:`aiointerp._protocol`; this module fills their fields.
 
 Arguments and results that are shareable (None, bool, int of at most 64 bits,
 float, str, bytes, memoryview and tuples of these) travel as they are; a
@@ -17,6 +14,16 @@ from __future__ import annotations
 import pickle
 
 from ._errors import NotShareableError, RemoteError, RemoteTraceback
+from ._protocol import (
+    INTERRUPTED,
+    OK_PICKLED,
+    OK_SHARED,
+    PICKLED,
+    RAISED,
+    RAISED_RAW,
+    SHARED,
+    UNSENDABLE,
+)
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
@@ -24,20 +31,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, Final
 
-    type Job = tuple[int, float | None, bytes, int, Any]
     type Outcome = tuple[int, int, Any, Any, bool]
-
-# args_mode / result encodings
-SHARED: Final = 0
-PICKLED: Final = 1
-
-# outcome status
-OK_SHARED: Final = 0
-OK_PICKLED: Final = 1
-RAISED: Final = 2  # a = pickled exception, b = traceback text
-RAISED_RAW: Final = 3  # a = (type name, message), b = traceback text
-INTERRUPTED: Final = 4  # b = traceback text
-UNSENDABLE: Final = 5  # a = (type name, why), the result could not be pickled
+    """An :class:`aiointerp._protocol.Outcome`, or the plain tuple of its fields."""
 
 _PROTOCOL: Final = 5
 _SIMPLE: Final = frozenset({type(None), bool, float, str, bytes, memoryview})

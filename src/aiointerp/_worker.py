@@ -1,110 +1,108 @@
-"""Host side of one worker: an interpreter, the OS thread that serves it, its pipes.
+"""The worker boundary: what the pool knows of a worker, whatever its kind.
 
-The thread enters the interpreter once and runs :func:`aiointerp._inside.serve` there
-until told to quit; the event loop talks to it through pipes (read by a
-:class:`~aiointerp._backends.SignalReader`) and two cross-interpreter queues, so a call
-costs no thread hop and no polling. Creating and destroying the interpreter happen on that thread too:
-the event loop never blocks on them.
+A :class:`Worker` is the host side of one worker that runs one call at a time. The
+pool and its watcher (:mod:`aiointerp._roster`) use only this class's interface:
+
+* :meth:`Worker.start`, :meth:`Worker.aclose` (and :meth:`Worker.kill`, for kinds
+  that can be killed);
+* :meth:`Worker.send` a job, then :meth:`Worker.receive` its outcome;
+* :meth:`Worker.interrupt` the job in flight;
+* the attributes :attr:`~Worker.job_id`, :attr:`~Worker.spent`, :attr:`~Worker.tasks`...
+
+Each kind is one subclass in a module of its own (:mod:`aiointerp._interpreter`); it
+provides the *link* (the host end of its channels, :mod:`aiointerp._channels`) and
+how to launch and finish the worker off the event loop. Everything else (the
+protocol of :mod:`aiointerp._protocol`, matching outcomes to jobs, log forwarding)
+is here, once.
+
+On trio, every step that must not be torn apart by a ``KeyboardInterrupt`` runs
+KI-protected (:func:`aiointerp._backends.ki_protected`): a Ctrl-C is then delivered at
+the caller's next checkpoint, between two steps of the protocol, never inside one.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import sys
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-import anyio
+from . import _logs, _protocol, _transport
+from ._backends import SignalReader, ki_protected, signal_reader
+from ._errors import BrokenWorkerError, NotShareableError
+from ._protocol import (
+    DONE,
+    EXITED,
+    INIT_FAILED,
+    JOB,
+    LEVELS,
+    LINGER,
+    LOG,
+    QUIT,
+    READY,
+    Job,
+    Outcome,
+    WorkerConfig,
+)
 
-from . import _interp, _logs, _transport
-from ._backends import SignalReader, signal_reader
-from ._errors import BrokenWorkerError
+__all__ = ["Link", "Worker", "worker_config"]
 
 logger = logging.getLogger("aiointerp")
 
 #: Switch interval inside workers: the watchdog needs the GIL to inject an interrupt.
-_SWITCH_INTERVAL = 0.001
-#: How long process exit waits for workers still running when the interpreter exits.
-_EXIT_DEADLINE = 5.0
-
-_live: set[Worker] = set()
-_live_lock = threading.Lock()
+SWITCH_INTERVAL = 0.001
 
 
-@functools.cache
-def _raise_points() -> tuple[tuple[int, ...], int]:
+def worker_config(init_blob: bytes | None, forward_logging: bool) -> WorkerConfig:
+    """What every worker of a pool starting now is started with."""
     from ._interrupt import raise_points
 
-    return raise_points()
+    levels = _logs.level_table().levels if forward_logging else None
+    return WorkerConfig(
+        tuple(sys.path),
+        _transport.main_spec(),
+        init_blob,
+        SWITCH_INTERVAL,
+        levels,
+        raise_points(),
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Bootstrap:
-    """What every worker of a pool is started with."""
+class Link(Protocol):
+    """The host end of a worker's channels (see :mod:`aiointerp._channels`)."""
 
-    sys_path: tuple[str, ...]
-    main_spec: tuple[str, str] | None
-    init_blob: bytes | None
-    #: forward the worker's log records and warnings to the host's logging
-    forward_logging: bool = True
+    done_fd: int
 
-    @classmethod
-    def of_host(cls, init_blob: bytes | None, forward_logging: bool) -> Bootstrap:
-        return cls(tuple(sys.path), _transport.main_spec(), init_blob, forward_logging)
+    def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
+    def take(self) -> Any: ...
+    def take_logs(self) -> list[Any]: ...
+    def cancel(self, job_id: int) -> None: ...
+    def close(self) -> None: ...
 
 
 class Worker:
-    """One interpreter served by one OS thread; used by one call at a time."""
+    """The host side of one worker; used by one call at a time.
 
-    def __init__(self, bootstrap: Bootstrap) -> None:
-        fds: list[int] = []
-        try:
-            for _ in range(3):
-                fds.extend(os.pipe())
-        except OSError:
-            for fd in fds:
-                os.close(fd)
-            raise
-        self._job_r, self._job_w, self._done_r, self._done_w = fds[:4]
-        self._cancel_r, self._cancel_w = fds[4:]
-        os.set_blocking(self._done_r, False)
-        self._job_qid = _interp.create_queue()
-        self._result_qid = _interp.create_queue()
-        self._put_job, _ = _interp.open_queue(self._job_qid)
-        _, self._get_queued = _interp.open_queue(self._result_qid)
-        self._log_qid: int | None = None
-        self._levels = _logs.level_table() if bootstrap.forward_logging else None
-        levels = None
-        if self._levels is not None:
-            self._log_qid = _interp.create_queue()
-            _, self._get_log = _interp.open_queue(self._log_qid)
-            self._levels_version = self._levels.current()
-            levels = self._levels.levels
-        # outcomes drained by the thread before it destroys the interpreter: queue
-        # items do not outlive the interpreter that put them
-        self._leftovers: deque[_transport.Outcome] = deque()
-        self._outcome_lock = threading.Lock()
-        self._code = (
-            "import sys\n"
-            f"sys.path[:] = {list(bootstrap.sys_path)!r}\n"
-            "from aiointerp._inside import serve\n"
-            f"serve({self._job_r}, {self._done_w}, {self._cancel_r}, {self._cancel_w},"
-            f" {self._job_qid}, {self._result_qid}, {bootstrap.main_spec!r},"
-            f" {bootstrap.init_blob!r}, {_SWITCH_INTERVAL!r}, {self._log_qid!r},"
-            f" {levels!r}, {_raise_points()!r})\n"
-        )
-        self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
-        self._reader = SignalReader(self._done_r)  # replaced on the loop by start()
+    Subclasses set :attr:`kind`, create :attr:`_link` and implement :meth:`_launch`,
+    :meth:`_finish` and :meth:`_abandon` (and :meth:`kill` where they can).
+    """
+
+    #: the worker kind's name, as in ``InterpreterPool(kind=...)``
+    kind: ClassVar[str] = ""
+    #: what :attr:`ident` is, in messages
+    ident_name: ClassVar[str] = "id"
+    _link: Link
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self._forwarding = config.levels is not None
+        self._levels = _logs.level_table() if self._forwarding else None
+        self._levels_version = self._levels.version if self._levels else 0
+        self._reader: SignalReader | None = None
+        self._launched = False
+        self._exited = False
         self._failure: BaseException | None = None
-        self._closed = False
-        #: interpreter id, once created
-        self.interp_id: int | None = None
-        #: id of the job in flight (its outcome not yet received), or 0
+        #: an id of the worker in messages (the interpreter id, the pid...)
+        self.ident: int | None = None
+        #: id of the job in flight (its outcome not received yet), or 0
         self.job_id = 0
         #: label of the call in flight, for log messages
         self.job_label = ""
@@ -114,233 +112,187 @@ class Worker:
         self.tasks = 0
         #: time (pool clock) since when the worker is idle
         self.idle_since = 0.0
+        #: the functions whose threads keep the worker alive after it quit
+        self.lingering: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"<aiointerp worker interp={self.interp_id}>"
+        return f"<aiointerp worker {self.ident_name}={self.ident}>"
 
-    # -- worker thread
+    # -- what a kind provides
 
-    def _serve(self) -> None:
-        try:
-            interp = _interp.create()
-        except BaseException as exc:
-            self._failure = exc
-            os.write(self._done_w, b"X")
-            return
-        self.interp_id = interp.id
-        try:
-            interp.exec(self._code)
-        except BaseException as exc:
-            self._failure = exc
-        finally:
-            with self._outcome_lock:
-                while True:
-                    try:
-                        self._leftovers.append(self._get_queued())
-                    except Exception:  # empty
-                        break
-            self._forward_logs()  # from this thread: nobody may read the pipe now
-            try:
-                interp.close()
-            except Exception as exc:  # pragma: no cover - a thread of user code lingers
-                logger.warning("could not destroy interpreter %s: %r", interp.id, exc)
-            os.write(self._done_w, b"X")
+    async def _launch(self) -> None:
+        """Start the worker (off the event loop); it signals READY when it is."""
+        raise NotImplementedError
 
-    # -- event loop side
+    async def _finish(self) -> None:
+        """The worker signalled EXITED: reap it (off the event loop), close the link."""
+        raise NotImplementedError
 
-    def _get_outcome(self) -> _transport.Outcome:
-        with self._outcome_lock:
-            if self._leftovers:
-                return self._leftovers.popleft()
-            outcome: _transport.Outcome = self._get_queued()
-            return outcome
+    def _abandon(self) -> None:
+        """The worker does not end now: reap it whenever it does (from a thread)."""
+        raise NotImplementedError
+
+    def kill(self) -> bool:
+        """Kill the worker at once, if this kind can (interpreters cannot)."""
+        return False
+
+    # -- the protocol
 
     async def _signal(self) -> bytes:
-        """The next signal of the worker; forwarded log records are handled on the way."""
-        signal = await self._reader.read()
-        while signal == b"L":
-            self._forward_logs()
+        """The next done-channel signal; log records and LINGER are handled on the way."""
+        assert self._reader is not None
+        while True:
             signal = await self._reader.read()
-        return signal
+            if signal == LOG:
+                self._forward_logs()
+            elif signal == LINGER:
+                self.lingering = tuple(self._link.take())
+            else:
+                return signal
 
     def _forward_logs(self) -> None:
         """Hand the records and warnings the worker queued to the host's logging."""
-        if self._log_qid is None:
-            return
-        while True:
-            try:
-                item = self._get_log()
-            except Exception:  # empty (or its interpreter is gone)
-                return
-            _logs.handle(item, self.interp_id)
+        if self._forwarding:
+            for item in self._link.take_logs():
+                _logs.handle(item, self.ident)
 
+    @ki_protected
     async def start(self) -> None:
-        """Start the thread and wait (asynchronously) until the worker is ready.
+        """Launch the worker and wait (asynchronously) until it is ready.
 
-        :raises BrokenWorkerError: the interpreter could not be created, or the
+        :raises BrokenWorkerError: the worker could not be started, or the
             initializer raised (its exception is the ``__cause__``)
         """
-        self._reader = signal_reader(self._done_r)
-        with _live_lock:
-            _live.add(self)
-        self._thread.start()
+        self._reader = signal_reader(self._link.done_fd)
+        await self._launch()
+        self._launched = True
         signal = await self._signal()
-        if signal == b"R":
+        if signal == READY:
             return
         self.spent = True
-        self._closed = signal == b"X"  # the thread already ended: nothing to stop
-        if signal == b"F":
+        self._exited = signal in (EXITED, b"")
+        if signal == INIT_FAILED:
             try:
-                _transport.decode_outcome(self._get_outcome(), "initializer")
+                _transport.decode_outcome(Outcome._make(self._link.take()), "initializer")
             except BaseException as exc:
                 raise BrokenWorkerError(
                     f"the pool's initializer raised {type(exc).__name__}: {exc}"
                 ) from exc
         raise BrokenWorkerError(
-            f"could not start a worker interpreter: {self._failure!r}"
+            f"could not start a {self.kind} worker: {self._failure!r}"
         ) from self._failure
 
-    async def run(self, job: _transport.Job) -> _transport.Outcome:
-        """Send *job* and wait for its outcome.
+    @ki_protected
+    def send(self, job: Job) -> None:
+        """Hand *job* to the worker: it is in flight from here (:attr:`job_id`).
 
-        Cancellation is left to the caller: on cancel the job is still in flight
-        (:attr:`job_id` is set) and the caller decides to :meth:`interrupt` it and
-        :meth:`receive` with a grace period.
+        :raises NotShareableError: the channel refused the job (nothing was sent)
         """
         levels = self._levels
         if levels is not None and levels.current() != self._levels_version:
             self._levels_version = levels.version  # the host's levels changed
-            self._put_job(levels.levels)
-            os.write(self._job_w, b"V")
-        self._put_job(job)
-        # in flight from here, before the write: trio raises KeyboardInterrupt at
-        # any check of the eval loop, including the one right after os.write
-        # returns, and the caller must then find the job to interrupt
-        self.job_id = job[0]
-        os.write(self._job_w, b"J")
-        return await self.receive()
+            self._link.send(LEVELS, levels.levels)
+        self.job_id = job.job_id
+        try:
+            self._link.send(JOB, tuple(job))
+        except (ValueError, TypeError) as exc:  # e.g. a memoryview released meanwhile
+            self.job_id = 0
+            raise NotShareableError(
+                f"the arguments of {self.job_label or 'the call'} cannot be sent to "
+                f"the worker: {type(exc).__name__}: {exc}"
+            ) from exc
 
-    async def receive(self) -> _transport.Outcome:
+    @ki_protected
+    async def receive(self) -> Outcome:
         """Wait for the outcome of the job in flight.
+
+        An outcome of another job (one nobody waits for any more) is dropped: a
+        caller only ever gets the outcome of its own job.
 
         :raises BrokenWorkerError: the worker died under the job
         """
-        signal = await self._signal()
-        if signal == b"D":
+        while True:
+            signal = await self._signal()
+            if signal == DONE:
+                outcome = Outcome._make(self._link.take())
+                self._forward_logs()  # the records it logged come before its outcome
+                if outcome.job_id != self.job_id:
+                    logger.debug("%r: dropped a stale outcome %r", self, outcome)
+                    continue
+                self.job_id = 0
+                self.tasks += 1
+                if outcome.injected:
+                    self.spent = True  # an interrupt may have left state broken
+                return outcome
+            if signal not in (EXITED, b""):  # pragma: no cover - a bug of ours
+                raise AssertionError(f"unexpected signal {signal!r} from {self!r}")
             self.job_id = 0
-            outcome: _transport.Outcome = self._get_outcome()
-            self.tasks += 1
-            if outcome[4]:
-                self.spent = True  # an injected interrupt may have left state broken
-            return outcome
-        self.job_id = 0
-        self.spent = True
-        self._closed = signal == b"X"
-        raise BrokenWorkerError(
-            f"worker interpreter {self.interp_id} stopped during the call: "
-            f"{self._failure!r}"
-        ) from self._failure
+            self.spent = True
+            self._exited = True
+            raise BrokenWorkerError(
+                f"{self.kind} worker {self.ident} stopped during the call: "
+                f"{self._failure!r}"
+            ) from self._failure
 
     def interrupt(self) -> None:
         """Ask the worker's watchdog to interrupt the job in flight, if any."""
         if self.job_id:
-            os.write(self._cancel_w, self.job_id.to_bytes(8, "little"))
+            try:
+                self._link.cancel(self.job_id)
+            except OSError:  # the worker is gone: nothing to interrupt
+                pass
 
+    @ki_protected
     async def aclose(self, deadline: float) -> bool:
-        """Stop the worker, destroy its interpreter, join its thread, close its fds.
+        """Stop the worker and release what it holds.
 
-        Waits up to *deadline* seconds for a job in flight to end; returns ``False``
-        if it did not: a thread then finishes the clean-up when the code returns (the
-        process-exit handler reports it if that is never).
+        Waits up to *deadline* seconds for a job in flight to end. Returns ``False``
+        if the worker did not end: it still runs a call that cannot be interrupted,
+        or (:attr:`lingering`) threads the calls started keep it alive; it is then
+        reaped whenever it ends.
         """
-        if self._thread.ident is None:  # never started
-            self._release()
+        import anyio
+
+        if not self._launched:
+            self._link.close()
             return True
-        if not self._closed:
-            os.write(self._job_w, b"Q")
+        if not self._exited:
+            try:
+                self._link.send(QUIT)
+            except OSError:  # pragma: no cover - it is gone already
+                pass
         try:
             with anyio.move_on_after(deadline):
-                while not self._closed:
+                while not self._exited and not self.lingering:
                     signal = await self._signal()
-                    if signal == b"D":
-                        self._get_outcome()  # a late outcome nobody waits for
+                    if signal == DONE:
+                        self._link.take()  # a late outcome nobody waits for
                         self.job_id = 0
-                    self._closed = signal in (b"X", b"")
+                    self._exited = signal in (EXITED, b"")
         except BaseException:
             # cancelled natively (asyncio cancels every task when its loop ends, shield
             # or not): the worker was told to quit; a thread finishes the clean-up
-            self._reader.close()
-            self._reap_later()
+            self._close_reader()
+            self._abandon()
             raise
-        self._reader.close()
-        if not self._closed:
-            self._reap_later()  # whenever the code that holds it returns
+        self._close_reader()
+        if not self._exited:
+            self._abandon()  # whenever the code (or the threads) that hold it end
             return False
-        self._thread.join()  # it wrote b"X" as its very last step
-        self._release()
+        await self._finish()
         return True
 
-    def _reap_later(self) -> None:
-        def reap() -> None:
-            self._thread.join()
-            self._release()
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
-        threading.Thread(target=reap, name="aiointerp-reaper", daemon=True).start()
-
-    def _release(self) -> None:
-        with _live_lock:
-            _live.discard(self)  # first: the exit hook must not write to closed fds
-        for fd in (
-            self._job_r,
-            self._job_w,
-            self._done_r,
-            self._done_w,
-            self._cancel_r,
-            self._cancel_w,
-        ):
-            os.close(fd)
-        _interp.destroy_queue(self._job_qid)
-        _interp.destroy_queue(self._result_qid)
-        if self._log_qid is not None:
-            _interp.destroy_queue(self._log_qid)
+    # -- process exit
 
     def stop_at_exit(self) -> None:
         """Process exit: interrupt and stop the worker (no event loop is left)."""
+        self.interrupt()
         try:
-            self.interrupt()
-            os.write(self._job_w, b"Q")
+            self._link.send(QUIT)
         except OSError:  # pragma: no cover - released meanwhile
             pass
 
-
-def _at_exit() -> None:
-    """Stop workers that no pool closed before the interpreter exits.
-
-    Runs before :mod:`threading` joins the worker threads, which CPython requires to
-    end before it can destroy their interpreters. A worker stuck in code that
-    cannot be interrupted keeps the process alive until that code returns; it is
-    reported instead of hanging silently.
-    """
-    with _live_lock:
-        workers = list(_live)
-    for worker in workers:
-        worker.stop_at_exit()
-    deadline = time.monotonic() + _EXIT_DEADLINE
-    for worker in workers:
-        worker._thread.join(max(0.0, deadline - time.monotonic()))
-        if worker._thread.is_alive():
-            logger.warning(
-                "process exit is waiting for %r, still running %s: code that cannot be "
-                "interrupted (a C call, time.sleep, blocking I/O) must return first",
-                worker,
-                worker.job_label or "its initializer",
-            )
-
-
-_register_atexit: Any = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:
-    _register_atexit(_at_exit)
-else:  # pragma: no cover
-    import atexit
-
-    atexit.register(_at_exit)

@@ -62,7 +62,8 @@ from ._api import current_default_pool
 from ._backends import thread_safe_call_soon
 from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 from ._inside import _LOAD_NOTE
-from ._pool import InterpreterPool, _reject_async
+from ._pool import InterpreterPool
+from ._validate import reject_async
 from ._stats import PoolStats
 from ._transport import describe
 
@@ -138,7 +139,7 @@ def in_interpreter(
     Without the plugin Dask lets the code run to the end. Closing a worker interrupts
     its running calls either way; Dask then reschedules them.
     """
-    _reject_async(func)
+    reject_async(func)
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
     label = describe(func)
@@ -591,7 +592,7 @@ class DaskPool:
         from ._map import map_in_pool
 
         return map_in_pool(
-            cast("InterpreterPool", self),
+            self,
             func,
             iterable,
             ordered=ordered,

@@ -1,0 +1,186 @@
+"""How the channels of :mod:`aiointerp._protocol` are carried, per kind of worker.
+
+Stdlib only: the worker's end runs inside the worker. Each kind has two classes, its
+*host end* (used by the worker's host-side object on the event loop, never blocking)
+and its *worker end* (used by :func:`aiointerp._inside.serve`, which knows nothing
+else of the kind). The worker end offers:
+
+* ``receive() -> (signal, payload)``: the next job-channel message (blocking);
+* ``send(signal, payload=None)``: a done-channel message;
+* ``cancel_fd``: the fd the watchdog reads job ids from; ``stop_watchdog()``;
+* ``forward_logs(levels)``: route this worker's log records to the host.
+
+**Interpreters.** Wake-ups travel as one byte on a pipe per direction; payloads on a
+cross-interpreter queue per direction, put *before* the byte that announces them, so
+a reader that sees the byte always finds the payload. Payloads are plain tuples of
+shareable values (the named tuples of :mod:`aiointerp._protocol` travel as tuples).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from . import _interp, _logs, _protocol
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from collections import deque
+    from collections.abc import Callable
+    from typing import Any
+
+    type InterpreterEnds = tuple[int, int, int, int, int, int, int | None]
+    """job_r, done_w, cancel_r, cancel_w, job queue, result queue, log queue"""
+
+__all__ = ["InterpreterChannel", "InterpreterLink"]
+
+
+class InterpreterLink:
+    """The host end of an interpreter worker's channels: pipes and queues it owns.
+
+    Created on the event loop (cheap: three pipes, two or three queues). The worker
+    end opens the same fds and queues from inside the interpreter.
+    """
+
+    def __init__(self, forward_logging: bool) -> None:
+        fds: list[int] = []
+        try:
+            for _ in range(3):
+                fds.extend(os.pipe())
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self.fds = tuple(fds)
+        self._job_r, self._job_w, self.done_fd, self._done_w = fds[:4]
+        self._cancel_r, self._cancel_w = fds[4:]
+        os.set_blocking(self.done_fd, False)
+        self._job_qid = _interp.create_queue()
+        self._result_qid = _interp.create_queue()
+        self._put, _ = _interp.open_queue(self._job_qid)
+        _, self._get = _interp.open_queue(self._result_qid)
+        self._log_qid: int | None = None
+        self._get_log: Callable[[], Any] | None = None
+        self._logs_queued: Callable[[], int] = int
+        if forward_logging:
+            self._log_qid = _interp.create_queue()
+            _, self._get_log = _interp.open_queue(self._log_qid)
+            self._logs_queued = _interp.queue_size(self._log_qid)
+        #: payloads drained by the worker's thread before the interpreter that put
+        #: them is destroyed (queue items do not outlive it); guarded by ``lock``
+        self.leftovers: deque[Any] | None = None
+        self.lock = threading.Lock()
+        self._open = True
+
+    @property
+    def ends(self) -> InterpreterEnds:
+        """What the worker end is built from, inside the interpreter."""
+        return (
+            self._job_r,
+            self._done_w,
+            self._cancel_r,
+            self._cancel_w,
+            self._job_qid,
+            self._result_qid,
+            self._log_qid,
+        )
+
+    def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
+        """Send a job-channel message (the payload first, then its signal).
+
+        :raises ValueError: the queue refused the payload (nothing was sent)
+        """
+        if payload is not None:
+            self._put(payload)
+        os.write(self._job_w, signal)
+
+    def take(self) -> Any:
+        """The payload announced by the done-channel signal just read."""
+        with self.lock:
+            if self.leftovers:
+                return self.leftovers.popleft()
+            return self._get()
+
+    def take_logs(self) -> list[Any]:
+        """The log items queued so far (none once the interpreter is gone)."""
+        items: list[Any] = []
+        get = self._get_log
+        if get is None or not self._open or not self._logs_queued():
+            return items
+        while True:
+            try:
+                items.append(get())
+            except Exception:  # empty (or its interpreter is gone)
+                return items
+
+    def drain(self) -> None:
+        """Keep the queued payloads: the interpreter that put them is going away.
+
+        Called by the worker's thread, after the loop ended and before it destroys
+        the interpreter.
+        """
+        from collections import deque
+
+        with self.lock:
+            if self.leftovers is None:
+                self.leftovers = deque()
+            while True:
+                try:
+                    self.leftovers.append(self._get())
+                except Exception:  # empty
+                    return
+
+    def cancel(self, job_id: int) -> None:
+        """Ask the watchdog to interrupt *job_id* (if it is still the running job)."""
+        os.write(self._cancel_w, job_id.to_bytes(_protocol.JOB_ID_SIZE, "little"))
+
+    def write_exited(self) -> None:
+        """The worker's thread ended the worker: its very last signal."""
+        os.write(self._done_w, _protocol.EXITED)
+
+    def close(self) -> None:
+        """Close the fds and destroy the queues (the worker's thread has ended)."""
+        if not self._open:
+            return
+        self._open = False
+        for fd in self.fds:
+            os.close(fd)
+        _interp.destroy_queue(self._job_qid)
+        _interp.destroy_queue(self._result_qid)
+        if self._log_qid is not None:
+            _interp.destroy_queue(self._log_qid)
+
+
+class InterpreterChannel:
+    """The worker end of an interpreter worker's channels (inside the interpreter)."""
+
+    def __init__(self, ends: InterpreterEnds) -> None:
+        job_r, done_w, cancel_r, cancel_w, job_qid, result_qid, log_qid = ends
+        self._job_r = job_r
+        self._done_w = done_w
+        self.cancel_fd = cancel_r
+        self._cancel_w = cancel_w
+        _, self._get = _interp.open_queue(job_qid)
+        self._put, _ = _interp.open_queue(result_qid)
+        self._log_qid = log_qid
+
+    def receive(self) -> tuple[bytes, Any]:
+        signal = os.read(self._job_r, 1)
+        if signal in (_protocol.JOB, _protocol.LEVELS):
+            return signal, self._get()
+        return signal, None
+
+    def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
+        if payload is not None:
+            self._put(tuple(payload))  # a named tuple is not shareable as is
+        os.write(self._done_w, signal)
+
+    def stop_watchdog(self) -> None:
+        stop = _protocol.STOP_WATCHDOG.to_bytes(_protocol.JOB_ID_SIZE, "little")
+        os.write(self._cancel_w, stop)
+
+    def forward_logs(self, levels: _logs.Levels) -> _logs._Forwarding:
+        assert self._log_qid is not None
+        put_log, _ = _interp.open_queue(self._log_qid)
+        size = _interp.queue_size(self._log_qid)
+        return _logs.install(put_log, size, self._done_w, levels)

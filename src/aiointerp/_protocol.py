@@ -1,0 +1,154 @@
+"""The wire between the host and every worker, whatever its kind.
+
+Stdlib only: both sides import it (inside a worker it must cost next to nothing).
+A worker has three one-way channels; each kind of worker carries them its own way
+(:mod:`aiointerp._channels`), but what travels, and in which order, is defined here.
+
+**Job channel** (host → worker): one signal per message.
+
+========== =========================== ===========================================
+signal      payload                     meaning
+========== =========================== ===========================================
+``JOB``     a :class:`Job`              run it; exactly one signal per queued job
+``LEVELS``  a logging level table       the host's logging levels changed
+``QUIT``    none                        finish: stop serving, end the worker
+========== =========================== ===========================================
+
+**Done channel** (worker → host).
+
+=============== ===================== ===============================================
+signal          payload               meaning
+=============== ===================== ===============================================
+``READY``       none                  started (initializer done): send jobs
+``INIT_FAILED`` an :class:`Outcome`   the initializer raised; the worker ends
+``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
+``LOG``         log records           records or warnings to handle (see ``_logs``)
+``LINGER``      labels (strs)         stopped serving, but threads started by these
+                                      functions still run: it holds no slot now
+``EXITED``      none                  the worker ended (its very last signal)
+=============== ===================== ===============================================
+
+**Cancel channel** (host → the worker's watchdog): job ids, :data:`JOB_ID_SIZE`
+bytes little-endian each; :data:`STOP_WATCHDOG` (0) stops the watchdog. A cancel
+names the job it is for, so it can never hit another one.
+
+Every outcome names its job: the host delivers an outcome to the caller only if
+its id is the id of the job that caller sent, so a stale outcome is never taken
+for another call's.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
+if TYPE_CHECKING:
+    from typing import Any, Final, NamedTuple
+
+__all__ = [
+    "DONE",
+    "EXITED",
+    "INIT_FAILED",
+    "INTERRUPTED",
+    "JOB",
+    "JOB_ID_SIZE",
+    "LEVELS",
+    "LINGER",
+    "LOG",
+    "OK_PICKLED",
+    "OK_SHARED",
+    "PICKLED",
+    "QUIT",
+    "RAISED",
+    "RAISED_RAW",
+    "READY",
+    "SHARED",
+    "STOP_WATCHDOG",
+    "UNSENDABLE",
+    "Job",
+    "Outcome",
+    "WorkerConfig",
+]
+
+# -- job channel signals (host -> worker)
+JOB: Final = b"J"
+LEVELS: Final = b"V"
+QUIT: Final = b"Q"
+
+# -- done channel signals (worker -> host)
+READY: Final = b"R"
+INIT_FAILED: Final = b"F"
+DONE: Final = b"D"
+LOG: Final = b"L"
+LINGER: Final = b"T"
+EXITED: Final = b"X"
+
+# -- cancel channel
+JOB_ID_SIZE: Final = 8
+STOP_WATCHDOG: Final = 0
+
+# -- how a job's arguments travel (Job.args_mode)
+SHARED: Final = 0  # as they are: shareable values
+PICKLED: Final = 1  # one pickle (protocol 5)
+
+# -- Outcome.status
+OK_SHARED: Final = 0  # value: the result, shareable
+OK_PICKLED: Final = 1  # value: the pickled result
+RAISED: Final = 2  # value: the pickled exception, text: the remote traceback
+RAISED_RAW: Final = 3  # value: (type name, message), text: the remote traceback
+INTERRUPTED: Final = 4  # the code stopped on Interrupted; text: what was raised
+UNSENDABLE: Final = 5  # value: (type name, why): the result could not be pickled
+
+
+if TYPE_CHECKING:
+
+    class Job(NamedTuple):
+        """A call, as the worker receives it."""
+
+        #: unique in the process, never 0
+        job_id: int
+        #: time.monotonic() deadline of the call's ``timeout=``, or None
+        deadline: float | None
+        #: the pickled function (the worker caches what it loaded, by this key)
+        func: bytes
+        #: :data:`SHARED` or :data:`PICKLED`
+        args_mode: int
+        #: the arguments, encoded as ``args_mode`` says
+        args: Any
+
+    class Outcome(NamedTuple):
+        """How a job ended, as the host receives it."""
+
+        #: the id of the job it answers (0: no job, e.g. the initializer)
+        job_id: int
+        #: one of the status constants above
+        status: int
+        value: Any
+        #: the remote traceback text, for the statuses that raise
+        text: str | None
+        #: an interrupt was raised in the code: the worker must be retired
+        injected: bool
+
+    class WorkerConfig(NamedTuple):
+        """What every worker of a pool starts with (the same for every kind)."""
+
+        #: the host's sys.path when the pool started
+        sys_path: tuple[str, ...]
+        #: how to re-create the host's ``__main__`` (see _transport.main_spec)
+        main_spec: tuple[str, str] | None
+        #: pickled ``(initializer, initargs)``, or None
+        init_blob: bytes | None
+        #: sys.setswitchinterval() inside the worker: the watchdog needs the GIL
+        switch_interval: float
+        #: the host's logging level table when forwarding logs, else None
+        levels: Any
+        #: opcodes before which an interrupt is raised (``_interrupt.raise_points``)
+        raise_points: tuple[tuple[int, ...], int]
+
+else:
+    from collections import namedtuple
+
+    Job = namedtuple("Job", "job_id deadline func args_mode args")
+    Outcome = namedtuple("Outcome", "job_id status value text injected")
+    WorkerConfig = namedtuple(
+        "WorkerConfig",
+        "sys_path main_spec init_blob switch_interval levels raise_points",
+    )

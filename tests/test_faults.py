@@ -1,0 +1,67 @@
+"""Faults at the worker boundary: what a call hands over, or leaves behind, that the
+worker cannot take back as usual. Each fault fails the one call (or nobody) at once,
+and the pool keeps its capacity.
+
+Real interpreters, real event loops (asyncio, uvloop and trio).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import _funcs_lifecycle as f
+import anyio
+import pytest
+
+from aiointerp import InterpreterPool, NotShareableError
+
+pytestmark = pytest.mark.anyio
+
+HANG_GUARD = 30.0
+
+
+@pytest.fixture
+def hold() -> Iterator[tuple[int, int]]:
+    """A pipe whose read end a worker's thread blocks on until the test writes."""
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+async def test_a_job_the_channel_refuses_fails_at_once_and_frees_the_worker() -> None:
+    view = memoryview(bytearray(16))
+    view.release()  # passes the (type-only) shareability check, refused by the queue
+    # a long cancel_grace: a refusal taken for a mid-call cancellation waits it out
+    async with InterpreterPool(1, cancel_grace=600) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            with pytest.raises(NotShareableError, match="released memoryview"):
+                await pool.run_sync(len, view)
+            stats = pool.stats()
+            assert (stats.failed, stats.busy, stats.idle, stats.retired) == (1, 0, 1, 0)
+            assert await pool.run_sync(len, b"abc") == 3  # the same worker serves on
+        assert pool.stats().created == 1
+
+
+async def test_a_thread_left_running_does_not_hold_the_slot(
+    hold: tuple[int, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    hold_r, hold_w = hold
+    caplog.set_level(logging.WARNING, logger="aiointerp")
+    # one slot, and the worker is retired after each call: the next call needs a new
+    # interpreter while the old one cannot be destroyed (its thread waits for us)
+    async with InterpreterPool(1, max_tasks_per_worker=1) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            first = await pool.run_sync(f.leave_a_thread, hold_r)
+            second = await pool.run_sync(f.interp_id)  # served: the slot was freed
+            assert second != first
+            while not any("threads started by" in r.getMessage() for r in caplog.records):
+                await anyio.sleep(0.01)  # noqa: ASYNC110 - a log record has no event
+        warning = next(r for r in caplog.records if "threads started by" in r.getMessage())
+        assert "_funcs_lifecycle.leave_a_thread" in warning.getMessage()
+        assert "interp_id" not in warning.getMessage()  # the last call is not blamed
+        assert pool.stats().workers <= 1
+    os.write(hold_w, b"x")  # the thread ends; the old interpreter is destroyed then
+    # (the autouse no_leaks fixture waits for it and checks nothing is left)
