@@ -27,6 +27,7 @@ from collections import OrderedDict
 
 from . import _interp, _logs, _transport, worker
 from ._interrupt import Interrupter, clear_async_exc
+from ._mainscript import UnguardedMainError, _Main
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -65,35 +66,6 @@ def _watch(cancel_r: int, interrupter: Interrupter, state: worker._JobState) -> 
                 state.early = job_id
         finally:
             state.in_flight = False
-
-
-class _Main:
-    """Runs the host's main script as ``__mp_main__`` (like multiprocessing's spawn).
-
-    Done lazily, the first time a pickle names something of ``__main__`` that this
-    interpreter does not have.
-    """
-
-    def __init__(self, spec: tuple[str, str] | None) -> None:
-        self.spec = spec
-        self.loaded = spec is None
-
-    def load(self) -> None:
-        import runpy
-        import types
-
-        self.loaded = True
-        assert self.spec is not None
-        kind, target = self.spec
-        if kind == "module":
-            namespace = runpy.run_module(
-                target, run_name="__mp_main__", alter_sys=False
-            )
-        else:
-            namespace = runpy.run_path(target, run_name="__mp_main__")
-        module = types.ModuleType("__mp_main__")
-        module.__dict__.update(namespace)
-        sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
 class _Loop:
@@ -142,7 +114,8 @@ class _Loop:
             func = self.func(func_blob)
             args = _transport.decode_args(args_mode, args, self.loads)
         except Exception as exc:
-            exc.add_note(_LOAD_NOTE)
+            if not isinstance(exc, UnguardedMainError):  # that one says it all
+                exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)
         try:
             while state.in_flight:  # a cancel read before the job was armed...
@@ -161,6 +134,8 @@ class _Loop:
             # traceback in a fresh interpreter costs milliseconds of cancel latency
             text = f"{type(exc).__name__}: {exc}"
             return (job_id, _transport.INTERRUPTED, None, text, False)
+        if isinstance(exc, UnguardedMainError):  # where the script used aiointerp
+            return _transport.encode_exception(job_id, exc, exc.worker_traceback)
         tb = _transport.user_traceback(exc.__traceback__, __file__)
         text = _transport.format_remote(exc, tb)
         return _transport.encode_exception(job_id, exc, text)
