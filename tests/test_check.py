@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import aiointerp
-from aiointerp import _check, _interp
+from aiointerp import _check, _defects, _interp
 from aiointerp.__main__ import main
 from aiointerp._defects import KNOWN_DEFECTS, defects_of
 
@@ -379,10 +379,11 @@ def test_cli_info() -> None:
     process = _cli("info")
     assert process.returncode == 0, process.stderr
     out = process.stdout
-    fields = dict(line.split(None, 1) for line in out.splitlines()[:7])
+    fields = dict(line.split(None, 1) for line in out.splitlines()[:8])
     assert fields["Python"] == sys.version.replace("\n", " ")
     assert fields["implementation"].startswith("cpython, ")
     assert fields["subinterpreters"].startswith("available: ")
+    assert fields["pools"] == "supported"
     assert fields["CPUs"].startswith(f"{os.cpu_count()} ")
     assert str(SOURCE / "aiointerp") in fields["aiointerp"]
     assert fields["anyio"] != "not installed"
@@ -408,6 +409,7 @@ def test_cli_info_json() -> None:
         "platform",
         "subinterpreters",
         "subinterpreters_detail",
+        "refused",
         "cpu_count",
         "process_cpu_count",
         "aiointerp",
@@ -416,6 +418,7 @@ def test_cli_info_json() -> None:
         "defects",
     ]
     assert data["subinterpreters"] is True
+    assert data["refused"] is None
     assert data["cpu_count"] == os.cpu_count()
     assert data["python"] == sys.version
     assert [d["summary"] for d in data["defects"]] == [d.summary for d in defects_of()]
@@ -448,6 +451,57 @@ def test_info_without_subinterpreters(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "subinterpreters  unavailable: could not create one" in _check.format_info(
         description
     )
+
+
+def _free_threaded(monkeypatch: pytest.MonkeyPatch, gil_enabled: bool) -> None:
+    """Make this Python look free-threaded (these machines have no such build)."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: gil_enabled)
+    monkeypatch.setattr(sys, "abiflags", "t")
+
+
+@pytest.mark.parametrize("gil_enabled", [False, True], ids=["gil-off", "gil-on"])
+def test_free_threaded_build_is_refused(
+    monkeypatch: pytest.MonkeyPatch, gil_enabled: bool
+) -> None:
+    assert _defects.free_threaded_refusal() is None
+    _defects.refuse_free_threaded()  # this build: nothing raised
+    _free_threaded(monkeypatch, gil_enabled)
+    with pytest.raises(RuntimeError) as info:
+        _defects.refuse_free_threaded()
+    message = str(info.value)
+    assert message.startswith("aiointerp does not run on free-threaded CPython builds")
+    assert ("GIL disabled" in message) != gil_enabled
+    assert "relies on the GIL" in message  # why
+    assert "Use a default (GIL) build of CPython" in message  # what to do
+
+
+def test_free_threaded_gil_off_is_refused_whatever_the_build_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False)
+    with pytest.raises(RuntimeError, match="GIL disabled"):
+        _defects.refuse_free_threaded()
+
+
+def test_info_shows_the_free_threaded_refusal(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _free_threaded(monkeypatch, gil_enabled=False)
+    description = _check.info()
+    assert description.refused == _defects.free_threaded_refusal()
+    assert main(["info"]) == 0
+    out = capfd.readouterr().out
+    assert "pools            refused: aiointerp does not run on free-threaded" in out
+    assert "Use a default (GIL) build of CPython" in _flat(out)
+    assert main(["info", "--json"]) == 0
+    data = json.loads(capfd.readouterr().out)
+    assert data["refused"] == _defects.free_threaded_refusal()
+
+
+def test_pool_refuses_a_free_threaded_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    _free_threaded(monkeypatch, gil_enabled=False)
+    with pytest.raises(RuntimeError, match="free-threaded"):
+        aiointerp.InterpreterPool(1)
 
 
 # -- the generator of docs/compatibility.md

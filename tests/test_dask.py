@@ -528,7 +528,7 @@ async def test_dask_pool_must_be_opened() -> None:
         DaskPool(None, timeout=-1)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("how", ["cancel", "timeout"])
+@pytest.mark.parametrize("how", ["cancel", "cancel-with-timeout", "timeout"])
 async def test_dask_pool_cancellation_interrupts_the_code(
     how: str, tmp_path: Path
 ) -> None:
@@ -537,16 +537,19 @@ async def test_dask_pool_cancellation_interrupts_the_code(
             if how == "timeout":
                 with pytest.raises(TimeoutError, match="was cancelled"):
                     await pool.run_sync(funcs.spin, started, stopped, timeout=1.0)
-            else:
+            else:  # cancelled from outside, with or without a timeout of its own
+                call = functools.partial(pool.run_sync, funcs.spin, started, stopped)
+                if how == "cancel-with-timeout":
+                    call = functools.partial(call, timeout=HANG)
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(pool.run_sync, funcs.spin, started, stopped)
+                    tg.start_soon(call)
                     await wait_for(r_started, "started")
                     tg.cancel_scope.cancel()
             await wait_for(r_stopped, "stopped")
         assert await pool.run_sync(funcs.add, 1, 1) == 2  # the slot is free
         stats = pool.stats()
         assert (stats.cancelled, stats.timed_out, stats.busy) == (
-            how == "cancel",
+            how != "timeout",
             how == "timeout",
             0,
         )

@@ -248,6 +248,57 @@ def test_interpreter_exit_shuts_down_a_forgotten_executor() -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("fds", id="out-of-fds"),
+        pytest.param("threads", id="thread-start-fails"),
+    ],
+)
+def test_loop_thread_that_cannot_start_breaks_the_executor(kind: str) -> None:
+    # real triggers in a child process: no file descriptor left for the thread's event
+    # loop (submit used to deadlock: it joined the thread holding the lock the thread
+    # needed), or Thread.start() raising "can't start new thread"
+    script = Path(__file__).parent / "scripts" / "executor_cannot_start.py"
+    done = subprocess.run(
+        [sys.executable, str(script), kind],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,  # hang guard: the deadlock
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    cause = "OSError" if kind == "fds" else "RuntimeError"
+    assert done.stdout.splitlines() == [
+        f"first BrokenExecutor from {cause}",
+        f"again BrokenExecutor from {cause}",  # broken for good, and says why
+        "threads []",
+        "new 3",
+    ]
+    assert done.stderr == ""  # no traceback from the failed thread
+
+
+def test_thread_start_failure_is_broken_executor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the bookkeeping of the real test above, in this process
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    executor = aiointerp.InterpreterExecutor(1)
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(concurrent.futures.BrokenExecutor, match="broken") as info:
+            executor.submit(funcs.square, 2)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(concurrent.futures.BrokenExecutor):
+        executor.submit(funcs.square, 2)  # stays broken once threads start again
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(funcs.square, 2)
+
+
 # -- interrupt_on_cancel ---------------------------------------------------------------
 
 

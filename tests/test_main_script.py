@@ -6,11 +6,15 @@ Each test starts a fresh Python (the one running the tests) on a script of
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import child_env
+
+from aiointerp._inside import _LOAD_NOTE
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -61,3 +65,72 @@ def test_lambdas_and_closures_without_cloudpickle() -> None:
         assert line.startswith(f"{backend}: cannot send function __main__.{name}")
         assert "define it at module level" in line
         assert "cloudpickle" in line
+
+
+# -- a main script without the __name__ guard
+
+
+def _run_unguarded(
+    how: str, backend: str, *, calls: int = 1
+) -> subprocess.CompletedProcess[str]:
+    env = child_env()
+    env["UNGUARDED_BACKEND"] = backend
+    env["UNGUARDED_CALLS"] = str(calls)
+    target = ["-m", "unguarded_main"] if how == "module" else [str(UNGUARDED)]
+    return subprocess.run(
+        [sys.executable, *target],
+        cwd=SCRIPTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,  # hang guard: the nested pools
+        check=False,
+    )
+
+
+UNGUARDED = SCRIPTS / "unguarded_main.py"
+GUARD_HINT = 'must be guarded by `if __name__ == "__main__":`'
+UNGUARDED_CASES = [
+    pytest.param("path", "asyncio", id="asyncio"),
+    pytest.param("path", "trio", id="trio"),
+    pytest.param("module", "asyncio", id="asyncio-python-m"),
+]
+
+
+def _assert_one_clear_error(
+    done: subprocess.CompletedProcess[str], how: str, backend: str, calls: int = 1
+) -> None:
+    assert done.returncode == 1, done.stderr
+    # the top-level code ran in the host and once in the (only) worker, not per call
+    lines = done.stdout.splitlines()
+    assert [line.split(" interpreter ")[0] for line in lines[:2]] == [
+        "top-level code runs in"
+    ] * 2
+    assert lines[2:] == ["caught UnguardedMainError"] * (calls - 1)
+    err = done.stderr
+    assert err.count(GUARD_HINT) == 1, err  # one clear error, said once
+    (last,) = [line for line in err.splitlines() if "UnguardedMainError" in line]
+    assert last.startswith("aiointerp._mainscript.UnguardedMainError: the main ")
+    what = f"script {UNGUARDED}"
+    if how == "module":
+        what = "module unguarded_main (python -m unguarded_main)"
+    assert f"the main {what} ran again in full inside an aiointerp worker" in last
+    start = "trio.run(main)" if backend == "trio" else "asyncio.run(main())"
+    assert re.search(rf"\(line \d+: {re.escape(start)}\)", last), last
+    # the worker's traceback shows where the script used aiointerp, briefly
+    assert "inside a worker running the main" in err
+    assert "async with aiointerp.InterpreterPool(1) as pool" in err
+    # none of the confusing failures of the nested pool
+    assert "__mp_main__'" not in err
+    assert _LOAD_NOTE not in err
+
+
+@pytest.mark.parametrize(("how", "backend"), UNGUARDED_CASES)
+def test_unguarded_main_script_is_one_clear_error(how: str, backend: str) -> None:
+    _assert_one_clear_error(_run_unguarded(how, backend), how, backend)
+
+
+def test_unguarded_main_script_runs_once_per_worker() -> None:
+    # three calls through one worker: the script ran there once, each call got the error
+    done = _run_unguarded("path", "asyncio", calls=3)
+    _assert_one_clear_error(done, "path", "asyncio", calls=3)

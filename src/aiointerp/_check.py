@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Final, Literal
 
-from ._defects import Defect, defects_of
+from ._defects import Defect, defects_of, free_threaded_refusal
 
 __all__ = [
     "CheckResult",
@@ -305,6 +305,8 @@ class Info:
     :ivar platform: :func:`platform.platform`
     :ivar subinterpreters: whether an isolated interpreter could be created
     :ivar subinterpreters_detail: which module provides them, or why not
+    :ivar refused: why aiointerp's pools refuse this Python (a free-threaded
+        build), or ``None`` when they run on it
     :ivar cpu_count: :func:`os.cpu_count`
     :ivar process_cpu_count: CPUs this process may use (:func:`os.process_cpu_count`)
     :ivar aiointerp: aiointerp's version (``"unknown"`` when not installed)
@@ -319,6 +321,7 @@ class Info:
     platform: str
     subinterpreters: bool
     subinterpreters_detail: str
+    refused: str | None
     cpu_count: int | None
     process_cpu_count: int | None
     aiointerp: str
@@ -402,6 +405,7 @@ def info() -> Info:
         platform=platform.platform(),
         subinterpreters=available,
         subinterpreters_detail=detail,
+        refused=free_threaded_refusal(),
         cpu_count=os.cpu_count(),
         process_cpu_count=process_cpu_count(),
         aiointerp=_version_of("aiointerp", "unknown"),
@@ -427,8 +431,16 @@ def format_info(description: Info) -> str:
         ("aiointerp", f"{d.aiointerp} ({d.aiointerp_path})"),
         ("anyio", d.anyio),
     ]
+    pools = "supported" if d.refused is None else f"refused: {d.refused}."
+    rows.insert(4, ("pools", pools))
     width = max(len(name) for name, _ in rows)
-    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    indent = " " * (width + 2)
+    lines = [
+        textwrap.fill(f"{name:<{width}}  {value}", 88, subsequent_indent=indent)
+        if name == "pools"
+        else f"{name:<{width}}  {value}"
+        for name, value in rows
+    ]
     version = sys.version.split()[0]
     if not d.defects:
         lines.append(f"known CPython defects: none known for {version}")

@@ -11,7 +11,15 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["KNOWN_DEFECTS", "Defect", "defects_of", "sampling_may_crash", "warn_once"]
+__all__ = [
+    "KNOWN_DEFECTS",
+    "Defect",
+    "defects_of",
+    "free_threaded_refusal",
+    "refuse_free_threaded",
+    "sampling_may_crash",
+    "warn_once",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +146,48 @@ def warn_once() -> None:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+
+def _free_threaded_build() -> bool:
+    """Is this a free-threaded build (``python3.13t``), whatever the GIL's state now?"""
+    abiflags = getattr(sys, "abiflags", None)
+    if abiflags is not None:  # POSIX: "t" marks the build (PEP 703); no sysconfig cost
+        return "t" in abiflags
+    import sysconfig  # pragma: no cover - Windows
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))  # pragma: no cover
+
+
+def free_threaded_refusal() -> str | None:
+    """Why pools refuse this Python, if it is a free-threaded build; else ``None``.
+
+    The watchdog that interrupts a cancelled call inside its interpreter hands the
+    job over to the interpreter's running code without a lock (a lock held by code
+    being interrupted might never be released): it relies on the GIL to order those
+    steps (see :mod:`aiointerp._inside`). Without the GIL that ordering is not
+    proven. A free-threaded build is refused even while its GIL is on
+    (``PYTHON_GIL=1``): worker interpreters may run without it.
+    """
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    if gil_enabled and not _free_threaded_build():
+        return None
+    state = "enabled for now" if gil_enabled else "disabled"
+    return (
+        f"aiointerp does not run on free-threaded CPython builds (this is one, its GIL "
+        f"{state}): the watchdog that interrupts a cancelled call inside its "
+        "interpreter hands over to the running code without a lock and relies on the "
+        "GIL to order those steps, which is not proven without it. Use a default "
+        "(GIL) build of CPython, e.g. python3.13 rather than python3.13t"
+    )
+
+
+def refuse_free_threaded() -> None:
+    """Raise :class:`RuntimeError` on a free-threaded build (see :func:`free_threaded_refusal`).
+
+    Called when a pool is created.
+
+    :raises RuntimeError: this Python is a free-threaded build
+    """
+    refusal = free_threaded_refusal()
+    if refusal is not None:
+        raise RuntimeError(refusal)

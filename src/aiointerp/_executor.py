@@ -185,7 +185,9 @@ class InterpreterExecutor(Executor):
     options mean what they mean for that pool, except ``interrupt_on_cancel``.
     ``with InterpreterExecutor() as executor:`` shuts it down at the end of the
     block. At interpreter exit, executors still open are shut down, and the calls
-    submitted to them finish first.
+    submitted to them finish first. If that thread cannot start (the process is out
+    of file descriptors or threads), :meth:`submit` raises
+    :class:`~concurrent.futures.BrokenExecutor` and the executor stays broken.
 
     :param max_workers: the most calls (and interpreters) at once; default
         :func:`os.cpu_count`
@@ -295,6 +297,10 @@ class InterpreterExecutor(Executor):
         :return: a :class:`~concurrent.futures.Future` of the call
         :raises RuntimeError: the executor is shut down, or the interpreter is
             exiting
+        :raises ~concurrent.futures.BrokenExecutor: the executor's thread or its
+            event loop could not start (too many open files, no more threads); the
+            error is its ``__cause__``. The executor is broken from then on: every
+            later :meth:`submit` raises it again (:meth:`shutdown` still works)
         """
         future: Future[T]
         if self._interrupt_on_cancel:
@@ -430,36 +436,51 @@ class InterpreterExecutor(Executor):
     # -- the event loop thread -------------------------------------------------------
 
     def _ensure_started(self) -> asyncio.AbstractEventLoop:
+        """Start the loop thread (called with ``self._lock`` held); wait until it serves.
+
+        Raises :class:`~concurrent.futures.BrokenExecutor` if the thread or its loop
+        cannot start, then and on every later call (see :meth:`submit`).
+        """
         if self._loop is not None:
             return self._loop
-        if self._start_error is not None:
-            raise BrokenExecutor("the executor's event loop failed to start") from (
-                self._start_error
+        if self._start_error is None:
+            ready = threading.Event()
+            thread = threading.Thread(
+                target=self._run_loop, args=(ready,), name="aiointerp-executor"
             )
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._run_loop, args=(ready,), name="aiointerp-executor"
-        )
-        thread.start()
-        ready.wait()
-        if self._loop is None:
-            thread.join()
-            raise BrokenExecutor("the executor's event loop failed to start") from (
-                self._start_error
-            )
-        self._thread = thread
-        _live.add(self)
-        return self._loop
+            try:
+                thread.start()  # RuntimeError "can't start new thread"
+            except Exception as exc:
+                self._start_error = exc
+            else:
+                ready.wait()
+                if self._loop is not None:
+                    self._thread = thread
+                    _live.add(self)
+                    return self._loop
+                # it failed before serving, without taking the lock: join cannot block
+                thread.join()
+        error = self._start_error
+        assert error is not None
+        raise BrokenExecutor(
+            f"the executor's event loop thread failed to start "
+            f"({type(error).__name__}: {error}); this executor is broken: shut it down "
+            "and create a new one once the cause (too many open files or threads, "
+            "not enough memory) is gone"
+        ) from error
 
     def _run_loop(self, ready: threading.Event) -> None:
         try:
             anyio.run(self._serve, ready, backend="asyncio")
-        except BaseException as exc:  # pragma: no cover - a bug of ours
-            self._start_error = exc
-            raise
+        except BaseException as exc:
+            if not ready.is_set():  # failed to start (no fds...): the submitter raises
+                self._start_error = exc
+                ready.set()
+                return  # no call was accepted, and the submitter holds the lock
+            raise  # pragma: no cover - a bug of ours
         finally:
-            ready.set()
-            self._fail_leftovers()
+            if self._start_error is None:  # it served: fail what the loop left
+                self._fail_leftovers()
 
     def _post(self, action: Callable[[], object]) -> None:
         """Have the loop's main task run ``action`` (from any thread; never blocks).

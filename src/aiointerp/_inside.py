@@ -25,6 +25,7 @@ from collections import OrderedDict
 
 from . import _channels, _interp, _protocol, _transport, worker
 from ._interrupt import Interrupter, clear_async_exc
+from ._mainscript import UnguardedMainError, _Main
 from ._protocol import DONE, INIT_FAILED, JOB, LEVELS, LINGER, READY, Job, Outcome
 from .worker import Interrupted
 
@@ -75,35 +76,6 @@ def _watch(cancel_fd: int, interrupter: Interrupter, state: worker._JobState) ->
                 state.early = job_id
         finally:
             state.in_flight = False
-
-
-class _Main:
-    """Runs the host's main script as ``__mp_main__`` (like multiprocessing's spawn).
-
-    Done lazily, the first time a pickle names something of ``__main__`` that this
-    interpreter does not have.
-    """
-
-    def __init__(self, spec: tuple[str, str] | None) -> None:
-        self.spec = spec
-        self.loaded = spec is None
-
-    def load(self) -> None:
-        import runpy
-        import types
-
-        self.loaded = True
-        assert self.spec is not None
-        kind, target = self.spec
-        if kind == "module":
-            namespace = runpy.run_module(
-                target, run_name="__mp_main__", alter_sys=False
-            )
-        else:
-            namespace = runpy.run_path(target, run_name="__mp_main__")
-        module = types.ModuleType("__mp_main__")
-        module.__dict__.update(namespace)
-        sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
 def _own_files() -> frozenset[str]:
@@ -157,7 +129,8 @@ class _Loop:
             func = self.func(job.func)
             args = _transport.decode_args(job.args_mode, job.args, self.loads)
         except Exception as exc:
-            exc.add_note(_LOAD_NOTE)
+            if not isinstance(exc, UnguardedMainError):  # that one says it all
+                exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)
         try:
             while state.in_flight:  # a cancel read before the job was armed...
@@ -197,6 +170,9 @@ class _Loop:
             # traceback in a fresh interpreter costs milliseconds of cancel latency
             text = f"{type(exc).__name__}: {exc}"
             return Outcome(job_id, _protocol.INTERRUPTED, None, text, False)
+        if isinstance(exc, UnguardedMainError):  # where the script used aiointerp
+            text = exc.worker_traceback
+            return Outcome._make(_transport.encode_exception(job_id, exc, text))
         tb = _transport.user_traceback(exc.__traceback__, __file__)
         text = _transport.format_remote(exc, tb)
         return Outcome._make(_transport.encode_exception(job_id, exc, text))

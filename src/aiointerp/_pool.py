@@ -14,7 +14,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _defects, _transport
+from . import _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 from ._interpreter import InterpreterWorker
@@ -105,6 +105,7 @@ class InterpreterPool:
         cancel_grace: float = 1.0,
         forward_logging: bool = True,
     ) -> None:
+        _defects.refuse_free_threaded()
         if max_workers is None:
             max_workers = os.cpu_count() or 1
         if max_workers < 1:
@@ -382,6 +383,7 @@ class InterpreterPool:
                 return
             await self._started.wait()
         elif self._state is _State.NEW:
+            _mainscript.refuse_nested_use()
             _defects.warn_once()
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()

@@ -555,18 +555,24 @@ class DaskPool:
         if timeout is None:
             timeout = self._timeout
         task = self._task(func, timeout)
-        result: T
-        if timeout is None:
-            result = await self._submit(task, args)
-            return result
-        with anyio.move_on_after(timeout):
-            result = await self._submit(task, args, timed=True)
-            return result
-        self._timed_out += 1
-        raise TimeoutError(
-            f"{describe(func)} did not finish within {timeout} s on the Dask cluster "
-            "and was cancelled"
-        )
+        future = self._submit(task, args)
+        outcome: tuple[bool, Any] | None = None
+        try:
+            # its own timeout ends here (timed_out); a cancellation from outside
+            # (or Ctrl-C) passes through the scope: cancelled
+            with anyio.move_on_after(timeout):
+                outcome = await self._outcome(future)
+        except BaseException:
+            self._cancelled += 1
+            raise
+        if outcome is None:
+            self._timed_out += 1
+            raise TimeoutError(
+                f"{describe(func)} did not finish within {timeout} s on the Dask "
+                "cluster and was cancelled"
+            )
+        result: T = self._settle(task, outcome)
+        return result
 
     def map(
         self,
@@ -625,22 +631,28 @@ class DaskPool:
         self._last = (func, timeout, task)
         return task
 
-    async def _submit(
-        self, task: Callable[..., Any], args: tuple[Any, ...], timed: bool = False
-    ) -> Any:
+    def _submit(
+        self, task: Callable[..., Any], args: tuple[Any, ...]
+    ) -> distributed.Future[Any]:
         self._check_open()
         future = self._client.submit(task, *args, pure=False)
         self._futures.add(future)
+        return future
+
+    async def _outcome(self, future: distributed.Future[Any]) -> tuple[bool, Any]:
+        """Wait for ``future``; cancel it if the wait is (the caller counts why)."""
         try:
-            ok, value = await self._wait(future)
+            return await self._wait(future)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._cancel_futures([future])
-            if not timed:
-                self._cancelled += 1
             raise
         finally:
             self._futures.discard(future)
+
+    def _settle(self, task: Callable[..., Any], outcome: tuple[bool, Any]) -> Any:
+        """Count the outcome of a call that finished; return its value or raise."""
+        ok, value = outcome
         if ok:
             self._completed += 1
             return value
