@@ -179,7 +179,7 @@ class Worker:
                     f"the pool's initializer raised {type(exc).__name__}: {exc}"
                 ) from exc
         raise BrokenWorkerError(
-            f"could not start a {self.kind} worker: {self._failure!r}"
+            f"could not start the {self.kind} worker: {self._failure!r}"
         ) from self._failure
 
     @ki_protected
