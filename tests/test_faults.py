@@ -15,7 +15,7 @@ import _funcs_lifecycle as f
 import anyio
 import pytest
 
-from aiointerp import InterpreterPool, NotShareableError
+from aiointerp import InterpreterPool, NotShareableError, PoolBusyError
 
 pytestmark = pytest.mark.anyio
 
@@ -65,3 +65,35 @@ async def test_a_thread_left_running_does_not_hold_the_slot(
         assert pool.stats().workers <= 1
     os.write(hold_w, b"x")  # the thread ends; the old interpreter is destroyed then
     # (the autouse no_leaks fixture waits for it and checks nothing is left)
+
+
+async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> None:
+    import _funcs_core as core
+
+    started_r, started_w = os.pipe()
+    release_r, release_w = os.pipe()
+    try:
+        async with InterpreterPool(1, max_waiting=1) as pool:
+            results: list[object] = []
+
+            async def call(tag: int) -> None:
+                results.append(await pool.run_sync(core.hold, tag, started_w, release_r))
+
+            with anyio.fail_after(HANG_GUARD):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call, 1)  # runs, holds the only worker
+                    await anyio.wait_readable(started_r)
+                    os.read(started_r, 8)
+                    tg.start_soon(call, 2)  # waits
+                    while pool.stats().waiting != 1:  # noqa: ASYNC110 - no event for it
+                        await anyio.sleep(0)
+                    with pytest.raises(PoolBusyError, match="max_waiting=1"):
+                        await pool.run_sync(core.hold, 3, started_w, release_r)
+                    assert pool.stats().waiting == 1  # the waiting call is unaffected
+                    os.write(release_w, b"xx")  # both calls run to their end
+            assert sorted(r[0] for r in results) == [1, 2]  # type: ignore[index]
+            with pytest.raises(ValueError, match="max_waiting"):
+                InterpreterPool(1, max_waiting=-1)
+    finally:
+        for fd in (started_r, started_w, release_r, release_w):
+            os.close(fd)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._errors import AiointerpError as AiointerpError
     from ._errors import BrokenWorkerError as BrokenWorkerError
     from ._errors import NotShareableError as NotShareableError
+    from ._errors import PoolBusyError as PoolBusyError
     from ._errors import PoolClosedError as PoolClosedError
     from ._errors import RemoteError as RemoteError
     from ._errors import RemoteTraceback as RemoteTraceback
@@ -47,6 +48,7 @@ __all__ = [
     "InterpreterPool",
     "Interrupted",
     "NotShareableError",
+    "PoolBusyError",
     "PoolClosedError",
     "PoolStats",
     "RemoteError",
@@ -62,6 +64,7 @@ _LAZY = {
     "AiointerpError": "._errors",
     "BrokenWorkerError": "._errors",
     "NotShareableError": "._errors",
+    "PoolBusyError": "._errors",
     "PoolClosedError": "._errors",
     "RemoteError": "._errors",
     "RemoteTraceback": "._errors",

@@ -6,6 +6,7 @@ Hierarchy::
      └── AiointerpError                 base of every error raised by aiointerp itself
           ├── BrokenWorkerError         an interpreter failed to start or died
           ├── PoolClosedError           (also RuntimeError) the pool is closed
+          ├── PoolBusyError             ``max_waiting`` callers already wait for a worker
           ├── NotShareableError         (also TypeError) a function, argument or result
           │                             cannot cross the interpreter boundary
           └── RemoteError               an exception raised inside the interpreter that
@@ -25,6 +26,7 @@ __all__ = [
     "AiointerpError",
     "BrokenWorkerError",
     "NotShareableError",
+    "PoolBusyError",
     "PoolClosedError",
     "RemoteError",
     "RemoteTraceback",
@@ -58,6 +60,17 @@ class PoolClosedError(AiointerpError, RuntimeError):
     once, and so do calls still waiting for a worker when the pool closes; calls
     still running when the ``timeout`` of ``aclose`` ends are interrupted and get it
     once their code has stopped.
+    """
+
+    __module__ = "aiointerp"
+
+
+class PoolBusyError(AiointerpError):
+    """Raised at once by a call to a pool whose ``max_waiting`` callers already wait.
+
+    The pool sheds the load instead of queueing the call: the callers already waiting
+    are unaffected, and the call did not run. A web app turns it into a
+    ``503 Service Unavailable`` (see the web frameworks page of the documentation).
     """
 
     __module__ = "aiointerp"

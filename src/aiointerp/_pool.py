@@ -72,6 +72,10 @@ class InterpreterPool:
         name handles them, with ``record.interpreter`` set) and :mod:`warnings`;
         records below the level of the host's logger are never built or sent.
         ``False`` leaves the interpreters' logging unconfigured, as CPython does
+    :param max_waiting: shed load: when this many callers already wait for a
+        worker, a new call raises :class:`~aiointerp.PoolBusyError` at once instead
+        of queueing (the waiting ones are unaffected); ``None`` (the default)
+        queues every caller
     :raises ValueError: an option is out of range
     :raises TypeError: ``initializer`` is async or not callable
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
@@ -104,6 +108,7 @@ class InterpreterPool:
         initargs: Iterable[Any] = (),
         cancel_grace: float = 1.0,
         forward_logging: bool = True,
+        max_waiting: int | None = None,
     ) -> None:
         _defects.refuse_free_threaded()
         if max_workers is None:
@@ -123,6 +128,8 @@ class InterpreterPool:
             )
         if cancel_grace < 0:
             raise ValueError(f"cancel_grace must be >= 0, not {cancel_grace}")
+        if max_waiting is not None and max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0 or None, not {max_waiting}")
         init_blob = None
         if initializer is not None:
             reject_async(initializer)
@@ -140,6 +147,7 @@ class InterpreterPool:
             min_idle=min_idle,
             idle_timeout=idle_timeout,
             max_tasks=max_tasks_per_worker,
+            max_waiting=max_waiting,
         )
         self._config: Any = None
         self._state = _State.NEW
@@ -189,6 +197,7 @@ class InterpreterPool:
             cross interpreters
         :raises TimeoutError: ``timeout`` expired; the code was interrupted
         :raises PoolClosedError: the pool is closed, or was closed during the call
+        :raises PoolBusyError: ``max_waiting`` callers already wait for a worker
         :raises BrokenWorkerError: the interpreter could not start or died
         :raises RemoteError: ``func`` raised ``SystemExit``, ``KeyboardInterrupt``
             or an exception that cannot be pickled back

@@ -38,7 +38,7 @@ import anyio
 import anyio.abc
 
 from ._backends import ki_protected
-from ._errors import BrokenWorkerError, PoolClosedError
+from ._errors import BrokenWorkerError, PoolBusyError, PoolClosedError
 from ._worker import Worker
 
 __all__ = ["Roster", "Waiter"]
@@ -79,8 +79,10 @@ class Roster:
         min_idle: int,
         idle_timeout: float | None,
         max_tasks: int | None,
+        max_waiting: int | None = None,
     ) -> None:
         self.make_worker = make_worker
+        self.max_waiting = max_waiting
         self.max_workers = max_workers
         self.min_idle = min_idle
         self.idle_timeout = idle_timeout
@@ -97,7 +99,7 @@ class Roster:
         self.wake = anyio.Event()
         self.backoff = 0.0
         self.backoff_until = -math.inf
-        self.created = self.retired = self.abandoned = 0
+        self.created = self.retired = self.abandoned = self.shed = 0
         #: start failures since the last success (logged with a count)
         self.start_failures = 0
 
@@ -147,6 +149,7 @@ class Roster:
         """A worker for one call: an idle one, else wait (FIFO) for one.
 
         :raises PoolClosedError: the pool is closed, or closed while we waited
+        :raises PoolBusyError: ``max_waiting`` callers wait already
         :raises BrokenWorkerError: the worker started for this caller failed
         """
         if not self.running:
@@ -157,6 +160,13 @@ class Roster:
             if len(self.idle) < self.min_idle:
                 self.wake.set()
             return worker
+        if self.max_waiting is not None and len(self.waiters) >= self.max_waiting:
+            self.shed += 1
+            logger.debug("shed a call: %d callers already wait", len(self.waiters))
+            raise PoolBusyError(
+                f"{len(self.waiters)} calls already wait for a worker of this pool "
+                f"(max_waiting={self.max_waiting}); try again later"
+            )
         waiter = Waiter()
         self.waiters.append(waiter)
         if self.live() < self.max_workers:
