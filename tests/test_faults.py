@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import _funcs_lifecycle as f
 import anyio
+import anyio.lowlevel
 import pytest
 
 from aiointerp import InterpreterPool, NotShareableError, PoolBusyError
@@ -57,9 +58,13 @@ async def test_a_thread_left_running_does_not_hold_the_slot(
             first = await pool.run_sync(f.leave_a_thread, hold_r)
             second = await pool.run_sync(f.interp_id)  # served: the slot was freed
             assert second != first
-            while not any("threads started by" in r.getMessage() for r in caplog.records):
-                await anyio.sleep(0.01)  # noqa: ASYNC110 - a log record has no event
-        warning = next(r for r in caplog.records if "threads started by" in r.getMessage())
+            while not any(
+                "threads started by" in r.getMessage() for r in caplog.records
+            ):  # noqa: ASYNC110 - a log record has no event
+                await anyio.sleep(0.01)
+        warning = next(
+            r for r in caplog.records if "threads started by" in r.getMessage()
+        )
         assert "_funcs_lifecycle.leave_a_thread" in warning.getMessage()
         assert "interp_id" not in warning.getMessage()  # the last call is not blamed
         assert pool.stats().workers <= 1
@@ -77,7 +82,9 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
             results: list[object] = []
 
             async def call(tag: int) -> None:
-                results.append(await pool.run_sync(core.hold, tag, started_w, release_r))
+                results.append(
+                    await pool.run_sync(core.hold, tag, started_w, release_r)
+                )
 
             with anyio.fail_after(HANG_GUARD):
                 async with anyio.create_task_group() as tg:
@@ -85,8 +92,8 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
                     await anyio.wait_readable(started_r)
                     os.read(started_r, 8)
                     tg.start_soon(call, 2)  # waits
-                    while pool.stats().waiting != 1:  # noqa: ASYNC110 - no event for it
-                        await anyio.sleep(0)
+                    while pool.stats().waiting != 1:
+                        await anyio.lowlevel.checkpoint()
                     with pytest.raises(PoolBusyError, match="max_waiting=1"):
                         await pool.run_sync(core.hold, 3, started_w, release_r)
                     assert pool.stats().waiting == 1  # the waiting call is unaffected

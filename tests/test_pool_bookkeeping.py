@@ -61,7 +61,9 @@ class FakeWorker:
         job_id, self.job_id = self.job_id, 0
         self.tasks += 1
         self.fakes.finished.append(self)
-        return _protocol.Outcome(job_id, _protocol.OK_SHARED, self.interp_id, None, False)
+        return _protocol.Outcome(
+            job_id, _protocol.OK_SHARED, self.interp_id, None, False
+        )
 
     def interrupt(self) -> None:
         pass

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
         cancel_fd: int
 
         def receive(self) -> tuple[bytes, Any]: ...
-        def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
+        def send(
+            self, signal: bytes, payload: tuple[Any, ...] | None = None
+        ) -> None: ...
         def stop_watchdog(self) -> None: ...
         def forward_logs(self, levels: Any) -> Any: ...
 
@@ -268,8 +270,6 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
             channel.send(LINGER, lingering)
 
 
-def serve_interpreter(
-    config: tuple[Any, ...], ends: _channels.InterpreterEnds
-) -> None:
+def serve_interpreter(config: tuple[Any, ...], ends: _channels.InterpreterEnds) -> None:
     """Entry point of an interpreter worker (run by :meth:`_interp.Interp.run_worker`)."""
     serve(_protocol.WorkerConfig._make(config), _channels.InterpreterChannel(ends))

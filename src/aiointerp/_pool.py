@@ -18,7 +18,7 @@ from . import _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 from ._interpreter import InterpreterWorker
-from ._protocol import INTERRUPTED, OK_PICKLED, Job, Outcome
+from ._protocol import INTERRUPTED, Job, Outcome
 from ._roster import Roster
 from ._stats import PoolStats
 from ._validate import reject_async
@@ -419,7 +419,9 @@ class InterpreterPool:
     # -- one call
 
     @ki_protected
-    async def _call(self, job: Job, func: object, timeout: anyio.CancelScope | None) -> Any:
+    async def _call(
+        self, job: Job, func: object, timeout: anyio.CancelScope | None
+    ) -> Any:
         """Take a worker, run *job* there, give the worker back; decode the outcome."""
         roster = self._roster
         try:

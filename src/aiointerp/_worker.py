@@ -26,7 +26,7 @@ import logging
 import sys
 from typing import Any, ClassVar, Protocol
 
-from . import _logs, _protocol, _transport
+from . import _logs, _transport
 from ._backends import SignalReader, ki_protected, signal_reader
 from ._errors import BrokenWorkerError, NotShareableError
 from ._protocol import (
@@ -173,7 +173,9 @@ class Worker:
         self._exited = signal in (EXITED, b"")
         if signal == INIT_FAILED:
             try:
-                _transport.decode_outcome(Outcome._make(self._link.take()), "initializer")
+                _transport.decode_outcome(
+                    Outcome._make(self._link.take()), "initializer"
+                )
             except BaseException as exc:
                 raise BrokenWorkerError(
                     f"the pool's initializer raised {type(exc).__name__}: {exc}"
@@ -295,4 +297,3 @@ class Worker:
             self._link.send(QUIT)
         except OSError:  # pragma: no cover - released meanwhile
             pass
-

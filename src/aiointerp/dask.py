@@ -63,9 +63,9 @@ from ._backends import thread_safe_call_soon
 from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 from ._inside import _LOAD_NOTE
 from ._pool import InterpreterPool
-from ._validate import reject_async
 from ._stats import PoolStats
 from ._transport import describe
+from ._validate import reject_async
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
