@@ -23,6 +23,10 @@ pytestmark = pytest.mark.anyio
 HANG_GUARD = 30.0
 
 
+def _warned(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
 @pytest.fixture
 def hold() -> Iterator[tuple[int, int]]:
     """A pipe whose read end a worker's thread blocks on until the test writes."""
@@ -58,10 +62,8 @@ async def test_a_thread_left_running_does_not_hold_the_slot(
             first = await pool.run_sync(f.leave_a_thread, hold_r)
             second = await pool.run_sync(f.interp_id)  # served: the slot was freed
             assert second != first
-            while not any(
-                "threads started by" in r.getMessage() for r in caplog.records
-            ):  # noqa: ASYNC110 - a log record has no event
-                await anyio.sleep(0.01)
+            while not _warned(caplog, "threads started by"):  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # a log record has no event
         warning = next(
             r for r in caplog.records if "threads started by" in r.getMessage()
         )
