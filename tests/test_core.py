@@ -246,20 +246,20 @@ async def test_custom_exception_keeps_type_and_state() -> None:
     assert "fail_with_custom_error" in excinfo.value.__cause__.text
 
 
-async def test_exception_that_cannot_be_unpickled_becomes_remote_error() -> None:
+async def test_exception_that_pickle_cannot_rebuild_keeps_its_type() -> None:
+    # pickle would call UnpicklableError("left-right"): rebuilt without __init__
+    # (tests/test_exceptions.py has the other shapes, and the RemoteError fallback)
     async with InterpreterPool(1) as pool:
-        with pytest.raises(RemoteError) as excinfo:
+        with pytest.raises(_funcs_core.UnpicklableError) as excinfo:
             await pool.run_sync(_funcs_core.fail_unpicklable, "left", "right")
         assert await pool.run_sync(_funcs_core.identity, 1) == 1
     error = excinfo.value
-    assert error.type_name == "_funcs_core.UnpicklableError"
-    assert error.message == "left-right"
+    assert error.args == ("left-right",)
+    cause = error.__cause__
+    assert isinstance(cause, RemoteTraceback)
     line = _line_of(_funcs_core.fail_unpicklable, "unpicklable-marker")
-    assert f"line {line}, in fail_unpicklable" in error.remote_traceback
-    assert "raise UnpicklableError(left, right)" in error.remote_traceback
-    assert str(error) == "_funcs_core.UnpicklableError: left-right"
-    assert isinstance(error.__cause__, RemoteTraceback)
-    assert error.__cause__.text == error.remote_traceback
+    assert f"line {line}, in fail_unpicklable" in cause.text
+    assert "raise UnpicklableError(left, right)" in cause.text
 
 
 @pytest.mark.parametrize(

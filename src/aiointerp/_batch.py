@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from . import _protocol, _transport
+from . import _exceptions, _protocol, _transport
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -111,7 +111,11 @@ def decode(
     :param items: the items of the batch, as sent
     """
     blob, failure = value
-    results: list[Any] = pickle.loads(blob)
+    try:
+        results: list[Any] = pickle.loads(blob)
+    except Exception as error:  # a result's class this process cannot import
+        name = _transport.describe(func)
+        raise _exceptions.unloadable_result(name, error) from error
     if failure is None:
         return results, None
     index = failure[0]

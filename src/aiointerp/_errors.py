@@ -17,7 +17,9 @@ Hierarchy::
                                         (defined in :mod:`aiointerp.worker`)
 
 The user's own exceptions are never wrapped: they are re-raised with their own type,
-with the traceback from inside the interpreter chained as a :class:`RemoteTraceback`.
+args, attributes, notes, ``__cause__``/``__context__`` chain and group members
+(rebuilt without calling their ``__init__``, see :mod:`aiointerp._exceptions`), with
+the traceback from inside the interpreter chained as a :class:`RemoteTraceback`.
 """
 
 from __future__ import annotations
@@ -91,11 +93,13 @@ class NotShareableError(AiointerpError, TypeError):
 class RemoteError(AiointerpError):
     """Raised for an exception inside the interpreter that cannot be re-raised as is.
 
-    Two cases: the exception could not be pickled back, or it is a
-    :class:`BaseException` that must not reach the event loop (``SystemExit``,
-    ``KeyboardInterrupt``...). The interpreter kept it contained and the pool keeps
-    serving. Its ``str()`` is ``"type_name: message"``, and its ``__cause__`` is a
-    :class:`RemoteTraceback`.
+    Two cases: it is a :class:`BaseException` that must not reach the event loop
+    (``SystemExit``, ``KeyboardInterrupt``...), or its class cannot be found in the
+    caller's process (a module only the interpreter imported; a class that cannot be
+    pickled by name), or the exception cannot be created there; a note says which,
+    after the exception's own notes. The same holds for the exceptions of a chain.
+    The interpreter kept it contained and the pool keeps serving. Its ``str()`` is
+    ``"type_name: message"``, and its ``__cause__`` is a :class:`RemoteTraceback`.
 
     :ivar type_name: qualified name of the original exception type
     :ivar message: ``str()`` of the original exception
@@ -118,7 +122,9 @@ class RemoteTraceback(Exception):
     """The traceback of an exception as it was inside the interpreter.
 
     Set as the ``__cause__`` of exceptions re-raised in the caller, so that the
-    failing line of user code shows in the caller's traceback.
+    failing line of user code shows in the caller's traceback. An exception that had
+    a ``__cause__`` inside the interpreter keeps it (rebuilt); the traceback is then
+    the ``__cause__`` of the last exception of that chain, the one displayed first.
 
     :ivar text: the traceback text from inside the interpreter
     """

@@ -546,7 +546,7 @@ class InterpreterExecutor(Executor):
                     try:
                         result = await self._pool.run_sync(call.fn, *call.args)
                     except Exception as exc:
-                        _settle(future, exc, failed=True)
+                        _settle(future, _raised_stop_iteration(exc), failed=True)
                     else:
                         _settle(future, result)
                 if call.scope.cancelled_caught:
@@ -600,6 +600,26 @@ def _settle(future: Future[Any], value: Any, failed: bool = False) -> None:
         if not isinstance(future, _InterruptibleFuture):  # pragma: no cover
             raise
         future._stopped()
+
+
+def _raised_stop_iteration(exc: Exception) -> Exception:
+    """The ``StopIteration`` the function raised, if the pool's coroutines turned it
+    into ``RuntimeError`` (PEP 479); else ``exc``.
+
+    A future's exception may be a ``StopIteration``, as with ``ThreadPoolExecutor``.
+    The conversion made the rebuilt exception (raised in this process, so with a
+    traceback) the cause; a ``RuntimeError`` raised inside the interpreter has its
+    cause rebuilt without one, and stays as it is.
+    """
+    cause = exc.__cause__
+    if (
+        type(exc) is RuntimeError
+        and isinstance(cause, StopIteration)
+        and exc.__context__ is cause
+        and cause.__traceback__ is not None
+    ):
+        return cause
+    return exc
 
 
 def _batch_results(

@@ -135,6 +135,15 @@ class _MapState:
 
     def fail(self, exc: BaseException) -> None:
         """Keep the first failure; cancel everything in flight; wake the consumer."""
+        if isinstance(exc, StopAsyncIteration):
+            # raised by __anext__ it would end the consumer's loop as if the map
+            # were done, hiding the error and the results not delivered
+            error = RuntimeError(
+                "StopAsyncIteration was raised inside pool.map (see its cause): it "
+                "would end the `async for` as if the items were exhausted"
+            )
+            error.__cause__ = exc
+            exc = error
         if self.failure is None:
             self.failure = exc
         self.cancel_all()
@@ -434,8 +443,10 @@ def map_in_pool(
     ``__anext__`` delivers the results already computed that come before it, then
     raises it once the calls stopped. An exception raised for one item carries a
     note naming the item and its index; one raised for a whole batch (a timeout)
-    names the batch's range. A cancelled consumer waiting in ``__anext__`` cancels
-    the calls in flight the same way. :meth:`aclose` does it after ``break``; an
+    names the batch's range. A ``StopAsyncIteration`` raised by ``func`` is raised
+    as the cause of a ``RuntimeError``, as an async generator does, so that it
+    cannot end the loop as if the items were exhausted. A cancelled consumer waiting
+    in ``__anext__`` cancels the calls in flight the same way. :meth:`aclose` does it after ``break``; an
     iterator that is dropped without it cancels its calls in the background when it
     is garbage-collected.
     """

@@ -92,7 +92,7 @@ PICKLED: Final = 1  # one pickle (protocol 5)
 # -- Outcome.status
 OK_SHARED: Final = 0  # value: the result, shareable
 OK_PICKLED: Final = 1  # value: the pickled result
-RAISED: Final = 2  # value: the pickled exception, text: the remote traceback
+RAISED: Final = 2  # value: _exceptions.encode(exc), text: the remote traceback
 RAISED_RAW: Final = 3  # value: (type name, message), text: the remote traceback
 INTERRUPTED: Final = 4  # the code stopped on Interrupted; text: what was raised
 UNSENDABLE: Final = 5  # value: (type name, why): the result could not be pickled

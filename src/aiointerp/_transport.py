@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 
+from . import _exceptions
 from ._errors import NotShareableError, RemoteError, RemoteTraceback
 from ._protocol import (
     INTERRUPTED,
@@ -189,18 +190,14 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
     if status == OK_SHARED:
         return a
     if status == OK_PICKLED:
-        return pickle.loads(a)
-    if status == RAISED:
         try:
-            exc = pickle.loads(a)
+            return pickle.loads(a)
         except Exception as error:
-            raise RemoteError(
-                "<unknown>", f"the exception could not be unpickled: {error!r}", b
-            ) from RemoteTraceback(b)
-        if not isinstance(exc, BaseException):  # pragma: no cover - defensive
-            raise RemoteError(type(exc).__qualname__, repr(exc), b)
+            raise _exceptions.unloadable_result(describe(func), error) from error
+    if status == RAISED:  # a = _exceptions.encode(exc): rebuilt as itself
+        exc = _exceptions.rebuild(a, b)
         _add_subinterpreter_hint(exc)
-        raise exc.with_traceback(None) from RemoteTraceback(b)
+        raise exc
     if status == RAISED_RAW:
         type_name, message = a
         raise RemoteError(type_name, message, b) from RemoteTraceback(b)
@@ -281,14 +278,11 @@ def format_remote(exc: BaseException, tb: TracebackType | None) -> str:
 
 
 def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
-    if isinstance(exc, Exception):
+    if isinstance(exc, Exception):  # a BaseException stays inside: RAISED_RAW
         try:
-            blob = pickle.dumps(exc, _PROTOCOL)
-            pickle.loads(blob)  # an exception that pickles but cannot load back
-        except Exception:
+            return (job_id, RAISED, _exceptions.encode(exc), text, False)
+        except Exception:  # pragma: no cover - a defect of ours: the worker survives
             pass
-        else:
-            return (job_id, RAISED, blob, text, False)
     kind = type(exc)
     name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
     try:
