@@ -97,7 +97,7 @@ class _Forwarding:
         """
         self.put(item)
         if self.size() == 1:
-            os.write(self.done_w, b"L")
+            os.write(self.done_w, b"L")  # _protocol.LOG
 
     def set_levels(self, levels: Levels) -> None:
         self.levels = levels
