@@ -109,3 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_leaks: the test manages interpreters it leaves on purpose"
     )
+    config.addinivalue_line(
+        "markers",
+        "stress: long randomised runs (SIGINT storms); they run by default, in CI "
+        "too; deselect them with -m 'not stress'",
+    )
