@@ -120,6 +120,7 @@ def test_signatures() -> None:
         "initargs",
         "cancel_grace",
         "forward_logging",
+        "max_waiting",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])

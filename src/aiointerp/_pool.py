@@ -434,9 +434,12 @@ class InterpreterPool:
         with scope:
             try:
                 worker.send(job)
-            except NotShareableError:
+            except BaseException:
                 self._failed += 1
-                roster.release(worker)
+                if worker.job_id:  # in flight after all (a Ctrl-C on asyncio)
+                    await self._stop_call(worker)
+                else:  # nothing was sent (NotShareableError): the worker serves on
+                    roster.release(worker)
                 raise
             try:
                 outcome = await worker.receive()

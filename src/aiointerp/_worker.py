@@ -79,6 +79,22 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+def _refused(args: object, where: str = "argument") -> str:
+    """Why the channel refused shareable-looking *args* (never the whole job's repr)."""
+    if isinstance(args, tuple):
+        for index, item in enumerate(args):
+            why = _refused(item, f"{where} {index}")
+            if why:
+                return why
+        return "" if where != "argument" else "the channel refused them"
+    if isinstance(args, memoryview):
+        try:
+            args.nbytes  # noqa: B018 - raises for a released view
+        except ValueError:
+            return f"{where} is a released memoryview"
+    return ""
+
+
 class Worker:
     """The host side of one worker; used by one call at a time.
 
@@ -201,7 +217,7 @@ class Worker:
             self.job_id = 0
             raise NotShareableError(
                 f"the arguments of {self.job_label or 'the call'} cannot be sent to "
-                f"the worker: {type(exc).__name__}: {exc}"
+                f"the worker: {_refused(job.args)}"
             ) from exc
 
     @ki_protected
