@@ -16,7 +16,7 @@ import anyio.abc
 
 from . import _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
-from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
+from ._errors import BrokenWorkerError, PoolClosedError
 from ._interpreter import InterpreterWorker
 from ._protocol import INTERRUPTED, Job, Outcome
 from ._roster import Roster
