@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _defects, _transport
+from . import _bigvalues, _defects, _transport
 from ._backends import current_loop_getter, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._stats import PoolStats
@@ -251,7 +251,7 @@ class InterpreterPool:
         re-raised once the code stopped or after ``cancel_grace`` seconds.
         """
         _reject_async(func)
-        func_blob, args_mode, payload = _transport.encode_call(func, args)
+        func_blob, args_mode, payload = await _bigvalues.encode_call(func, args)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
@@ -701,7 +701,7 @@ class InterpreterPool:
             self._completed += 1
         else:
             self._failed += 1
-        return _transport.decode_outcome(outcome, func)
+        return await _bigvalues.decode_result(outcome, func)
 
     def _count_failure(
         self,

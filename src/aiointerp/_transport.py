@@ -240,20 +240,11 @@ def decode_args(
     mode: int, args: Any, loads: Callable[[bytes], Any] = pickle.loads
 ) -> tuple[Any, ...]:
     """Inverse of the arguments part of :func:`encode_call`; *loads* unpickles."""
-    return args if mode == SHARED else loads(args)  # type: ignore[no-any-return]
+    return _bigwire.decode_args(mode, args, loads)  # big values: see _bigwire
 
 
 def encode_result(job_id: int, value: object) -> Outcome:
-    if type(value) is memoryview:
-        # a view into this interpreter's memory must not outlive it: send a copy
-        return (job_id, OK_SHARED, value.tobytes(), None, False)
-    if is_shareable(value, views=False):  # nested views are pickled (and refused)
-        return (job_id, OK_SHARED, value, None, False)
-    try:
-        return (job_id, OK_PICKLED, dumps_result(value), None, False)
-    except Exception as error:
-        why = f"{type(error).__name__}: {error}"
-        return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
+    return _bigwire.encode_result(job_id, value)  # big values: see _bigwire
 
 
 def dumps_result(value: object) -> bytes:
@@ -301,3 +292,7 @@ def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
     except Exception as error:
         message = f"<str() failed: {error!r}>"
     return (job_id, RAISED_RAW, (name, message), text, False)
+
+
+# last: _bigwire builds on this module (the worker loop may call it directly instead)
+from . import _bigwire  # noqa: E402
