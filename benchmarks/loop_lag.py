@@ -18,14 +18,19 @@ up. One pool of one worker runs, one at a time, calls whose values are big:
 For each case, the lag samples of the ticker sleeps that overlapped a call
 (over ROUNDS calls) give the max and the p99; ``call`` is the median duration of the
 call. The big result is dropped after the sampling window: freeing it is the
-caller's cost, not the transport's. Then the trivial round trip (one small int in,
-out), median per call: the common case, which the big-value paths must not slow
-down. On asyncio and trio.
+caller's cost, not the transport's. A fresh 3-million-item list costs the loop one
+traversal by the GC's next young collection (20-40 ms, whoever built it); for a result
+it may fall in the window, as it did not when the result was unpickled in one C call
+(the collection then came after it); arguments are made old before their call.
+
+Then the trivial round trip (one small int in, out), median per call: the common
+case, which the big-value paths must not slow down. On asyncio and trio.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -127,6 +132,11 @@ async def _lag_case(
             func, args = make_bytes, (BIG_BYTES,)
         elif case == "busy worker":
             func, args = spin, (IDLE_WINDOW,)
+        # an argument built just now is in the GC's young generation: the next young
+        # collection, in whichever thread allocates, traverses its 3 million items
+        # (20-40 ms). Data that a program sends exists already; collected here, it
+        # is old, as such data would be
+        gc.collect()
         await anyio.sleep(0.02)  # the ticker is sleeping normally again
         begin = time.perf_counter()
         if case == "idle":  # the noise floor: the same window, no call

@@ -81,6 +81,11 @@ async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, 
     try:
         if kind == _bigwire.OTHER:
             pieces = _dump_on_loop(args)
+            if pieces is not None and len(pieces) == 1:  # the common case, as before
+                blob = pieces[0]
+                assert type(blob) is bytes  # a buffer comes between two frames
+                if _MAIN not in blob or _transport.main_spec() is not None:
+                    return func_blob, _transport.PICKLED, blob
         if pieces is None:  # bulky, or it took too long: again, in a thread
             pieces = await _in_thread(_dump_paced, args)
     except Exception:
@@ -113,25 +118,32 @@ class _TooLong(Exception):
     """Pickling on the loop went past LOOP_BUDGET."""
 
 
-class _LoopPickler:
-    """One reusable pickler per thread: creating one costs more than a small dump."""
+class _LoopPickler(_bigwire.PieceWriter):
+    """A :class:`~aiointerp._bigwire.PieceWriter` that gives up after LOOP_BUDGET.
 
-    __slots__ = ("busy", "deadline", "pickler", "writer")
+    One per thread, reused with its pickler: creating one costs more than a small
+    dump.
+    """
+
+    __slots__ = ("busy", "deadline", "pickler")
 
     def __init__(self) -> None:
-        self.writer = _bigwire.PieceWriter(self.check)
-        self.pickler = pickle.Pickler(self.writer, _transport._PROTOCOL)
+        super().__init__()
+        self.pickler = pickle.Pickler(self, _transport._PROTOCOL)
         self.deadline = 0.0
         self.busy = False
 
-    def check(self) -> None:
+    def write(self, data: Any) -> None:
+        if type(data) is bytes:  # a frame (or a big bytes): kept as it is
+            self.pieces.append(data)
+        else:
+            _bigwire.PieceWriter.write(self, data)  # a buffer: a view of it
         if time.perf_counter() > self.deadline:
             raise _TooLong
 
     def dump(self, args: tuple[Any, ...]) -> list[_bigwire.Piece] | None:
         self.busy = True
-        writer = self.writer
-        pieces = writer.pieces = []
+        pieces = self.pieces = []
         self.deadline = time.perf_counter() + LOOP_BUDGET
         try:
             self.pickler.dump(args)
@@ -139,7 +151,7 @@ class _LoopPickler:
             return None
         finally:
             self.pickler.clear_memo()
-            writer.pieces = []
+            self.pieces = []
             self.busy = False
         return pieces
 

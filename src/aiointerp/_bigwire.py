@@ -322,6 +322,14 @@ def encode_result(job_id: int, value: object) -> _transport.Outcome:
     kind = classify(value, False, SHARED_ITEMS_MAX, SHARED_BYTES_MAX)
     if kind == SMALL:
         return (job_id, _transport.OK_SHARED, value, None, False)
+    if kind == OTHER:  # most are small: one pickle, as before; a big one goes on
+        outcome = _encode_with_fallback(job_id, value)  # to a file (one more copy)
+        if outcome[1] == _transport.OK_PICKLED and len(outcome[2]) >= SPILL_MIN:
+            spill = _spill if not _spill.busy else _SpillWriter()
+            spill.write(outcome[2])
+            return spill.outcome(job_id)
+        return outcome
+    # bulky: streamed to the file, big buffers written from where they are
     spill = _spill if not _spill.busy else _SpillWriter()
     spill.busy = True
     try:
