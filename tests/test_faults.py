@@ -42,7 +42,9 @@ async def test_a_job_the_channel_refuses_fails_at_once_and_frees_the_worker() ->
     # a long cancel_grace: a refusal taken for a mid-call cancellation waits it out
     async with InterpreterPool(1, cancel_grace=600) as pool:
         with anyio.fail_after(HANG_GUARD):
-            with pytest.raises(NotShareableError, match="argument 0 is a released memoryview"):
+            with pytest.raises(
+                NotShareableError, match="argument 0 is a released memoryview"
+            ):
                 await pool.run_sync(len, view)
             stats = pool.stats()
             assert (stats.failed, stats.busy, stats.idle, stats.retired) == (1, 0, 1, 0)

@@ -12,7 +12,13 @@ import threading
 import _funcs_core
 import pytest
 
-from aiointerp import NotShareableError, RemoteError, RemoteTraceback, _transport
+from aiointerp import (
+    NotShareableError,
+    RemoteError,
+    RemoteTraceback,
+    _bigwire,
+    _transport,
+)
 
 
 class StrSubclass(str):
@@ -87,7 +93,7 @@ def test_encode_call_with_shareable_arguments() -> None:
     assert mode == _transport.SHARED
     assert payload is args  # sent as is, not copied or pickled
     assert pickle.loads(blob) is _funcs_core.identity
-    assert _transport.decode_args(mode, payload) is args
+    assert _bigwire.decode_args(mode, payload) is args
 
 
 @pytest.mark.parametrize(
@@ -103,7 +109,7 @@ def test_encode_call_pickles_other_arguments(args: tuple[object, ...]) -> None:
     blob, mode, payload = _transport.encode_call(operator.add, args)
     assert mode == _transport.PICKLED
     assert isinstance(payload, bytes)
-    decoded = _transport.decode_args(mode, payload)
+    decoded = _bigwire.decode_args(mode, payload)
     assert decoded == args
     assert [type(a) for a in decoded] == [type(a) for a in args]
     assert pickle.loads(blob) is operator.add
@@ -149,13 +155,13 @@ def test_encode_call_lambda_without_cloudpickle(
 
 
 def test_results_round_trip_through_the_outcome_encoding() -> None:
-    shared = _transport.encode_result(1, (1, "a"))
+    shared = _bigwire.encode_result(1, (1, "a"))
     assert shared[1] == _transport.OK_SHARED
     assert _transport.decode_outcome(shared, _funcs_core.identity) == (1, "a")
-    pickled = _transport.encode_result(2, [1, {2}])
+    pickled = _bigwire.encode_result(2, [1, {2}])
     assert pickled[1] == _transport.OK_PICKLED
     assert _transport.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
-    unsendable = _transport.encode_result(3, threading.Lock())
+    unsendable = _bigwire.encode_result(3, threading.Lock())
     assert unsendable[1] == _transport.UNSENDABLE
     with pytest.raises(NotShareableError, match=r"_funcs_core\.make_lock"):
         _transport.decode_outcome(unsendable, _funcs_core.make_lock)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from . import _exceptions, _protocol, _transport
+from . import _bigwire, _exceptions, _protocol, _transport
 from .worker import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -85,7 +85,7 @@ def _pack_one_by_one(
     for index, value in enumerate(results):
         if type(value) is memoryview:  # as for a single call: a copy comes back
             value = value.tobytes()
-        outcome = _transport.encode_result(index, value)
+        outcome = _bigwire.encode_result(index, value, to_file=False)
         if outcome[1] == _protocol.UNSENDABLE:
             failure = outcome
             break

@@ -154,6 +154,8 @@ class InterpreterLink:
 class InterpreterChannel:
     """The worker end of an interpreter worker's channels (inside the interpreter)."""
 
+    shares_fds = True  # one process: the host reads big results from our files
+
     def __init__(self, ends: InterpreterEnds) -> None:
         job_r, done_w, cancel_r, cancel_w, job_qid, result_qid, log_qid = ends
         self._job_r = job_r

@@ -23,7 +23,7 @@ import sys
 import threading
 from collections import OrderedDict
 
-from . import _channels, _interp, _protocol, _transport, worker
+from . import _bigwire, _channels, _interp, _protocol, _transport, worker
 from ._interrupt import Interrupter, clear_async_exc
 from ._mainscript import UnguardedMainError, _Main
 from ._protocol import DONE, INIT_FAILED, JOB, LEVELS, LINGER, READY, Job, Outcome
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         """The worker end of a kind's channels (see :mod:`aiointerp._channels`)."""
 
         cancel_fd: int
+        #: the host can open this worker's file descriptors (same process)
+        shares_fds: bool
 
         def receive(self) -> tuple[bytes, Any]: ...
         def send(
@@ -84,12 +86,21 @@ def _own_files() -> frozenset[str]:
     """Files of the worker loop: an interrupt never lands in their frames."""
     from . import _interrupt
 
-    modules = (sys.modules[__name__], _channels, _interp, _interrupt, _protocol)
+    modules = (
+        sys.modules[__name__],
+        _bigwire,
+        _channels,
+        _interp,
+        _interrupt,
+        _protocol,
+    )
     return frozenset(module.__file__ or "" for module in (*modules, _transport))
 
 
 class _Loop:
-    def __init__(self, config: _protocol.WorkerConfig) -> None:
+    def __init__(self, config: _protocol.WorkerConfig, spill: bool) -> None:
+        #: big results go to a file whose descriptor the host opens (same process)
+        self.spill = spill
         self.main = _Main(config.main_spec)
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
@@ -129,7 +140,7 @@ class _Loop:
         threads = threading.active_count()
         try:
             func = self.func(job.func)
-            args = _transport.decode_args(job.args_mode, job.args, self.loads)
+            args = _bigwire.decode_args(job.args_mode, job.args, self.loads)
         except Exception as exc:
             if not isinstance(exc, UnguardedMainError):  # that one says it all
                 exc.add_note(_LOAD_NOTE)
@@ -141,7 +152,7 @@ class _Loop:
                 state.cancel_requested = True
                 raise Interrupted("the call was cancelled before it started")
             value = _call(func, args)
-            return Outcome._make(_transport.encode_result(job_id, value))
+            return Outcome._make(_bigwire.encode_result(job_id, value, self.spill))
         except BaseException as exc:
             return self.failed(job_id, exc)
         finally:
@@ -227,7 +238,7 @@ def _call(func: Any, args: tuple[Any, ...]) -> Any:
 def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
     """Serve jobs from *channel* until told to quit (or the host is gone)."""
     sys.setswitchinterval(config.switch_interval)  # fast interrupt delivery
-    loop = _Loop(config)
+    loop = _Loop(config, channel.shares_fds)
     logs = None
     if config.levels is not None:
         logs = channel.forward_logs(config.levels)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _defects, _mainscript, _transport
+from . import _bigvalues, _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._interpreter import InterpreterWorker
@@ -208,7 +208,7 @@ class InterpreterPool:
         re-raised once the code stopped or after ``cancel_grace`` seconds.
         """
         reject_async(func)
-        func_blob, args_mode, payload = _transport.encode_call(func, args)
+        func_blob, args_mode, payload = await _bigvalues.encode_call(func, args)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
@@ -458,15 +458,20 @@ class InterpreterPool:
                 "the call was interrupted"
             )
         roster.release(worker)
-        return self._result(outcome, job, func)
+        # the worker may be handed to a waiter now: decode_result takes what it needs
+        # of the worker (a big result's file) before its first await
+        return await self._result(outcome, job, func)
 
-    def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
+    async def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
         if outcome.status == INTERRUPTED and job.deadline is not None:
             # the code saw its own deadline pass (checkpoint) before our timer fired
             self._timed_out += 1
             raise TimeoutError(f"{_transport.describe(func)} reached its deadline")
         try:
-            value = _transport.decode_outcome(outcome, func)
+            # shielded: the code finished, its result must not be lost to a timeout
+            # or a cancel that comes while a big result is decoded (bounded work)
+            with anyio.CancelScope(shield=True):
+                value = await _bigvalues.decode_result(outcome, func)
         except BaseException:
             self._failed += 1
             raise

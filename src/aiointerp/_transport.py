@@ -28,7 +28,6 @@ from ._protocol import (
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
     from typing import Any, Final
 
@@ -226,26 +225,6 @@ def _add_subinterpreter_hint(exc: BaseException) -> None:
 
 
 # -- worker side
-
-
-def decode_args(
-    mode: int, args: Any, loads: Callable[[bytes], Any] = pickle.loads
-) -> tuple[Any, ...]:
-    """Inverse of the arguments part of :func:`encode_call`; *loads* unpickles."""
-    return args if mode == SHARED else loads(args)  # type: ignore[no-any-return]
-
-
-def encode_result(job_id: int, value: object) -> Outcome:
-    if type(value) is memoryview:
-        # a view into this interpreter's memory must not outlive it: send a copy
-        return (job_id, OK_SHARED, value.tobytes(), None, False)
-    if is_shareable(value, views=False):  # nested views are pickled (and refused)
-        return (job_id, OK_SHARED, value, None, False)
-    try:
-        return (job_id, OK_PICKLED, dumps_result(value), None, False)
-    except Exception as error:
-        why = f"{type(error).__name__}: {error}"
-        return (job_id, UNSENDABLE, (type(value).__qualname__, why), None, False)
 
 
 def dumps_result(value: object) -> bytes:
