@@ -653,7 +653,9 @@ async def test_cancel_storm() -> None:
         assert stats.created - stats.retired == stats.workers - stats.starting
         assert outcomes["timeout"] > 0
         assert outcomes["cancelled"] > 0
-        assert outcomes["ok"] > calls // 4
+        # each kind happened (how many calls beat their deadline depends on the load
+        # of the machine: a floor, not a figure)
+        assert outcomes["ok"] > calls // 8
         # healthy afterwards
         assert await pool.run_sync(funcs.checksum, 100, 1) == funcs.checksum(100, 1)
         assert pool.stats().workers <= pool.stats().max_workers
