@@ -32,6 +32,7 @@ T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
 _job_ids = itertools.count(1)
+_KINDS = ("interpreter", "process")
 
 
 class _State(Enum):
@@ -72,7 +73,12 @@ class InterpreterPool:
         name handles them, with ``record.interpreter`` set) and :mod:`warnings`;
         records below the level of the host's logger are never built or sent.
         ``False`` leaves the interpreters' logging unconfigured, as CPython does
-    :raises ValueError: an option is out of range
+    :param kind: what runs the calls: ``"interpreter"`` (subinterpreters, own
+        GIL, in this process) or ``"process"`` (child processes: every extension
+        module loads there, and code that does not stop within ``cancel_grace``
+        after it was interrupted is killed, its slot freed at once)
+    :raises ValueError: an option is out of range, or ``kind`` is unknown
+    :raises NotImplementedError: ``kind="auto"`` (not available yet)
     :raises TypeError: ``initializer`` is async or not callable
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
 
@@ -104,7 +110,15 @@ class InterpreterPool:
         initargs: Iterable[Any] = (),
         cancel_grace: float = 1.0,
         forward_logging: bool = True,
+        kind: str = "interpreter",
     ) -> None:
+        if kind == "auto":
+            raise NotImplementedError(
+                'kind="auto" is not implemented yet; use kind="interpreter" or '
+                'kind="process"'
+            )
+        if kind not in _KINDS:
+            raise ValueError(f'kind must be "interpreter" or "process", not {kind!r}')
         _defects.refuse_free_threaded()
         if max_workers is None:
             max_workers = os.cpu_count() or 1
@@ -130,6 +144,7 @@ class InterpreterPool:
                 (initializer, tuple(initargs)),
                 f"initializer {_transport.describe(initializer)}",
             )
+        self._kind = kind
         self._max_workers = max_workers
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
@@ -358,6 +373,10 @@ class InterpreterPool:
     # -- lifecycle
 
     def _make_worker(self) -> Worker:
+        if self._kind == "process":
+            from ._process import ProcessWorker
+
+            return ProcessWorker(self._config)
         return InterpreterWorker(self._config)
 
     @property
@@ -410,7 +429,9 @@ class InterpreterPool:
     # -- one call
 
     @ki_protected
-    async def _call(self, job: Job, func: object, timeout: anyio.CancelScope | None) -> Any:
+    async def _call(
+        self, job: Job, func: object, timeout: anyio.CancelScope | None
+    ) -> Any:
         """Take a worker, run *job* there, give the worker back; decode the outcome."""
         roster = self._roster
         try:
@@ -494,7 +515,9 @@ class InterpreterPool:
                             if grace.cancel_called:
                                 raise
         finally:
-            if worker.job_id:  # still running: quarantine, keep the slot
+            if worker.job_id and worker.kill():  # a process: its slot is free now
+                self._roster.kill(worker, self._cancel_grace)
+            elif worker.job_id:  # still running: quarantine, keep the slot
                 self._roster.quarantine(worker, self._cancel_grace)
             else:
                 self._roster.release(worker)

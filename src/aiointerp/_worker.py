@@ -27,7 +27,7 @@ import sys
 from typing import Any, ClassVar, Protocol
 
 from . import _logs, _protocol, _transport
-from ._backends import SignalReader, ki_protected, signal_reader
+from ._backends import SignalReader, ki_protected
 from ._errors import BrokenWorkerError, NotShareableError
 from ._protocol import (
     DONE,
@@ -72,6 +72,7 @@ class Link(Protocol):
 
     done_fd: int
 
+    def reader(self) -> SignalReader: ...
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
     def take(self) -> Any: ...
     def take_logs(self) -> list[Any]: ...
@@ -133,8 +134,15 @@ class Worker:
         raise NotImplementedError
 
     def kill(self) -> bool:
-        """Kill the worker at once, if this kind can (interpreters cannot)."""
+        """Kill the worker at once, if this kind can (interpreters cannot).
+
+        A killed worker is then :meth:`discard`-ed, not closed.
+        """
         return False
+
+    def discard(self) -> None:
+        """Forget a killed worker: reap it and release its link in the background."""
+        raise NotImplementedError
 
     # -- the protocol
 
@@ -163,7 +171,7 @@ class Worker:
         :raises BrokenWorkerError: the worker could not be started, or the
             initializer raised (its exception is the ``__cause__``)
         """
-        self._reader = signal_reader(self._link.done_fd)
+        self._reader = self._link.reader()
         await self._launch()
         self._launched = True
         signal = await self._signal()
@@ -173,7 +181,9 @@ class Worker:
         self._exited = signal in (EXITED, b"")
         if signal == INIT_FAILED:
             try:
-                _transport.decode_outcome(Outcome._make(self._link.take()), "initializer")
+                _transport.decode_outcome(
+                    Outcome._make(self._link.take()), "initializer"
+                )
             except BaseException as exc:
                 raise BrokenWorkerError(
                     f"the pool's initializer raised {type(exc).__name__}: {exc}"
@@ -295,4 +305,3 @@ class Worker:
             self._link.send(QUIT)
         except OSError:  # pragma: no cover - released meanwhile
             pass
-
