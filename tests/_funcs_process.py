@@ -46,9 +46,16 @@ def spin(fifo: str, path: str) -> None:
 
 
 def sleep_forever(fifo: str) -> None:
-    """Block in C (time.sleep): an interrupt cannot stop it."""
-    started(fifo)
-    time.sleep(60)
+    """Block in C (time.sleep), and swallow the one interrupt: nothing stops it."""
+    announced = False
+    while True:
+        try:  # the interrupt may land anywhere after the handshake's write
+            if not announced:
+                announced = True
+                started(fifo)
+            time.sleep(60)
+        except BaseException:
+            pass
 
 
 def exit_now(status: int) -> None:
@@ -70,7 +77,7 @@ def get_value() -> object:
 
 def print_pid_then(how: str) -> None:
     """For the orphan test: print the pid on the host's stdout, then never return."""
-    print(os.getpid(), flush=True)
+    os.write(1, f"{os.getpid()}\n".encode())  # one write: two workers share stdout
     if how == "sleep":
         time.sleep(60)
     while True:
@@ -82,3 +89,11 @@ def load_single_phase() -> str:
     import _testsinglephase  # type: ignore[import-not-found]
 
     return str(_testsinglephase.__name__)
+
+
+def sigint_self() -> str:
+    """What a terminal's Ctrl-C does to a worker process (its process group's)."""
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # bytecodes where a KeyboardInterrupt would be raised
+        pass
+    return "survived"

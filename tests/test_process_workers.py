@@ -208,6 +208,17 @@ async def test_crash_fails_the_call_alone(
     assert process_gone(pid)
 
 
+async def test_sigint_does_not_reach_the_code() -> None:
+    """A terminal's Ctrl-C signals the whole process group: workers ignore it."""
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        # SIGINT to itself: delivered before os.kill() returns; Python's own handler
+        # would raise KeyboardInterrupt in the code's next bytecodes
+        assert await pool.run_sync(funcs.sigint_self) == "survived"
+        assert await pool.run_sync(funcs.pid) == pid  # the worker did not die either
+        assert pool.stats().completed == 3
+
+
 # -- the host dies --------------------------------------------------------------------
 
 _HOST = """

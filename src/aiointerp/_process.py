@@ -135,14 +135,21 @@ class ProcessWorker(Worker):
         return returncode
 
     async def _finish(self) -> None:
-        await self._reap()
+        if await self._reap() is None:  # pragma: no cover - its exit is stuck
+            self._abandon()
+            return
         self._release()
 
     def _abandon(self) -> None:
+        """The child does not end now (stuck code, or threads its calls started).
+
+        Unlike an interpreter, a process can be killed: it is, and a thread reaps it.
+        """
         process = self._process
         if process is None:
             self._release()
             return
+        self.kill()
 
         def reap() -> None:
             process.wait()
