@@ -1,5 +1,5 @@
 """Shared fixtures: every async test runs on asyncio (debug mode) and trio, and no test
-may leak an interpreter, a worker thread or a file descriptor."""
+may leak an interpreter, a worker thread, a file descriptor or a child process."""
 
 from __future__ import annotations
 
@@ -69,18 +69,35 @@ def _aiointerp_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("aiointerp")]
 
 
+def _children() -> set[int]:
+    """Live child processes of this process (zombies too: nobody reaped them)."""
+    me = str(os.getpid())
+    children = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.rpartition(")")[2].split()[1] == me:
+            children.add(int(entry))
+    return children
+
+
 def _fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves interpreters, worker threads or fds behind."""
+    """Fail a test that leaves interpreters, worker threads, fds or processes behind."""
     if request.node.get_closest_marker("allow_leaks"):
         yield
         return
     interps = _interp.live_ids()
     fds = _fds()
+    children = _children()
     yield
     deadline = time.monotonic() + 10  # a thread may still be on its way out
     while True:
@@ -88,12 +105,14 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         leaked_interps = _interp.live_ids() - interps
         leaked_threads = _aiointerp_threads()
         leaked_fds = {fd for fd in _fds() - fds if _is_pipe(fd)}
-        if not (leaked_interps or leaked_threads or leaked_fds):
+        leaked_children = _children() - children
+        if not (leaked_interps or leaked_threads or leaked_fds or leaked_children):
             return
         if time.monotonic() > deadline:
             pytest.fail(
                 f"leaked interpreters {sorted(leaked_interps)}, "
-                f"threads {leaked_threads}, pipe fds {sorted(leaked_fds)}"
+                f"threads {leaked_threads}, pipe fds {sorted(leaked_fds)}, "
+                f"child processes {sorted(leaked_children)}"
             )
         time.sleep(0.01)  # polling a hang guard, not synchronisation
 

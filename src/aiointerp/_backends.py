@@ -179,6 +179,109 @@ class _AsyncioSignalReader(SignalReader):
             self._loop.remove_reader(self._fd)
 
 
+class FrameReader(SignalReader):
+    """Reads the framed messages a process worker writes to its done pipe.
+
+    A frame is a signal byte, a 4-byte little-endian length and that many bytes of
+    payload. :meth:`read` returns the next frame's signal and keeps its payload in
+    :attr:`payload` (``None`` for none). Partial frames are buffered: the fd is
+    non-blocking, the event loop never waits on it, and a cancelled read loses
+    nothing. This generic version waits with :func:`anyio.wait_readable`.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._buffer = bytearray()
+        self._eof = False
+        #: the signal and the payload of the frame :meth:`read` returned last
+        self.last = b""
+        self.payload: bytes | None = None
+
+    async def read(self) -> bytes:
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= FRAME_HEADER:
+                size = int.from_bytes(buffer[1:FRAME_HEADER], "little")
+                end = FRAME_HEADER + size
+                if len(buffer) >= end:
+                    signal = bytes(buffer[:1])
+                    self.payload = bytes(buffer[FRAME_HEADER:end]) if size else None
+                    del buffer[:end]
+                    self.last = signal
+                    return signal
+            if self._eof:
+                self.last = b""
+                self.payload = None
+                return b""
+            await self._more()
+
+    async def _more(self) -> None:
+        """Append what the pipe holds to the buffer (at least a byte, or EOF)."""
+        while True:
+            try:
+                data = os.read(self._fd, _CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(self._fd)
+                continue
+            if not data:
+                self._eof = True
+            self._buffer += data
+            return
+
+
+class _AsyncioFrameReader(FrameReader):
+    """asyncio: the fd stays registered, as in :class:`_AsyncioSignalReader`."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._watching = True
+        self._loop.add_reader(fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, _CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # pragma: no cover - closed under us
+            data = b""
+        if not data:
+            self._eof = True
+            self.close()
+        self._buffer += data
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _more(self) -> None:
+        if not self._watching:
+            self._eof = True
+            return
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+
+#: signal byte + payload length
+FRAME_HEADER = 5
+_CHUNK = 1 << 16
+
+
+def frame_reader(fd: int) -> FrameReader:
+    """The cheapest :class:`FrameReader` for the running event loop."""
+    if sniffio.current_async_library() == "asyncio":
+        return _AsyncioFrameReader(fd)
+    return FrameReader(fd)
+
+
 def signal_reader(fd: int) -> SignalReader:
     """The cheapest :class:`SignalReader` for the running event loop."""
     if sniffio.current_async_library() == "asyncio":

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from ._backends import FrameReader, SignalReader
+
     type InterpreterEnds = tuple[int, int, int, int, int, int, int | None]
     """job_r, done_w, cancel_r, cancel_w, job queue, result queue, log queue"""
 
-__all__ = ["InterpreterChannel", "InterpreterLink"]
+__all__ = ["InterpreterChannel", "InterpreterLink", "PipeChannel", "PipeLink"]
 
 
 class InterpreterLink:
@@ -84,6 +86,12 @@ class InterpreterLink:
             self._result_qid,
             self._log_qid,
         )
+
+    def reader(self) -> SignalReader:
+        """The done channel's reader (on the event loop: host side only)."""
+        from ._backends import signal_reader
+
+        return signal_reader(self.done_fd)
 
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
         """Send a job-channel message (the payload first, then its signal).
@@ -186,3 +194,188 @@ class InterpreterChannel:
         put_log, _ = _interp.open_queue(self._log_qid)
         size = _interp.queue_size(self._log_qid)
         return _logs.install(put_log, size, self._done_w, levels)
+
+
+# -- processes ---------------------------------------------------------------------
+
+#: a frame: signal byte, payload length (4 bytes, little-endian), pickled payload
+_HEADER = 5
+_PICKLE_PROTOCOL = 5
+
+
+def _frame(signal: bytes, payload: Any) -> bytes:
+    if payload is None:
+        return signal + b"\0\0\0\0"
+    import pickle
+
+    try:
+        blob = pickle.dumps(payload, _PICKLE_PROTOCOL)
+    except TypeError:  # a memoryview among shareable arguments: it goes as a copy
+        blob = _dumps_views(payload)
+    return signal + len(blob).to_bytes(4, "little") + blob
+
+
+def _dumps_views(payload: Any) -> bytes:
+    import io
+    import pickle
+
+    class _Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is memoryview:
+                return memoryview, (obj.tobytes(),)
+            return NotImplemented
+
+    out = io.BytesIO()
+    _Pickler(out, _PICKLE_PROTOCOL).dump(payload)
+    return out.getvalue()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """*size* bytes from the blocking *fd*, or None at end of file."""
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+class PipeLink:
+    """The host end of a process worker's channels: four pipes.
+
+    Every message, both ways, is a frame (:func:`_frame`); the host reads the done
+    pipe, non-blocking, with a :class:`aiointerp._backends.FrameReader`. The cancel
+    pipe carries job ids, as for interpreters. The *alive* pipe carries nothing:
+    only this process holds its write end, so the child sees its end of file when
+    the host dies, however it dies.
+    """
+
+    def __init__(self) -> None:
+        fds: list[int] = []
+        try:
+            for _ in range(4):
+                fds.extend(os.pipe())
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        job_r, self._job_w, self.done_fd, done_w = fds[:4]
+        cancel_r, self._cancel_w, alive_r, self._alive_w = fds[4:]
+        os.set_blocking(self.done_fd, False)
+        #: the fds the child inherits: job_r, done_w, cancel_r, cancel_w, alive_r
+        self.child_fds = (job_r, done_w, cancel_r, self._cancel_w, alive_r)
+        self._own = [self._job_w, self.done_fd, self._cancel_w, self._alive_w]
+        self._child_ends = [job_r, done_w, cancel_r, alive_r]
+        self._reader: FrameReader | None = None
+        self._open = True
+
+    def close_child_ends(self) -> None:
+        """The child started (or could not): this process needs its ends no more.
+
+        The done pipe then reaches end of file when the child dies.
+        """
+        ends, self._child_ends = self._child_ends, []
+        for fd in ends:
+            os.close(fd)
+
+    def reader(self) -> SignalReader:
+        from ._backends import frame_reader
+
+        self._reader = frame_reader(self.done_fd)
+        return self._reader
+
+    def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
+        """Send a job-channel message (blocking until the pipe took it all).
+
+        :raises TypeError: the payload cannot be pickled (nothing was sent)
+        """
+        frame = _frame(signal, payload)
+        try:
+            _write_all(self._job_w, frame)
+        except BrokenPipeError:  # the child died: its done pipe says so, with why
+            pass
+
+    def take(self) -> Any:
+        """The payload of the done-channel frame just read."""
+        import pickle
+
+        assert self._reader is not None
+        payload, self._reader.payload = self._reader.payload, None
+        return None if payload is None else pickle.loads(payload)
+
+    def take_logs(self) -> list[Any]:
+        """The log item of the LOG frame just read (one per frame)."""
+        reader = self._reader
+        if reader is None or reader.last != _protocol.LOG or reader.payload is None:
+            return []
+        return [self.take()]
+
+    def cancel(self, job_id: int) -> None:
+        os.write(self._cancel_w, job_id.to_bytes(_protocol.JOB_ID_SIZE, "little"))
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.close_child_ends()
+        for fd in self._own:
+            os.close(fd)
+
+
+class PipeChannel:
+    """The worker end of a process worker's channels (in the child).
+
+    Frames sent from several threads (log records of user threads, outcomes of the
+    loop) never interleave: each is written whole under a lock.
+    """
+
+    shares_fds = False  # another process: big results travel in the frames
+
+    def __init__(self, job_r: int, done_w: int, cancel_r: int, cancel_w: int) -> None:
+        self._job_r = job_r
+        self._done_w = done_w
+        self.cancel_fd = cancel_r
+        self._cancel_w = cancel_w
+        self._lock = threading.Lock()
+
+    def receive(self) -> tuple[bytes, Any]:
+        header = _read_exactly(self._job_r, _HEADER)
+        if header is None:
+            return b"", None  # the host is gone
+        size = int.from_bytes(header[1:], "little")
+        if not size:
+            return header[:1], None
+        blob = _read_exactly(self._job_r, size)
+        if blob is None:
+            return b"", None
+        import pickle
+
+        return header[:1], pickle.loads(blob)
+
+    def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
+        frame = _frame(signal, None if payload is None else tuple(payload))
+        with self._lock:
+            _write_all(self._done_w, frame)
+
+    def stop_watchdog(self) -> None:
+        stop = _protocol.STOP_WATCHDOG.to_bytes(_protocol.JOB_ID_SIZE, "little")
+        os.write(self._cancel_w, stop)
+
+    def cancel(self, job_id: int) -> None:
+        """Interrupt *job_id* from inside the child (the host is gone)."""
+        os.write(self._cancel_w, job_id.to_bytes(_protocol.JOB_ID_SIZE, "little"))
+
+    def forward_logs(self, levels: _logs.Levels) -> _logs._Forwarding:
+        def put(item: Any) -> None:
+            self.send(_protocol.LOG, item)
+
+        # every record is a frame of its own: no queue to count, no wake-up byte
+        return _logs.install(put, lambda: 0, -1, levels)

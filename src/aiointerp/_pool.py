@@ -32,6 +32,7 @@ T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
 _job_ids = itertools.count(1)
+_KINDS = ("interpreter", "process")
 
 
 class _State(Enum):
@@ -76,7 +77,12 @@ class InterpreterPool:
         worker, a new call raises :class:`~aiointerp.PoolBusyError` at once instead
         of queueing (the waiting ones are unaffected); ``None`` (the default)
         queues every caller
-    :raises ValueError: an option is out of range
+    :param kind: what runs the calls: ``"interpreter"`` (subinterpreters, own
+        GIL, in this process) or ``"process"`` (child processes: every extension
+        module loads there, and code that does not stop within ``cancel_grace``
+        after it was interrupted is killed, its slot freed at once)
+    :raises ValueError: an option is out of range, or ``kind`` is unknown
+    :raises NotImplementedError: ``kind="auto"`` (not available yet)
     :raises TypeError: ``initializer`` is async or not callable
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
 
@@ -109,7 +115,15 @@ class InterpreterPool:
         cancel_grace: float = 1.0,
         forward_logging: bool = True,
         max_waiting: int | None = None,
+        kind: str = "interpreter",
     ) -> None:
+        if kind == "auto":
+            raise NotImplementedError(
+                'kind="auto" is not implemented yet; use kind="interpreter" or '
+                'kind="process"'
+            )
+        if kind not in _KINDS:
+            raise ValueError(f'kind must be "interpreter" or "process", not {kind!r}')
         _defects.refuse_free_threaded()
         if max_workers is None:
             max_workers = os.cpu_count() or 1
@@ -137,6 +151,7 @@ class InterpreterPool:
                 (initializer, tuple(initargs)),
                 f"initializer {_transport.describe(initializer)}",
             )
+        self._kind = kind
         self._max_workers = max_workers
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
@@ -367,6 +382,10 @@ class InterpreterPool:
     # -- lifecycle
 
     def _make_worker(self) -> Worker:
+        if self._kind == "process":
+            from ._process import ProcessWorker
+
+            return ProcessWorker(self._config)
         return InterpreterWorker(self._config)
 
     @property
@@ -513,7 +532,9 @@ class InterpreterPool:
                             if grace.cancel_called:
                                 raise
         finally:
-            if worker.job_id:  # still running: quarantine, keep the slot
+            if worker.job_id and worker.kill():  # a process: its slot is free now
+                self._roster.kill(worker, self._cancel_grace)
+            elif worker.job_id:  # still running: quarantine, keep the slot
                 self._roster.quarantine(worker, self._cancel_grace)
             else:
                 self._roster.release(worker)

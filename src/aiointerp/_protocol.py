@@ -12,6 +12,7 @@ signal      payload                     meaning
 ``JOB``     a :class:`Job`              run it; exactly one signal per queued job
 ``LEVELS``  a logging level table       the host's logging levels changed
 ``QUIT``    none                        finish: stop serving, end the worker
+``CONFIG``  a :class:`WorkerConfig`     process workers only: their first message
 ========== =========================== ===========================================
 
 **Done channel** (worker → host).
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "CONFIG",
     "DONE",
     "EXITED",
     "INIT_FAILED",
@@ -72,6 +74,7 @@ __all__ = [
 JOB: Final = b"J"
 LEVELS: Final = b"V"
 QUIT: Final = b"Q"
+CONFIG: Final = b"C"
 
 # -- done channel signals (worker -> host)
 READY: Final = b"R"

@@ -216,6 +216,24 @@ class Roster:
         assert self.tg is not None
         self.tg.start_soon(self._wait_quarantined, worker)
 
+    def kill(self, worker: Worker, cancel_grace: float) -> None:
+        """*worker*'s code did not stop within ``cancel_grace``; it was killed.
+
+        Its slot is free at once: a thread reaps the process.
+        """
+        self._move(worker, BUSY, None)
+        self.abandoned += 1
+        self.retired += 1
+        worker.discard()
+        self.wake.set()
+        logger.warning(
+            "%r: %s did not stop within cancel_grace=%s s after it was "
+            "interrupted; its worker was killed and will be replaced",
+            worker,
+            worker.job_label,
+            cancel_grace,
+        )
+
     # -- transitions the watcher drives
 
     def _hand_off(self, worker: Worker, old: str) -> None:

@@ -27,7 +27,7 @@ import sys
 from typing import Any, ClassVar, Protocol
 
 from . import _logs, _transport
-from ._backends import SignalReader, ki_protected, signal_reader
+from ._backends import SignalReader, ki_protected
 from ._errors import BrokenWorkerError, NotShareableError
 from ._protocol import (
     DONE,
@@ -72,6 +72,7 @@ class Link(Protocol):
 
     done_fd: int
 
+    def reader(self) -> SignalReader: ...
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
     def take(self) -> Any: ...
     def take_logs(self) -> list[Any]: ...
@@ -149,8 +150,15 @@ class Worker:
         raise NotImplementedError
 
     def kill(self) -> bool:
-        """Kill the worker at once, if this kind can (interpreters cannot)."""
+        """Kill the worker at once, if this kind can (interpreters cannot).
+
+        A killed worker is then :meth:`discard`-ed, not closed.
+        """
         return False
+
+    def discard(self) -> None:
+        """Forget a killed worker: reap it and release its link in the background."""
+        raise NotImplementedError
 
     # -- the protocol
 
@@ -179,7 +187,7 @@ class Worker:
         :raises BrokenWorkerError: the worker could not be started, or the
             initializer raised (its exception is the ``__cause__``)
         """
-        self._reader = signal_reader(self._link.done_fd)
+        self._reader = self._link.reader()
         await self._launch()
         self._launched = True
         signal = await self._signal()

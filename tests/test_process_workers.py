@@ -1,0 +1,269 @@
+"""``kind="process"``: calls, cancellation, kills and crashes with real child processes.
+
+Handshakes go through a FIFO (tests/_funcs_process.py: the worker writes its pid
+once the code runs); ``finally`` blocks write to a file. Timeouts only guard against
+hangs, except where a timeout or ``cancel_grace`` is what is under test.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import _funcs_cancel
+import _funcs_logging
+import _funcs_process as funcs
+import anyio
+import pytest
+from _handshake import HANG, LONG_GRACE, text, wait_started
+from conftest import child_env
+
+from aiointerp import BrokenWorkerError, InterpreterPool, RemoteTraceback
+
+pytestmark = pytest.mark.anyio
+
+
+@contextmanager
+def fifo(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A FIFO for handshakes: its path for the worker, a non-blocking fd for the test."""
+    path = tmp_path / "handshake"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # never at EOF: we hold a writer
+    try:
+        yield str(path), fd
+    finally:
+        os.close(fd)
+
+
+def process_gone(pid: int) -> bool:
+    """Has process *pid* exited? (a zombie nobody reaps, in a container, counts)"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+async def wait_gone(pid: int) -> None:
+    with anyio.fail_after(HANG):
+        while not process_gone(pid):  # noqa: ASYNC110 - /proc has no event to wait for
+            await anyio.sleep(0.01)  # polling, under a hang guard
+
+
+# -- the basics -----------------------------------------------------------------------
+
+
+def test_kind_is_validated() -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        InterpreterPool(kind="thread")
+    with pytest.raises(NotImplementedError, match="auto"):
+        InterpreterPool(kind="auto")
+
+
+async def test_round_trip() -> None:
+    async with InterpreterPool(2, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        assert pid != os.getpid()
+        assert await pool.run_sync(_funcs_cancel.checksum, 1000, 7) == (
+            _funcs_cancel.checksum(1000, 7)
+        )
+        assert await pool.run_sync(sorted, {3, 1, 2}) == [1, 2, 3]  # pickled args
+        assert await pool.run_sync(bytes, memoryview(b"abc")) == b"abc"  # a view
+        big = b"x" * 5_000_000  # more than a pipe holds, both ways
+        assert await pool.run_sync(bytes, big) == big
+        # what isolated subinterpreters refuse loads in a process
+        assert await pool.run_sync(funcs.load_single_phase) == "_testsinglephase"
+        with pytest.raises(ValueError, match="boom") as info:
+            await pool.run_sync(funcs.fail, "boom")
+        cause = info.value.__cause__
+        assert isinstance(cause, RemoteTraceback)
+        assert "in fail" in str(cause)
+        assert "ValueError: boom" in str(cause)
+        stats = pool.stats()
+        assert (stats.completed, stats.failed) == (6, 1)
+
+
+async def test_initializer() -> None:
+    async with InterpreterPool(
+        1, kind="process", initializer=funcs.set_value, initargs=("ready",)
+    ) as pool:
+        assert await pool.run_sync(funcs.get_value) == "ready"
+
+
+async def test_initializer_failure() -> None:
+    async with InterpreterPool(
+        1, kind="process", initializer=funcs.fail, initargs=("no",)
+    ) as pool:
+        with pytest.raises(BrokenWorkerError, match="initializer raised ValueError"):
+            await pool.run_sync(funcs.pid)
+
+
+async def test_logging_forwarded(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "aiointerp_tests.worker")
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        await pool.run_sync(_funcs_logging.log_one, logging.WARNING, "hello", 5)
+        assert await pool.run_sync(_funcs_logging.log_many, 500) == 500
+    records = [r for r in caplog.records if r.name == "aiointerp_tests.worker"]
+    assert records[0].getMessage() == "hello 5"
+    assert records[0].interpreter == pid  # type: ignore[attr-defined]
+    assert records[0].order_id == 5  # type: ignore[attr-defined]
+    assert [r.getMessage() for r in records[1:]] == [f"record {i}" for i in range(500)]
+
+
+async def test_aclose_leaves_no_process() -> None:
+    async with InterpreterPool(2, min_idle=2, kind="process") as pool:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(pool.run_sync, funcs.pid)
+        pids = {await pool.run_sync(funcs.pid) for _ in range(2)}
+    for pid in pids:
+        assert process_gone(pid)  # reaped by aclose(), not by a background thread
+
+
+# -- cancellation ---------------------------------------------------------------------
+
+
+async def test_cancel_interrupts_loop_and_runs_finally(tmp_path: Path) -> None:
+    path = tmp_path / "finally"
+    async with InterpreterPool(1, kind="process", cancel_grace=LONG_GRACE) as pool:
+        with fifo(tmp_path) as (name, fd):
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    pids.append(await wait_started(fd))
+                    scope.cancel()
+
+                pids: list[int] = []
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel)
+                    await pool.run_sync(funcs.spin, name, str(path))
+            assert scope.cancelled_caught
+        assert text(path) == "finally\n"  # the code stopped, its cleanup ran
+        stats = pool.stats()
+        assert (stats.cancelled, stats.abandoned, stats.busy) == (1, 0, 0)
+        assert await pool.run_sync(funcs.pid) != pids[0]  # interrupted: replaced
+    assert process_gone(pids[0])
+
+
+async def test_timeout_interrupts(tmp_path: Path) -> None:
+    path = tmp_path / "finally"
+    async with InterpreterPool(1, kind="process", cancel_grace=LONG_GRACE) as pool:
+        await pool.run_sync(funcs.pid)  # warm: the timeout is for the code
+        with fifo(tmp_path) as (name, _):
+            with pytest.raises(TimeoutError):
+                await pool.run_sync(funcs.spin, name, str(path), timeout=1.0)
+        assert text(path) == "finally\n"
+        assert pool.stats().timed_out == 1
+
+
+async def test_kill_after_grace(tmp_path: Path) -> None:
+    async with InterpreterPool(1, kind="process", cancel_grace=0.2) as pool:
+        with fifo(tmp_path) as (name, fd):
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    pids.append(await wait_started(fd))
+                    scope.cancel()
+
+                pids: list[int] = []
+                with anyio.fail_after(HANG):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(cancel)
+                        await pool.run_sync(funcs.sleep_forever, name)
+        stats = pool.stats()
+        assert (stats.abandoned, stats.cancelled) == (1, 1)
+        assert (stats.workers, stats.quarantined) == (0, 0)  # the slot is free now
+        with anyio.fail_after(HANG):
+            assert await pool.run_sync(funcs.pid) != pids[0]
+        await wait_gone(pids[0])
+
+
+@pytest.mark.parametrize(
+    ("func", "args", "message"),
+    [
+        (funcs.exit_now, (3,), "exited with status 3"),
+        (funcs.kill_self, (), r"killed by signal 9 \(SIGKILL\)"),
+    ],
+    ids=["exit", "sigkill"],
+)
+async def test_crash_fails_the_call_alone(
+    func: object, args: tuple[object, ...], message: str
+) -> None:
+    async with InterpreterPool(2, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        with pytest.raises(BrokenWorkerError, match=message):
+            await pool.run_sync(func, *args)  # type: ignore[arg-type]
+        assert await pool.run_sync(funcs.pid) != pid  # replaced, the pool serves on
+        stats = pool.stats()
+        assert (stats.failed, stats.completed) == (1, 2)
+    assert process_gone(pid)
+
+
+async def test_sigint_does_not_reach_the_code() -> None:
+    """A terminal's Ctrl-C signals the whole process group: workers ignore it."""
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        # SIGINT to itself: delivered before os.kill() returns; Python's own handler
+        # would raise KeyboardInterrupt in the code's next bytecodes
+        assert await pool.run_sync(funcs.sigint_self) == "survived"
+        assert await pool.run_sync(funcs.pid) == pid  # the worker did not die either
+        assert pool.stats().completed == 3
+
+
+# -- the host dies --------------------------------------------------------------------
+
+_HOST = """
+import anyio, sys
+sys.path[:0] = [{tests!r}]
+import _funcs_process as funcs
+from aiointerp import InterpreterPool
+
+async def main():
+    async with InterpreterPool(2, kind="process") as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run_sync, funcs.print_pid_then, "sleep")
+            tg.start_soon(pool.run_sync, funcs.print_pid_then, "spin")
+
+anyio.run(main)
+"""
+
+
+async def test_no_orphans_when_the_host_is_killed() -> None:
+    script = _HOST.format(tests=str(Path(__file__).parent))
+    host = await anyio.to_thread.run_sync(
+        functools.partial(
+            subprocess.Popen,
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            env=child_env(),
+        )
+    )
+    try:
+        assert host.stdout is not None
+        with anyio.fail_after(HANG):
+            pids = [
+                int(await anyio.to_thread.run_sync(host.stdout.readline))
+                for _ in range(2)
+            ]
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+        start = time.monotonic()
+        for pid in pids:  # one idle-blocked in C, one spinning: both must go
+            await wait_gone(pid)
+        # ORPHAN_GRACE (1 s) for the one stuck in C; a hang guard, not a timing test
+        assert time.monotonic() - start < HANG
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+        if host.stdout is not None:
+            host.stdout.close()
