@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import warnings
 
@@ -61,3 +62,37 @@ def root_handlers() -> int:
 
 def log_in_initializer() -> None:
     logging.getLogger("aiointerp_tests.init").warning("initializer ran")
+
+
+def report_concurrently(threads: int, count: int) -> int:
+    """*threads* threads each log *count* records or issue *count* warnings, at once.
+
+    Returns when all are done. Items queued by two threads at the same moment must
+    still wake the host: none may be left in the queue when the outcome arrives.
+    Records pass through their handler's lock; warnings through no lock of
+    :mod:`logging`, so threads that warn race with each other and with those that log.
+    """
+    barrier = threading.Barrier(threads)
+
+    def work(n: int) -> None:
+        thread_logger = logging.getLogger(f"aiointerp_tests.concurrent{n}")
+        barrier.wait()
+        for i in range(count):
+            if n % 2:
+                warnings.warn(f"thread {n} warning {i}", UserWarning, stacklevel=1)
+            else:
+                thread_logger.warning("record %d", i)
+
+    started = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    interval = sys.getswitchinterval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        sys.setswitchinterval(1e-6)  # switch threads as often as CPython can
+        try:
+            for thread in started:
+                thread.start()
+            for thread in started:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+    return threads * count

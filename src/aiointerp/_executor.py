@@ -650,7 +650,7 @@ def _python_exit() -> None:
 
 
 _register_atexit: Any = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:  # runs before aiointerp._worker's handler (LIFO)
+if _register_atexit is not None:  # runs before aiointerp._exit's hook (LIFO)
     _register_atexit(_python_exit)
 else:  # pragma: no cover
     import atexit

@@ -92,8 +92,9 @@ class InterpreterWorker(Worker):
 
     # -- for the process-exit hook (aiointerp._exit)
 
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+    def join(self, timeout: float | None) -> None:
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

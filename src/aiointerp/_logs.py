@@ -10,7 +10,9 @@ whenever the host's configuration changed), so a record the host would drop for 
 level is never built nor shipped. A handler on the worker's root logger turns each
 record into a tuple of shareable values, puts it on the worker's log queue and, if
 the queue was empty, writes ``b"L"`` to the done pipe. Warnings shown by the worker (after the worker's own
-filters) travel the same way.
+filters) travel the same way. Both take one lock (the handler's) to queue an item and
+look at the queue's size: two threads that queued at once would each see the other's
+item, and neither would wake the host.
 
 Host side. The worker reads ``b"L"`` among its signals, and before every outcome, and
 drains the queue on the event loop: each record is handled by the host's logger of the
@@ -19,13 +21,17 @@ same name (its level, filters, handlers and formatters apply), with
 with :func:`warnings.warn_explicit`, so the host's filters apply (a warning that they
 turn into an error is logged on ``py.warnings`` instead: the code that warned has
 moved on). Records reach the host in order and before the outcome of the call that
-logged them.
+logged them. An error raised by the host's filters, handlers or warning machinery is
+reported as :meth:`logging.Handler.handleError` does (a traceback on stderr, unless
+:data:`logging.raiseExceptions` is false) and goes no further: the worker's code is
+running and must not be interrupted for it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from _thread import RLock
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
@@ -88,16 +94,30 @@ class _Forwarding:
         self.done_w = done_w
         self.levels = levels
         self.named: set[str] = set()  # loggers we gave a level
+        #: held to queue an item and look at the size; the root handler's lock too
+        self.lock = RLock()
+        self.sending = False  # a send() of this thread is under way (lock held)
 
     def send(self, item: tuple[Any, ...]) -> None:
         """Queue *item*; wake the host unless items it has not drained yet are queued.
 
         The host drains until the queue is empty: an item that finds others queued
         is drained with them (the oldest found an empty queue, and woke the host).
+        Under the lock, so no other thread queues between the put and the size.
+        A send that runs inside another (a ``__del__`` that logs, run by the garbage
+        collector in the middle of ``put``) may see the outer item queued first:
+        it wakes the host whatever the size. An interrupt raised between the put and
+        the write leaves the item unannounced; the host drains before every outcome.
         """
-        self.put(item)
-        if self.size() == 1:
-            os.write(self.done_w, b"L")  # _protocol.LOG
+        with self.lock:  # released if Interrupted is raised in here
+            nested = self.sending
+            self.sending = True
+            try:
+                self.put(item)
+                if nested or self.size() == 1:
+                    os.write(self.done_w, b"L")  # _protocol.LOG
+            finally:
+                self.sending = nested
 
     def set_levels(self, levels: Levels) -> None:
         self.levels = levels
@@ -121,6 +141,10 @@ class _Forwarding:
         forwarding = self
 
         class _Handler(module.Handler):  # type: ignore[name-defined,misc]
+            def createLock(self) -> None:
+                # one lock for records and warnings: handle() holds it around emit()
+                self.lock = forwarding.lock
+
             def emit(self, record: logging.LogRecord) -> None:
                 try:
                     forwarding.send(_pack(record, module))
@@ -281,7 +305,13 @@ def level_table() -> LevelTable:
 
 
 def handle(item: tuple[Any, ...], interpreter: int | None) -> None:
-    """Handle a record or a warning forwarded by the worker of *interpreter*."""
+    """Handle a record or a warning forwarded by the worker of *interpreter*.
+
+    Never raises :class:`Exception`: an error of the host's logging or warning
+    machinery (a filter or handler that raises) is reported on stderr as
+    :meth:`logging.Handler.handleError` reports a failing ``emit()``, once per item.
+    It would otherwise surface in the middle of the call whose code logged.
+    """
     import logging
 
     if item[0] == WARNING:
@@ -289,34 +319,77 @@ def handle(item: tuple[Any, ...], interpreter: int | None) -> None:
         return
     _, values, message, exc_text, extra = item
     fields = dict(zip(_FIELDS, values, strict=True))
-    logger = logging.getLogger(fields["name"]) if fields["name"] != "root" else None
-    logger = logger or logging.root
-    if not logger.isEnabledFor(fields["levelno"]):
-        return
-    fields.update(extra)
-    fields.update(msg=message, args=None, exc_text=exc_text, interpreter=interpreter)
-    logger.handle(logging.makeLogRecord(fields))
+    record = None
+    try:
+        logger = logging.getLogger(fields["name"]) if fields["name"] != "root" else None
+        logger = logger or logging.root
+        if not logger.isEnabledFor(fields["levelno"]):
+            return
+        fields.update(extra)
+        fields.update(
+            msg=message, args=None, exc_text=exc_text, interpreter=interpreter
+        )
+        record = logging.makeLogRecord(fields)
+        logger.handle(record)
+    except Exception:
+        _report_error(record or logging.makeLogRecord(fields))
 
 
 def _warn(item: tuple[Any, ...], interpreter: int | None) -> None:
     import warnings
 
     _, module, qualname, message, filename, lineno = item
-    category = _warning_class(module, qualname)
     try:
-        warnings.warn_explicit(message, category, filename, lineno)
-    except Warning as exc:  # the host's filters turned it into an error
+        category = _warning_class(module, qualname)
+        try:
+            warnings.warn_explicit(message, category, filename, lineno)
+        except Warning as exc:  # the host's filters turned it into an error
+            import logging
+
+            logging.getLogger("py.warnings").error(
+                "%s:%s: %s: %s (in interpreter %s; an error under this process's "
+                "warning filters, but the code that warned has carried on)",
+                filename,
+                lineno,
+                type(exc).__name__,
+                message,
+                interpreter,
+            )
+    except Exception:  # showwarning, a filter or a py.warnings handler raised
         import logging
 
-        logging.getLogger("py.warnings").error(
-            "%s:%s: %s: %s (in interpreter %s; an error under this process's "
-            "warning filters, but the code that warned has carried on)",
-            filename,
-            lineno,
-            type(exc).__name__,
-            message,
-            interpreter,
+        _report_error(
+            logging.makeLogRecord(
+                {
+                    "name": "py.warnings",
+                    "levelno": logging.WARNING,
+                    "levelname": "WARNING",
+                    "pathname": filename,
+                    "filename": os.path.basename(filename),
+                    "lineno": lineno,
+                    "msg": f"{qualname}: {message}",
+                    "args": None,
+                    "interpreter": interpreter,
+                }
+            )
         )
+
+
+_reporter: logging.Handler | None = None
+
+
+def _report_error(record: logging.LogRecord) -> None:
+    """Report the exception being handled as logging reports a failing handler.
+
+    :meth:`logging.Handler.handleError`: a traceback and the record's message on
+    stderr, nothing when :data:`logging.raiseExceptions` is false.
+    """
+    global _reporter
+    if _reporter is None:
+        import logging
+
+        _reporter = logging.Handler()
+    _reporter.handleError(record)
 
 
 def _warning_class(module: str, qualname: str) -> type[Warning]:

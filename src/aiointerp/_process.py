@@ -183,7 +183,7 @@ class ProcessWorker(Worker):
 
     # -- for the process-exit hook (aiointerp._exit)
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float | None) -> None:
         process = self._process
         if process is not None:
             try:
