@@ -288,8 +288,9 @@ class Roster:
             )
         else:
             logger.warning(
-                "%r did not stop (%s): it still runs %s, which cannot be "
-                "interrupted; it is left to finish",
+                "%r did not stop (%s): it still runs %s, which did not stop when "
+                "interrupted (a C call, or code that caught aiointerp.Interrupted); "
+                "it is left to finish",
                 worker,
                 reason,
                 worker.job_label or "its initializer",
