@@ -121,6 +121,7 @@ def test_signatures() -> None:
         "cancel_grace",
         "forward_logging",
         "max_waiting",
+        "kind",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])
