@@ -215,7 +215,8 @@ class _Loop:
             outcome = self.failed(job.job_id, exc)
         finally:
             injected = self.disarm()
-        return outcome._replace(injected=injected)
+        # encoded with injected=False: replaced (a copy) only after an interrupt
+        return outcome._replace(injected=True) if injected else outcome
 
     def initialize(self, init_blob: bytes, channel: Channel) -> bool:
         """Run the pool's initializer; on failure, report it and return False."""

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _bigvalues, _defects, _mainscript, _transport
+from . import _bigvalues, _bigwire, _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._interpreter import InterpreterWorker
@@ -487,10 +487,13 @@ class InterpreterPool:
             self._timed_out += 1
             raise TimeoutError(f"{_transport.describe(func)} reached its deadline")
         try:
-            # shielded: the code finished, its result must not be lost to a timeout
-            # or a cancel that comes while a big result is decoded (bounded work)
-            with anyio.CancelScope(shield=True):
-                value = await _bigvalues.decode_result(outcome, func)
+            if _bigwire.in_file(outcome):
+                # shielded: the code finished, its result must not be lost to a
+                # timeout or a cancel that comes while it is decoded (bounded work)
+                with anyio.CancelScope(shield=True):
+                    value = await _bigvalues.decode_result(outcome, func)
+            else:  # the common case: no await, no scope
+                value = _transport.decode_outcome(outcome, func)
         except BaseException:
             self._failed += 1
             raise
