@@ -168,11 +168,6 @@ class ProcessWorker(Worker):
         self.spent = True
         return True
 
-    def discard(self) -> None:
-        """Forget a killed worker: a thread reaps it and releases its pipes."""
-        self._close_reader()
-        self._abandon()
-
     def _release(self) -> None:
         with self._release_lock:
             if self._released:

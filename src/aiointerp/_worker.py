@@ -158,7 +158,8 @@ class Worker:
 
     def discard(self) -> None:
         """Forget a killed worker: reap it and release its link in the background."""
-        raise NotImplementedError
+        self._close_reader()
+        self._abandon()
 
     # -- the protocol
 
