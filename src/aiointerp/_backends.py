@@ -130,53 +130,70 @@ class SignalReader:
         """Stop watching the fd (it is not closed); call on the event loop thread."""
 
 
-class _AsyncioSignalReader(SignalReader):
+class _Registered:
     """asyncio: the fd stays registered with the loop for the worker's life.
 
     ``wait_readable`` adds and removes a reader per call, about 9 µs each time; here
-    the loop's callback reads the signals itself as they come, so the fd is never
+    the loop's callback reads what comes into a buffer itself, so the fd is never
     left readable (no busy loop when nobody waits).
     """
 
-    def __init__(self, fd: int) -> None:
-        super().__init__(fd)
+    _fd: int
+
+    def _register(self, chunk: int) -> None:
         self._loop = asyncio.get_running_loop()
-        self._signals = bytearray()
+        self._chunk = chunk
+        self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
         self._watching = True
-        self._loop.add_reader(fd, self._on_readable)
+        self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._fd, 256)
+            data = os.read(self._fd, self._chunk)
         except BlockingIOError:
             return
         except OSError:  # pragma: no cover - closed under us
             data = b""
         if not data:
             self.close()
-        self._signals += data or b""
+        self._buffer += data
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def read(self) -> bytes:
-        while not self._signals:
-            if not self._watching:
-                return b""
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        signal = bytes(self._signals[:1])
-        del self._signals[:1]
-        return signal
+    async def _wait(self) -> bool:
+        """Wait until more is buffered; ``False`` at end of file (nothing will come)."""
+        if not self._watching:
+            return False
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        return True
 
     def close(self) -> None:
         if self._watching:
             self._watching = False
             self._loop.remove_reader(self._fd)
+
+
+class _AsyncioSignalReader(_Registered, SignalReader):
+    """asyncio: :class:`SignalReader` over a registered fd (:class:`_Registered`)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(fd)
+        self._register(256)
+
+    async def read(self) -> bytes:
+        buffer = self._buffer
+        while not buffer:
+            if not await self._wait():
+                return b""
+        signal = bytes(buffer[:1])
+        del buffer[:1]
+        return signal
 
 
 class FrameReader(SignalReader):
@@ -229,45 +246,16 @@ class FrameReader(SignalReader):
             return
 
 
-class _AsyncioFrameReader(FrameReader):
-    """asyncio: the fd stays registered, as in :class:`_AsyncioSignalReader`."""
+class _AsyncioFrameReader(_Registered, FrameReader):
+    """asyncio: :class:`FrameReader` over a registered fd (:class:`_Registered`)."""
 
     def __init__(self, fd: int) -> None:
         super().__init__(fd)
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[None] | None = None
-        self._watching = True
-        self._loop.add_reader(fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, _CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:  # pragma: no cover - closed under us
-            data = b""
-        if not data:
-            self._eof = True
-            self.close()
-        self._buffer += data
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._register(_CHUNK)
 
     async def _more(self) -> None:
-        if not self._watching:
+        if not await self._wait():
             self._eof = True
-            return
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def close(self) -> None:
-        if self._watching:
-            self._watching = False
-            self._loop.remove_reader(self._fd)
 
 
 #: signal byte + payload length
