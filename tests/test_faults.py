@@ -76,9 +76,12 @@ async def test_a_thread_left_running_does_not_hold_the_slot(
     # (the autouse no_leaks fixture waits for it and checks nothing is left)
 
 
-async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> None:
+async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import _funcs_core as core
 
+    caplog.set_level(logging.DEBUG, "aiointerp")
     started_r, started_w = os.pipe()
     release_r, release_w = os.pipe()
     try:
@@ -103,6 +106,11 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
                     assert pool.stats().waiting == 1  # the waiting call is unaffected
                     os.write(release_w, b"xx")  # both calls run to their end
             assert sorted(r[0] for r in results) == [1, 2]  # type: ignore[index]
+            assert pool.stats().shed == 1
+            [shed] = [
+                r for r in caplog.records if getattr(r, "event", "") == "call_shed"
+            ]
+            assert (shed.waiting, shed.worker_kind, shed.worker_id) == (1, None, None)
             with pytest.raises(ValueError, match="max_waiting"):
                 InterpreterPool(1, max_waiting=-1)
     finally:

@@ -97,6 +97,9 @@ def test_pool_stats_fields() -> None:
         "cancelled",
         "timed_out",
         "abandoned",
+        "shed",
+        "interpreters",
+        "processes",
     ]
 
 

@@ -294,6 +294,7 @@ class InterpreterPool:
             cancelled=self._cancelled,
             timed_out=self._timed_out,
             abandoned=roster.abandoned,
+            shed=roster.shed,
             interpreters=roster.live_of("interpreter"),
             processes=roster.live_of("process"),
         )

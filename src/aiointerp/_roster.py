@@ -50,6 +50,31 @@ __all__ = ["Roster", "Waiter"]
 
 logger = logging.getLogger("aiointerp")
 
+
+def _event(
+    level: int,
+    event: str,
+    worker: Worker | None,
+    message: str,
+    *args: object,
+    **fields: object,
+) -> None:
+    """Log an operator event: a record of logger ``aiointerp`` with ``record.event``.
+
+    The names and fields are documented (docs/pool-tuning.md, "Monitoring"): each
+    record has ``event``, ``worker_kind`` and ``worker_id`` (``None`` when no worker
+    is concerned), and the event's own fields.
+    """
+    if logger.isEnabledFor(level):
+        extra = {
+            "event": event,
+            "worker_kind": worker.kind if worker is not None else None,
+            "worker_id": worker.ident if worker is not None else None,
+            **fields,
+        }
+        logger.log(level, message, *args, extra=extra)
+
+
 #: Deadline to stop a worker that runs no call (normally a few milliseconds).
 STOP_DEADLINE: Final = 5.0
 BACKOFF_MIN: Final = 0.05
@@ -193,7 +218,14 @@ class Roster:
                 return worker
         if self.max_waiting is not None and len(self.waiters) >= self.max_waiting:
             self.shed += 1
-            logger.debug("shed a call: %d callers already wait", len(self.waiters))
+            _event(
+                logging.DEBUG,
+                "call_shed",
+                None,
+                "shed a call: %d callers already wait",
+                len(self.waiters),
+                waiting=len(self.waiters),
+            )
             raise PoolBusyError(
                 f"{len(self.waiters)} calls already wait for a worker of this pool "
                 f"(max_waiting={self.max_waiting}); try again later"
@@ -237,12 +269,16 @@ class Roster:
         self._move(worker, BUSY, QUARANTINED)
         self.abandoned += 1
         self.wake.set()
-        logger.warning(
+        _event(
+            logging.WARNING,
+            "worker_quarantined",
+            worker,
             "%r: %s did not stop within cancel_grace=%s s after it was "
             "interrupted; quarantined until it returns",
             worker,
             worker.job_label,
             cancel_grace,
+            call=worker.job_label,
         )
         assert self.tg is not None
         self.tg.start_soon(self._wait_quarantined, worker)
@@ -257,12 +293,16 @@ class Roster:
         self.retired += 1
         worker.discard()
         self.wake.set()
-        logger.warning(
+        _event(
+            logging.WARNING,
+            "worker_killed",
+            worker,
             "%r: %s did not stop within cancel_grace=%s s after it was "
             "interrupted; its worker was killed and will be replaced",
             worker,
             worker.job_label,
             cancel_grace,
+            call=worker.job_label,
         )
 
     # -- transitions the watcher drives
@@ -318,24 +358,43 @@ class Roster:
             self.retired += 1
         self.wake.set()
         if stopped:
-            logger.debug("retired %r (%s)", worker, reason)
+            _event(
+                logging.DEBUG,
+                "worker_retired",
+                worker,
+                "retired %r (%s)",
+                worker,
+                reason,
+                reason=reason,
+                stopped=True,
+            )
         elif worker.lingering:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_retired",
+                worker,
                 "%r was retired (%s) but cannot end yet: threads started by %s still "
                 "run in it; it no longer counts against max_workers, and ends when "
                 "they do",
                 worker,
                 reason,
                 ", ".join(worker.lingering),
+                reason=reason,
+                stopped=False,
             )
         else:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_retired",
+                worker,
                 "%r did not stop (%s): it still runs %s, which did not stop when "
                 "interrupted (a C call, or code that caught aiointerp.Interrupted); "
                 "it is left to finish",
                 worker,
                 reason,
                 worker.job_label or "its initializer",
+                reason=reason,
+                stopped=False,
             )
 
     @ki_protected
@@ -446,34 +505,63 @@ class Roster:
         self.backoff = 0.0
         self.backoff_until = -math.inf
         if self.start_failures:
-            logger.warning(
-                "%r started after %d failed attempts", worker, self.start_failures
+            _event(
+                logging.WARNING,
+                "worker_started",
+                worker,
+                "%r started after %d failed attempts",
+                worker,
+                self.start_failures,
+                failures=self.start_failures,
             )
             self.start_failures = 0
-        logger.debug("created %r", worker)
+        else:
+            _event(
+                logging.DEBUG,
+                "worker_started",
+                worker,
+                "created %r",
+                worker,
+                failures=0,
+            )
         self._hand_off(worker, STARTING)
 
     def _start_failed(self, exc: BrokenWorkerError, kind: str) -> None:
         """Back off, and fail the first caller waiting for *kind*: it waited for this."""
-        what = f"a {kind} worker"
+        what = f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
         self.backoff = min(max(self.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
         self.backoff_until = anyio.current_time() + self.backoff
         self.start_failures += 1
+        fields = {
+            "failures": self.start_failures,
+            "backoff": self.backoff,
+            "error": exc,
+        }
         if self.start_failures == 1:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_start_failed",
+                None,
                 "could not start %s (next try in %.2f s; further failures are "
                 "counted, not logged, until one starts): %s",
                 what,
                 self.backoff,
                 exc,
+                worker_kind=kind,
+                **fields,
             )
         else:
-            logger.debug(
+            _event(
+                logging.DEBUG,
+                "worker_start_failed",
+                None,
                 "could not start %s (%d failures in a row, next try in %.2f s): %s",
                 what,
                 self.start_failures,
                 self.backoff,
                 exc,
+                worker_kind=kind,
+                **fields,
             )
         waiter = self._first_waiter(kind)
         if waiter is not None:

@@ -111,10 +111,13 @@ def by_value(func: object) -> bytes | None:
 
     target = _target(func)
     module = sys.modules.get(getattr(target, "__module__", None) or "")
-    if module is None or module.__name__ in ("__main__", "builtins"):
+    if module is None or module.__name__ == "builtins":
         return None
     name = module.__name__
-    registered = name in cloudpickle.list_registry_pickle_by_value()
+    # cloudpickle sends what __main__ defines by value of itself
+    registered = (
+        name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
+    )
     if not registered:
         cloudpickle.register_pickle_by_value(module)
     try:
