@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 import fastapi
 import pydantic
@@ -57,11 +56,15 @@ def where() -> tuple[int, str]:
     return os.getpid(), __name__
 
 
-def sleep_with_cleanup(marker: str, seconds: float) -> None:
-    """Pure-Python wait (interruptible), writing to *marker* in its finally."""
+def spin_with_cleanup(fifo: str, marker: str) -> None:
+    """Announce its pid on *fifo*, loop in pure Python; the finally uses FastAPI."""
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        fd = os.open(fifo, os.O_WRONLY)
+        try:
+            os.write(fd, os.getpid().to_bytes(8, "little"))
+        finally:
+            os.close(fd)
+        while True:
             pass
     finally:
         with open(marker, "a") as file:

@@ -20,7 +20,7 @@ import _funcs_auto as web
 import _funcs_core
 import anyio
 import pytest
-from _handshake import HANG
+from _handshake import HANG, wait_started
 
 from aiointerp import InterpreterPool, RemoteTraceback
 
@@ -168,14 +168,33 @@ async def test_auto_refusal_while_running_raises_once_then_uses_a_process(
     assert pids[1] != str(os.getpid())
 
 
-async def test_auto_timeout_runs_the_cleanup_in_the_process(tmp_path: Path) -> None:
+async def test_auto_cancel_runs_the_cleanup_in_the_process(tmp_path: Path) -> None:
     marker = tmp_path / "cleanup"
-    async with InterpreterPool(1, kind="auto") as pool:
-        with pytest.raises(TimeoutError):
-            await pool.run_sync(web.sleep_with_cleanup, str(marker), HANG, timeout=0.5)
-        stats = pool.stats()
-    assert lines(marker) == ["cleanup FastAPI"]
-    assert stats.timed_out == 1
+    fifo = tmp_path / "handshake"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        async with InterpreterPool(1, kind="auto") as pool:
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    pids.append(await wait_started(fd))
+                    scope.cancel()
+
+                pids: list[int] = []
+                with anyio.fail_after(HANG):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(cancel)
+                        await pool.run_sync(
+                            web.spin_with_cleanup, str(fifo), str(marker)
+                        )
+            stats = pool.stats()
+    finally:
+        os.close(fd)
+    assert scope.cancelled_caught
+    assert pids[0] != os.getpid()  # it ran in a process...
+    assert lines(marker) == ["cleanup FastAPI"]  # ...and its finally ran there
+    assert (stats.cancelled, stats.abandoned) == (1, 0)
 
 
 async def test_max_workers_bounds_every_kind_together() -> None:
