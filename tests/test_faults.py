@@ -116,3 +116,16 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones(
     finally:
         for fd in (started_r, started_w, release_r, release_w):
             os.close(fd)
+
+
+async def test_max_waiting_zero_never_sheds_a_call_a_worker_is_started_for() -> None:
+    import _funcs_core as core
+
+    # a cold pool: no worker yet, but room to start one for each of two callers
+    async with InterpreterPool(2, max_waiting=0) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                for tag in (1, 2):
+                    tg.start_soon(pool.run_sync, core.identity, tag)
+        stats = pool.stats()
+    assert (stats.completed, stats.shed) == (2, 0)

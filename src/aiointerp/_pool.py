@@ -76,8 +76,9 @@ class InterpreterPool:
         ``False`` leaves the interpreters' logging unconfigured, as CPython does
     :param max_waiting: shed load: when this many callers already wait for a
         worker, a new call raises :class:`~aiointerp.PoolBusyError` at once instead
-        of queueing (the waiting ones are unaffected); ``None`` (the default)
-        queues every caller
+        of queueing (the waiting ones are unaffected); callers for which a worker
+        is being started (fewer than ``max_workers`` exist) do not count.
+        ``None`` (the default) queues every caller
     :param kind: what runs the calls: ``"interpreter"`` (subinterpreters, own
         GIL, in this process), ``"process"`` (child processes: every extension
         module loads there, and code that does not stop within ``cancel_grace``

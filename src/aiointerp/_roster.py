@@ -216,7 +216,7 @@ class Roster:
                 if len(self.idle) < self.min_idle:
                     self.wake.set()
                 return worker
-        if self.max_waiting is not None and len(self.waiters) >= self.max_waiting:
+        if self.max_waiting is not None and self._queued() >= self.max_waiting:
             self.shed += 1
             _event(
                 logging.DEBUG,
@@ -246,6 +246,10 @@ class Roster:
             raise waiter.error
         assert waiter.worker is not None
         return waiter.worker
+
+    def _queued(self) -> int:
+        """Callers that wait for lack of room (not for a worker started for them)."""
+        return len(self.waiters) - max(self.max_workers - self.live(), 0)
 
     def scope(self, worker: Worker) -> anyio.CancelScope:
         """The cancel scope of *worker*'s call (the pool's shutdown cancels it)."""
