@@ -5,6 +5,8 @@ Run it with ``uvicorn examples.fastapi_app:app`` (from the repository root), the
     curl 'http://127.0.0.1:8000/work?n=200000'   # CPU work, in an interpreter
     curl 'http://127.0.0.1:8000/health'          # answers while /work runs
     curl 'http://127.0.0.1:8000/stats'           # the pool's PoolStats, disconnects
+    curl 'http://127.0.0.1:8000/digest?text=hi&rounds=1000'  # defined here: by value
+    curl 'http://127.0.0.1:8000/thumbnail?size=64' -o t.png  # Pillow: in a process
 
 The lifespan opens one :class:`aiointerp.InterpreterPool` per server process
 (``AIOINTERP_WORKERS`` sets its size; default: one interpreter per CPU) and closes
@@ -14,15 +16,20 @@ disconnects (closes the connection, times out, presses Ctrl-C in curl), the
 computation is interrupted inside its interpreter and the request ends with
 :class:`~aiointerp.asgi.ClientDisconnected`, answered with a 499 nobody reads.
 
-The CPU function lives in a module that imports no web framework
-(``examples/_demo_work.py``): each interpreter imports the module of the
-functions it runs, and FastAPI cannot be imported in a subinterpreter at all
-(its pydantic-core extension refuses to load there).
+The pool is ``kind="auto"``: each function runs where it can, cheapest first.
+``count_primes`` lives in a module that imports no web framework
+(``examples/_demo_work.py``) and runs in an interpreter. ``digest`` is defined
+here, beside its endpoint: this module imports FastAPI, which cannot be imported in
+a subinterpreter (its pydantic-core extension refuses), so the function is sent
+there by value (cloudpickle). ``thumbnail`` needs Pillow, which refuses
+subinterpreters too: it runs in a worker process, with the same cancellation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +37,7 @@ from typing import Annotated, Any, TypedDict, TypeVar, TypeVarTuple, Unpack
 
 from examples._demo_work import count_primes
 from fastapi import Depends, FastAPI, Query, Request, Response
+from PIL import Image  # Pillow refuses subinterpreters: thumbnail() runs in a process
 from pydantic import BaseModel
 
 import aiointerp
@@ -54,7 +62,7 @@ class State(TypedDict):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[State]:
     workers = int(os.environ.get("AIOINTERP_WORKERS", "0")) or None
-    async with aiointerp.InterpreterPool(workers) as pool:
+    async with aiointerp.InterpreterPool(workers, kind="auto") as pool:
         yield {"pool": pool, "counters": Counters()}  # request.state.pool, ...
 
 
@@ -111,3 +119,40 @@ async def stats(request: Request) -> dict[str, Any]:
     pool: aiointerp.InterpreterPool = request.state.pool
     counters: Counters = request.state.counters
     return {**dataclasses.asdict(pool.stats()), **dataclasses.asdict(counters)}
+
+
+def digest(text: str, rounds: int) -> str:
+    """CPU work defined beside its endpoint: runs in an interpreter, sent by value."""
+    value = hashlib.sha256(text.encode()).digest()
+    for _ in range(rounds):
+        value = hashlib.sha256(value).digest()
+    return value.hex()
+
+
+@app.get("/digest")
+async def digest_endpoint(
+    text: str, rounds: Annotated[int, Query(ge=0, le=10_000_000)], offload: Offload
+) -> dict[str, str]:
+    return {"digest": await offload(digest, text, rounds)}
+
+
+def thumbnail(size: int) -> bytes:
+    """Draw a gradient and scale it down with Pillow: runs in a worker process.
+
+    ``Image`` is a global of this module: loading the function, even by value, needs
+    Pillow, which an interpreter refuses before the function starts; ``kind="auto"``
+    then sends it to a process (an ``import`` inside the body would fail the first
+    call instead: aiointerp never runs code twice).
+    """
+    image = Image.linear_gradient("L").resize((512, 512)).convert("RGB")
+    image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@app.get("/thumbnail")
+async def thumbnail_endpoint(
+    size: Annotated[int, Query(ge=1, le=512)], offload: Offload
+) -> Response:
+    return Response(await offload(thumbnail, size), media_type="image/png")
