@@ -240,3 +240,36 @@ async def test_auto_map_with_chunksize() -> None:
     async with InterpreterPool(2, kind="auto") as pool:
         out = [r async for r in pool.map(web.app_title, ["a", "b", "c"], chunksize=2)]
     assert out == ["FastAPIa", "FastAPIb", "FastAPIc"]
+
+
+async def test_auto_whose_initializer_refuses_interpreters_uses_processes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the initializer imports readline, which refuses subinterpreters: interpreters
+    # cannot start, so every call runs in a process (no endless retry, no failure)
+    async with InterpreterPool(
+        2, kind="auto", initializer=_funcs_core.import_module, initargs=("readline",)
+    ) as pool:
+        with anyio.fail_after(HANG):
+            pid, _ = await pool.run_sync(web.where)
+            assert await pool.run_sync(_funcs_core.identity, 3) == 3
+        stats = pool.stats()
+    assert pid != os.getpid()
+    assert (stats.interpreters, stats.processes) == (0, stats.workers)
+    assert stats.failed == 0
+    [dropped] = [r for r in caplog.records if getattr(r, "event", "") == "kind_dropped"]
+    assert (dropped.worker_kind, dropped.refused_module) == ("interpreter", "readline")
+
+
+async def test_interpreter_pool_whose_initializer_refuses_says_why() -> None:
+    from aiointerp import BrokenWorkerError
+
+    async with InterpreterPool(
+        1, initializer=_funcs_core.import_module, initargs=("readline",)
+    ) as pool:
+        with pytest.raises(BrokenWorkerError) as excinfo:
+            await pool.run_sync(_funcs_core.identity, 1)
+    cause = excinfo.value.__cause__
+    assert isinstance(cause, ImportError)
+    assert str(cause).startswith("the pool's initializer imported readline")
+    assert "kind='process'" in str(cause)

@@ -207,6 +207,8 @@ class Roster:
         """
         if not self.running:
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
+        if kind not in self.kinds:  # dropped: its workers cannot start (see _drop_kind)
+            kind = self.kinds[0]
         if self.idle:
             worker = self.idle[-1]
             if worker.kind != kind:  # a pool of several kinds (kind="auto")
@@ -498,7 +500,10 @@ class Roster:
             if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
                 exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
             self._move(worker, STARTING, RETIRING)
-            self._start_failed(exc, worker.kind)
+            if worker.refused is not None and len(self.kinds) > 1:
+                self._drop_kind(worker.kind, worker.refused)
+            else:
+                self._start_failed(exc, worker.kind)
             await self._close(worker, "broken", counted=False)
             return
         except BaseException:
@@ -529,6 +534,30 @@ class Roster:
                 failures=0,
             )
         self._hand_off(worker, STARTING)
+
+    def _drop_kind(self, kind: str, module: str) -> None:
+        """Workers of *kind* cannot start (*module* refuses them): use the others.
+
+        A pool of several kinds (``kind="auto"``) whose initializer needs a module
+        that refuses subinterpreters runs everything in processes from then on: the
+        callers waiting for *kind* wait for the next kind instead.
+        """
+        self.kinds = tuple(k for k in self.kinds if k != kind)
+        for waiter in self.waiters:
+            if waiter.kind == kind:
+                waiter.kind = self.kinds[0]
+        _event(
+            logging.WARNING,
+            "kind_dropped",
+            None,
+            "the pool's initializer needs %s, which refuses subinterpreters: this "
+            'kind="auto" pool runs every call in a %s from now on',
+            module,
+            self.kinds[0],
+            worker_kind=kind,
+            refused_module=module,
+        )
+        self.wake.set()
 
     def _start_failed(self, exc: BrokenWorkerError, kind: str) -> None:
         """Back off, and fail the first caller waiting for *kind*: it waited for this."""

@@ -39,6 +39,7 @@ from ._protocol import (
     LOG,
     QUIT,
     READY,
+    REFUSED,
     Job,
     Outcome,
     WorkerConfig,
@@ -131,6 +132,8 @@ class Worker:
         self.idle_since = 0.0
         #: the functions whose threads keep the worker alive after it quit
         self.lingering: tuple[str, ...] = ()
+        #: the module that refused subinterpreters when the worker started, if any
+        self.refused: str | None = None
 
     def __repr__(self) -> str:
         return f"<aiointerp worker {self.ident_name}={self.ident}>"
@@ -197,10 +200,11 @@ class Worker:
         self.spent = True
         self._exited = signal in (EXITED, b"")
         if signal == INIT_FAILED:
+            outcome = Outcome._make(self._link.take())
+            if outcome.status == REFUSED:  # a module refused this kind of worker
+                self.refused = outcome.value[1]
             try:
-                _transport.decode_outcome(
-                    Outcome._make(self._link.take()), "initializer"
-                )
+                _transport.decode_outcome(outcome, "initializer")
             except BaseException as exc:
                 raise BrokenWorkerError(
                     f"the pool's initializer raised {type(exc).__name__}: {exc}"
