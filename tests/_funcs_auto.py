@@ -13,6 +13,8 @@ import os
 import fastapi
 import pydantic
 
+import aiointerp
+
 app = fastapi.FastAPI()
 SALT = b"aiointerp"
 
@@ -30,6 +32,12 @@ def hash_pw(password: str, rounds: int) -> str:
     for _ in range(rounds):
         digest = hashlib.sha256(digest.digest())
     return digest.hexdigest()
+
+
+@aiointerp.offload
+def offloaded_hash(password: str) -> str:
+    """``@offload`` in a module that refuses interpreters: sent by value too."""
+    return hash_pw(password, 1)
 
 
 def app_title(suffix: str) -> str:

@@ -273,3 +273,8 @@ async def test_interpreter_pool_whose_initializer_refuses_says_why() -> None:
     assert isinstance(cause, ImportError)
     assert str(cause).startswith("the pool's initializer imported readline")
     assert "kind='process'" in str(cause)
+
+
+async def test_offload_in_a_fastapi_module_runs_by_value() -> None:
+    # the default pool (kind="interpreter"): the original function, by value
+    assert await web.offloaded_hash("pw") == web.hash_pw("pw", 1)
