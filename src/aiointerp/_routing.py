@@ -118,16 +118,16 @@ def by_value(func: object) -> bytes | None:
     registered = (
         name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
     )
-    if not registered:
-        cloudpickle.register_pickle_by_value(module)
     try:
+        if not registered:
+            cloudpickle.register_pickle_by_value(module)
         # an @offload reference unwrapped: what it stands for, under the same name
         sent = target if isinstance(func, _SyncRef) else func
         return bytes(cloudpickle.dumps(sent, _transport._PROTOCOL))
     except Exception:
         return None
     finally:
-        if not registered:
+        if not registered and name in cloudpickle.list_registry_pickle_by_value():
             cloudpickle.unregister_pickle_by_value(module)
 
 
