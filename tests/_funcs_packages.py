@@ -34,7 +34,8 @@ def write(path: str, text: str) -> None:
 
 
 def pid() -> int:
-    return os.getpid()
+    """The worker's pid, through numpy: under kind="auto" it needs a process too."""
+    return int(np.int64(os.getpid()))
 
 
 # -- numpy -------------------------------------------------------------------------------

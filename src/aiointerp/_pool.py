@@ -422,7 +422,8 @@ class InterpreterPool:
             await self._started.wait()
         elif self._state is _State.NEW:
             _mainscript.refuse_nested_use()
-            _defects.warn_once()
+            if self._kind != "process":  # the defects are of subinterpreters
+                _defects.warn_once()
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
