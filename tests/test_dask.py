@@ -302,16 +302,20 @@ async def test_interpreter_that_cannot_load_the_function_says_so(
 ) -> None:
     # importable by the worker process, not inside an isolated interpreter
     name = f"needs_psutil_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text("import psutil\n\ndef f(x):\n    return x\n")
+    # (f uses psutil: sent by value, it still needs it)
+    (tmp_path / f"{name}.py").write_text(
+        "import psutil\n\ndef f(x):\n    return psutil.__name__, x\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     module = __import__(name)
     async with dask_cluster(False) as d:
         future = d.client.submit(in_interpreter(module.f), 1)
         with pytest.raises(ImportError, match="subinterpreters") as info:
             await d.result(future)
-        notes = "".join(info.value.__notes__)
-        assert "the worker process loaded" in notes
-        assert "isolated interpreter could not" in notes
+        message = str(info.value)
+        assert message.startswith(f"loading {name}.f imports psutil.")
+        assert "also when sent by value" in message
+        assert "kind='auto'" in message
 
 
 async def test_timeout_raises_timeout_error_through_dask(tmp_path: Path) -> None:
