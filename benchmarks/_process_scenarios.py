@@ -38,9 +38,9 @@ from ._scenarios import (
     Row,
     Runner,
     Settings,
+    _cold,
     _round_trip,
     _throughput,
-    cold_start,
     describe_error,
     memory,
 )
@@ -86,23 +86,72 @@ def _latency_line(row: Row) -> str:
     return f"median {fmt_time(row['median'])}  p99 {fmt_time(row['p99'])}"
 
 
+def _in_passes(
+    runner: Runner,
+    name: str,
+    key: str,
+    measure: Callable[..., Awaitable[list[Row]]],
+    *args: Any,
+    line: Callable[[Row], str],
+    names: tuple[str, ...] = POOLS,
+) -> list[Row]:
+    """Measure every contender, then all again, ``process_passes`` times.
+
+    The load of a shared machine drifts over a run: contenders measured one after
+    the other see different machines, contenders measured in turns see the same
+    drift. Each row is the pass whose *key* is the median of the contender's
+    passes (``pass_values`` holds them all).
+    """
+    passes = runner.settings.process_passes
+    results: dict[tuple[str, str, str], list[Row]] = {}
+    for number in range(passes):
+        label = name if passes == 1 else f"{name} {number + 1}/{passes}"
+        for contender, backend in runner.pairs(names):
+            for row in runner.attempt(
+                label, contender, backend, measure, *args, line=line
+            ):
+                ident = (row["contender"], row["backend"], row.get("variant", "-"))
+                results.setdefault(ident, []).append(row)
+    rows = []
+    for group in results.values():
+        good = sorted(
+            (row for row in group if "error" not in row and row.get(key) is not None),
+            key=lambda row: row[key],
+        )
+        if not good:
+            rows.append(group[0])
+            continue
+        chosen = dict(good[(len(good) - 1) // 2])
+        chosen["pass_values"] = [row[key] for row in good]
+        chosen["passes"] = len(group)
+        rows.append(chosen)
+    return rows
+
+
+def _passes_text(runner: Runner) -> str:
+    passes = runner.settings.process_passes
+    if passes == 1:
+        return ""
+    return (
+        f" The contenders are measured in turns, {passes} times; each row is the "
+        "median pass (`pass_values` in the JSON)."
+    )
+
+
 # -- 1. round trip ----------------------------------------------------------------
 
 
 def round_trip(runner: Runner) -> dict[str, Any]:
     s = runner.settings
-    rows = [
-        row
-        for contender, backend in runner.pairs(POOLS)
-        for row in runner.attempt(
-            "round_trip", contender, backend, _round_trip, s, line=_latency_line
-        )
-    ]
+    rows = _in_passes(
+        runner, "round_trip", "median", _round_trip, s, line=_latency_line
+    )
     return {
         "title": "Round trip of a trivial call",
         "description": (
             f"{s.round_trip_calls} sequential calls of `noop(i)` on a warm pool of "
             f"{s.workers} worker processes, one at a time; latency per call."
+            + _passes_text(runner)
         ),
         "cost": "median",
         "rows": rows,
@@ -120,13 +169,7 @@ def throughput(runner: Runner) -> dict[str, Any]:
     def line(row: Row) -> str:
         return f"{row['calls_per_s']:,.0f} calls/s  latency p99 {fmt_time(row['p99'])}"
 
-    rows = [
-        row
-        for contender, backend in runner.pairs(POOLS)
-        for row in runner.attempt(
-            "throughput", contender, backend, _throughput, s, line=line
-        )
-    ]
+    rows = _in_passes(runner, "throughput", "s_per_call", _throughput, s, line=line)
     return {
         "title": "Throughput of tiny calls",
         "description": (
@@ -134,7 +177,7 @@ def throughput(runner: Runner) -> dict[str, Any]:
             f"{s.throughput_calls // s.throughput_callers} `noop` calls each, on a warm "
             f"pool of {s.workers} worker processes; median of {s.throughput_rounds} "
             "rounds after one unmeasured round. Latency includes queueing for a "
-            "worker. Ratio: time per call."
+            "worker. Ratio: time per call." + _passes_text(runner)
         ),
         "cost": "s_per_call",
         "rows": rows,
@@ -147,10 +190,20 @@ def throughput(runner: Runner) -> dict[str, Any]:
 async def _cpu_numpy(
     contender: Contender, s: Settings, rounds: int, expected: float
 ) -> list[Row]:
+    """Per repetition: the jobs one after the other in the host, then concurrently.
+
+    The sequential time is measured beside the batch, so that both see the same
+    load of the machine.
+    """
     walls = []
+    sequential = []
     async with contender.open(s.workers, 0) as call:
         await _warm_numpy(call, s.workers)
         for _ in range(s.numpy_reps):
+            start = time.perf_counter()
+            for _ in range(s.numpy_jobs):  # on the loop thread: nothing else runs
+                _work.numpy_job(rounds)
+            sequential.append(time.perf_counter() - start)
             results: list[float] = []
 
             async def job() -> None:
@@ -163,8 +216,16 @@ async def _cpu_numpy(
             walls.append(time.perf_counter() - start)
             if results != [expected] * s.numpy_jobs:
                 raise AssertionError(f"wrong results: {results}")
+    wall = statistics.median(walls)
+    alone = statistics.median(sequential)
     return [
-        {"variant": f"{s.numpy_jobs} jobs", "jobs": s.numpy_jobs, **summarize(walls)}
+        {
+            "variant": f"{s.numpy_jobs} jobs",
+            "jobs": s.numpy_jobs,
+            **summarize(walls),
+            "sequential_median": alone,
+            "speedup_vs_sequential": alone / wall,
+        }
     ]
 
 
@@ -176,47 +237,56 @@ def cpu_numpy(runner: Runner) -> dict[str, Any]:
         return _skipped(runner, "cpu_numpy", title, why)
     rounds = _work.calibrate_numpy(s.numpy_job_s)
     expected = _work.numpy_job(rounds)
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        _work.numpy_job(rounds)
-        timings.append(time.perf_counter() - start)
-    single = statistics.median(timings)
+    start = time.perf_counter()
+    _work.numpy_job(rounds)
+    single = time.perf_counter() - start
     runner.log(
         f"  [cpu_numpy] one job: numpy_job({rounds}) takes {fmt_time(single)} here"
     )
-    variant = f"{s.numpy_jobs} jobs"
-    rows: list[Row] = [
-        {
-            "contender": "sequential",
-            "backend": "-",
-            "variant": variant,
-            "jobs": s.numpy_jobs,
-            "median": s.numpy_jobs * single,
-            "n": 0,
-        }
-    ]
 
     def line(row: Row) -> str:
-        speedup = row["jobs"] * single / row["median"]
-        return f"wall {fmt_time(row['median'])}  ({speedup:.2f}x sequential)"
-
-    for contender, backend in runner.pairs(POOLS):
-        rows += runner.attempt(
-            "cpu_numpy", contender, backend, _cpu_numpy, s, rounds, expected, line=line
+        return (
+            f"wall {fmt_time(row['median'])}, sequential beside it "
+            f"{fmt_time(row['sequential_median'])}: "
+            f"{row['speedup_vs_sequential']:.2f}x"
         )
-    for row in rows:
-        if "median" in row:
-            row["speedup_vs_sequential"] = row["jobs"] * single / row["median"]
+
+    rows = _in_passes(
+        runner,
+        "cpu_numpy",
+        "speedup_vs_sequential",
+        _cpu_numpy,
+        s,
+        rounds,
+        expected,
+        line=line,
+    )
+    alone = [row["sequential_median"] for row in rows if "sequential_median" in row]
+    if alone:
+        rows.insert(
+            0,
+            {
+                "contender": "sequential",
+                "backend": "-",
+                "variant": f"{s.numpy_jobs} jobs",
+                "jobs": s.numpy_jobs,
+                "median": statistics.median(alone),
+                "speedup_vs_sequential": 1.0,
+                "n": len(alone),
+            },
+        )
     return {
         "title": title,
         "description": (
             f"{s.numpy_jobs} concurrent numpy jobs (`numpy_job({rounds})`: sorting a "
-            f"shuffled array of {_work.NUMPY_SORT_SIZE} floats, {fmt_time(single)} "
-            f"each in the host, one core: no BLAS) on a warm pool of {s.workers} "
-            f"workers ({os.cpu_count()} CPUs) that imported numpy beforehand; wall "
-            f"time of the batch, median of {s.numpy_reps}. `sequential` is "
-            f"{s.numpy_jobs} x one job's time."
+            f"shuffled array of {_work.NUMPY_SORT_SIZE} floats, about "
+            f"{fmt_time(single)} each, one core: no BLAS) on a warm pool of "
+            f"{s.workers} workers ({os.cpu_count()} CPUs) that imported numpy "
+            f"beforehand; wall time of the batch, median of {s.numpy_reps}. Before "
+            f"each batch the host runs the {s.numpy_jobs} jobs one after the other "
+            "(the same load for both): `speed-up vs sequential` is that time over "
+            "the batch's; the `sequential` row is the median of those times."
+            + _passes_text(runner)
         ),
         "cost": "median",
         "job_seconds": single,
@@ -261,13 +331,9 @@ def big_array(runner: Runner) -> dict[str, Any]:
     import numpy
 
     arrays = {size: numpy.ones(size // 8) for size in s.array_sizes}
-    rows = [
-        row
-        for contender, backend in runner.pairs(POOLS)
-        for row in runner.attempt(
-            "big_array", contender, backend, _big_array, s, arrays, line=_latency_line
-        )
-    ]
+    rows = _in_passes(
+        runner, "big_array", "median", _big_array, s, arrays, line=_latency_line
+    )
     return {
         "title": title,
         "description": (
@@ -277,6 +343,7 @@ def big_array(runner: Runner) -> dict[str, Any]:
             "calls after one that warms up, on a pool whose workers imported numpy. "
             "Every contender pickles the array and sends it through a pipe, "
             "aiointerp included, until its process workers share big buffers."
+            + _passes_text(runner)
         ),
         "cost": "median",
         "rows": rows,
@@ -460,8 +527,8 @@ def cancellation(runner: Runner) -> dict[str, Any]:
         return text
 
     rows: list[Row] = []
-    for contender, backend in runner.pairs(POOLS):
-        if contender.name == AIOINTERP_PROCESS:
+    for contender, backend in runner.pairs((*POOLS, AIOINTERP)):
+        if contender.name in (AIOINTERP_PROCESS, AIOINTERP):
             measure = _cancel_ours
         elif contender.name == PROCESS_POOL_EXECUTOR:
             measure = _cancel_executor
@@ -488,7 +555,9 @@ def cancellation(runner: Runner) -> dict[str, Any]:
             f"(future cancelled): {s.cancel_peer_samples} cancels of "
             f"`{PEER_SHAPE}`. ProcessPoolExecutor cannot stop a running call: the "
             f"cancel releases the caller and a {fmt_time(s.cancel_peer_job_s)} loop "
-            "runs to its end (its `stopped` is when it ended by itself)."
+            "runs to its end (its `stopped` is when it ended by itself). `aiointerp` "
+            "(interpreter workers) runs the same shapes in the same run: its tail "
+            "shows what the machine's load adds."
         ),
         "cost": "p99",
         "rows": rows,
@@ -499,7 +568,62 @@ def cancellation(runner: Runner) -> dict[str, Any]:
 
 
 def process_cold_start(runner: Runner) -> dict[str, Any]:
-    return cold_start(runner, POOLS)
+    """As the default suite's, with the contenders in turns (one start each)."""
+    s = runner.settings
+    plan = [
+        (contender, backend, variant, min_idle)
+        for contender, backend in runner.pairs(POOLS)
+        for variant, min_idle in (
+            [("open + first call", 0), ("min_idle=1: first call", 1)]
+            if contender.name == AIOINTERP_PROCESS
+            else [("open + first call", 0)]
+        )
+    ]
+    samples: list[list[Row]] = [[] for _ in plan]
+    errors: dict[int, str] = {}
+    for _ in range(s.process_cold_reps):
+        for index, (contender, backend, _, min_idle) in enumerate(plan):
+            if index in errors:
+                continue
+            try:
+                samples[index].append(
+                    runner.run(backend, _cold, contender, s, min_idle)
+                )
+            except Exception as exc:
+                errors[index] = describe_error(exc)
+    rows: list[Row] = []
+    for index, (contender, backend, variant, min_idle) in enumerate(plan):
+        row: Row = {"contender": contender.name, "backend": backend, "variant": variant}
+        if index in errors:
+            row["error"] = errors[index]
+            text = f"error: {row['error']}"
+        else:
+            key = "call" if min_idle else "first"
+            row.update(summarize([sample[key] for sample in samples[index]]))
+            text = f"median {fmt_time(row['median'])}  max {fmt_time(row['max'])}"
+            if min_idle:
+                row["ready_median"] = statistics.median(
+                    sample["ready"] for sample in samples[index]
+                )
+                text += f"  (pool ready after {fmt_time(row['ready_median'])})"
+        rows.append(row)
+        runner.log(
+            f"  [cold_start] {backend:<7} {contender.name:<24} {variant:<22} {text}"
+        )
+    return {
+        "title": "Cold start",
+        "description": (
+            "Time from opening a fresh pool (a fresh event loop for "
+            "anyio.to_process) to the first result of `noop`; median of "
+            f"{s.process_cold_reps}, the contenders in turns. With `min_idle=1`: the "
+            "first call once the pool reports an idle worker (the time until then "
+            "is `ready_median`). ProcessPoolExecutor and pebble start their workers "
+            "with multiprocessing's `spawn`, as aiointerp and anyio.to_process start "
+            "a fresh interpreter; pebble starts all of its workers at once."
+        ),
+        "cost": "median",
+        "rows": rows,
+    }
 
 
 def process_memory(runner: Runner) -> dict[str, Any]:

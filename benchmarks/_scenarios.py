@@ -71,6 +71,10 @@ class Settings:
     memory_workers: int = 8
     hang_guard: float = 300.0
     # -- the process suite (benchmarks._process_scenarios)
+    #: times the time scenarios measure every contender, in turns
+    process_passes: int = 3
+    #: cold starts per contender, in turns with the others
+    process_cold_reps: int = 10
     process_throughput_calls: int = 5000
     numpy_job_s: float = 0.1
     numpy_jobs: int = 8
@@ -83,7 +87,7 @@ class Settings:
     cancel_peer_samples: int = 10
     cancel_peer_job_s: float = 0.5
     array_sizes: tuple[int, ...] = (100 * MB,)
-    array_reps: int = 5
+    array_reps: int = 3
     auto_blocks: int = 20
     auto_block_calls: int = 200
 
@@ -106,6 +110,8 @@ SETTINGS = {
         payload_reps=(30, 5),
         memory_workers=4,
         hang_guard=120.0,
+        process_passes=1,
+        process_cold_reps=2,
         process_throughput_calls=1000,
         numpy_job_s=0.03,
         numpy_reps=1,
@@ -135,6 +141,8 @@ SETTINGS = {
         payload_reps=(3,),
         memory_workers=2,
         hang_guard=60.0,
+        process_passes=1,
+        process_cold_reps=1,
         process_throughput_calls=200,
         numpy_job_s=0.005,
         numpy_jobs=2,
