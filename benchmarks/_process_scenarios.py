@@ -100,7 +100,10 @@ def _in_passes(
     The load of a shared machine drifts over a run: contenders measured one after
     the other see different machines, contenders measured in turns see the same
     drift. Each row is the pass whose *key* is the median of the contender's
-    passes (``pass_values`` holds them all).
+    passes; ``pass_values`` holds them all, in pass order, and ``paired_ratio``
+    the median over the passes of the row's *key* over aiointerp's in the same
+    pass (a cost ratio: above 1 means aiointerp is better; inverted when *key* is
+    ``speedup_vs_sequential``).
     """
     passes = runner.settings.process_passes
     results: dict[tuple[str, str, str], list[Row]] = {}
@@ -114,18 +117,36 @@ def _in_passes(
                 results.setdefault(ident, []).append(row)
     rows = []
     for group in results.values():
-        good = sorted(
-            (row for row in group if "error" not in row and row.get(key) is not None),
-            key=lambda row: row[key],
-        )
+        good = [row for row in group if "error" not in row and row.get(key) is not None]
         if not good:
             rows.append(group[0])
             continue
-        chosen = dict(good[(len(good) - 1) // 2])
+        ordered = sorted(good, key=lambda row: row[key])
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
         chosen["pass_values"] = [row[key] for row in good]
         chosen["passes"] = len(group)
         rows.append(chosen)
+    _pair(rows, key)
     return rows
+
+
+def _pair(rows: list[Row], key: str) -> None:
+    """``paired_ratio`` of each row against aiointerp's row of the same pass."""
+    base = {
+        (row["backend"], row.get("variant")): row["pass_values"]
+        for row in rows
+        if row["contender"] == AIOINTERP_PROCESS and "pass_values" in row
+    }
+    for row in rows:
+        ours = base.get((row["backend"], row.get("variant")))
+        theirs = row.get("pass_values")
+        if not ours or not theirs or len(ours) != len(theirs) or 0 in ours:
+            continue
+        pairs = zip(theirs, ours, strict=True)
+        if key == "speedup_vs_sequential":  # higher is better
+            row["paired_ratio"] = statistics.median(o / t for t, o in pairs if t)
+        else:
+            row["paired_ratio"] = statistics.median(t / o for t, o in pairs)
 
 
 def _passes_text(runner: Runner) -> str:

@@ -161,12 +161,20 @@ def evaluate_process_targets(results: Results) -> list[dict[str, Any]]:
     def ratio(
         scenario: str, variant: str | None, key: str, other: str, inverse: bool = False
     ) -> Callable[[str], float | None]:
+        """Ours over theirs (*key* is a cost); the passes' paired ratio if any."""
+
         def measure(backend: str) -> float | None:
             mine = row_of(scenario, AIOINTERP_PROCESS, variant)(backend)
             theirs = row_of(scenario, other, variant)(backend)
-            if not mine or not theirs or not mine.get(key) or not theirs.get(key):
+            if not mine or not theirs:
                 return None
-            value: float = mine[key] / theirs[key]
+            value: float
+            if theirs.get("paired_ratio"):
+                value = 1 / theirs["paired_ratio"]
+            elif mine.get(key) and theirs.get(key):
+                value = mine[key] / theirs[key]
+            else:
+                return None
             return 1 / value if inverse else value
 
         return measure
@@ -194,7 +202,7 @@ def evaluate_process_targets(results: Results) -> list[dict[str, Any]]:
             results,
             "process_throughput_vs_executor",
             "tiny-call throughput >= 2x ProcessPoolExecutor",
-            ratio("throughput", None, "calls_per_s", PROCESS_POOL_EXECUTOR),
+            ratio("throughput", None, "s_per_call", PROCESS_POOL_EXECUTOR, True),
             lambda v: v >= 2,
             fmt_ratio,
         ),
@@ -327,6 +335,19 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
+def _paired(row: Row) -> str:
+    return fmt_ratio(row.get("paired_ratio"))
+
+
+#: the process suite: its time scenarios measure in passes (paired ratios)
+PROCESS_COLUMNS: dict[str, list[Column]] = {
+    "round_trip": [*COLUMNS["round_trip"], ("paired vs aiointerp", _paired)],
+    "throughput": [*COLUMNS["throughput"], ("paired vs aiointerp", _paired)],
+    "cpu_numpy": [*COLUMNS["cpu_numpy"], ("paired speed-up vs aiointerp", _paired)],
+    "big_array": [*COLUMNS["big_array"], ("paired vs aiointerp", _paired)],
+}
+
+
 def _table(headers: list[str], lines: list[list[str]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += [
@@ -340,6 +361,8 @@ def _scenario_table(
     name: str, scenario: dict[str, Any], baseline: str = AIOINTERP
 ) -> str:
     columns = COLUMNS.get(name, [])
+    if baseline == AIOINTERP_PROCESS:
+        columns = PROCESS_COLUMNS.get(name, columns)
     lines = []
     for row in scenario["rows"]:
         label = row["contender"]
