@@ -433,8 +433,13 @@ def write_markdown(
         f"- Python: `{meta['python_full']}`",
         "- Versions: "
         + ", ".join(f"{name} {version}" for name, version in meta["versions"].items()),
-        f"- Pools: {meta['workers']} workers each (anyio.to_thread: anyio's default "
-        "limiter); every measurement opens and closes its own pool in its own event "
+        f"- Pools: {meta['workers']} workers each"
+        + (
+            ""
+            if meta.get("suite") == "process"
+            else " (anyio.to_thread: anyio's default limiter)"
+        )
+        + "; every measurement opens and closes its own pool in its own event "
         "loop run",
         "- Contenders not run here: "
         + (
