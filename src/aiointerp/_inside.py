@@ -112,14 +112,14 @@ class _Loop:
         #: threads started by calls: ident -> the function that started it
         self.thread_owners: dict[int, str] = {}
 
-    def loads(self, blob: bytes) -> Any:
+    def loads(self, blob: bytes, buffers: Any = None) -> Any:
         try:
-            return pickle.loads(blob)
+            return pickle.loads(blob, buffers=buffers)
         except (AttributeError, ImportError):
             if self.main.loaded:
                 raise
         self.main.load()
-        return pickle.loads(blob)
+        return pickle.loads(blob, buffers=buffers)
 
     def func(self, blob: bytes) -> Any:
         func = self.funcs.get(blob)
