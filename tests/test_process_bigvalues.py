@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ import anyio
 import anyio.to_thread
 import pytest
 from _handshake import HANG, wait_started
+from conftest import child_env
 
 from aiointerp import (
     BrokenWorkerError,
@@ -323,7 +326,7 @@ def fifo(tmp_path: Path) -> Iterator[tuple[str, int]]:
 
 async def test_a_big_result_nobody_waits_for_is_freed(tmp_path: Path) -> None:
     """The caller is gone when the big result comes: the outcome is dropped, and
-    the result file's descriptor with it (the no_leaks fixture checks)."""
+    the result file's descriptor with it."""
     async with InterpreterPool(1, kind="process", cancel_grace=HANG) as pool:
         with fifo(tmp_path) as (name, fd), anyio.CancelScope() as scope:
 
@@ -336,7 +339,29 @@ async def test_a_big_result_nobody_waits_for_is_freed(tmp_path: Path) -> None:
                 await pool.run_sync(funcs.spin_then_zeros, name, BIG)
         assert scope.cancelled_caught
         assert pool.stats().cancelled == 1
+        assert funcs.result_files() == 0  # gone with the outcome, the pool still open
         assert await pool.run_sync(funcs.size, b"\x01" * BIG) == BIG
+
+
+def test_classes_of_a_main_script_with_out_of_band_buffers() -> None:
+    """The worker meets ``__main__`` in arguments with buffers: it loads the script,
+    then unpickles them again, buffers included (interpreters copy them)."""
+    scripts = Path(__file__).parent / "scripts"
+    process = subprocess.run(
+        [sys.executable, "main_buffers.py"],
+        cwd=scripts,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,  # hang guard
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.splitlines() == [
+        "interpreter bytearray 1048576 True",  # the worker's copy of the buffer
+        "process bytes 1048576 True",  # a view of the segment, sent back as bytes
+        "numpy ndarray (131072,) 131072.0",
+    ]
 
 
 # -- the pieces -----------------------------------------------------------------------

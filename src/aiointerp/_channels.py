@@ -576,6 +576,7 @@ class PipeLink:
 
             self._tag += 1
             try:
+                check()  # abandoned while it waited in the queue: not even begun
                 _send_segment(message, self._sock, self._tag, self._job_w, check)
             except _Abandoned:
                 if job is not None and self._open:
