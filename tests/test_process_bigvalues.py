@@ -13,6 +13,7 @@ is: ``python -m benchmarks.process_buffers``.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import signal
@@ -279,6 +280,21 @@ async def test_cancel_while_the_arguments_are_written(
         stats = pool.stats()
         assert (stats.cancelled, stats.abandoned) == (1, 0)  # not killed
         assert await pool.run_sync(funcs.size, b"\x02" * 10) == 10
+
+
+async def test_arguments_that_cannot_be_written_fail_their_call_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_memory(name: str = "") -> int:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        monkeypatch.setattr(_segments, "create", no_memory)  # the host's only
+        with pytest.raises(RuntimeError, match="could not send the arguments: OSError"):
+            await pool.run_sync(funcs.size, b"\x01" * BIG)
+        monkeypatch.undo()
+        assert await pool.run_sync(funcs.pid) == pid  # the worker serves on
 
 
 async def test_worker_killed_while_its_arguments_are_written(

@@ -583,10 +583,10 @@ class PipeLink:
                     self._send_now(_frame(_protocol.JOB, self._stub(job, None)))
             except ConnectionError:
                 raise
-            except OSError as error:
+            except Exception as error:
                 if job is None:
                     raise
-                # the segment could not be made (no memory): the call fails with why
+                # it could not be written (no memory...): the call fails, saying why
                 why = f"{type(error).__name__}: {error}"
                 self._send_now(_frame(_protocol.JOB, self._stub(job, why)))
         except ConnectionError:  # BrokenPipeError, ConnectionRefusedError...
@@ -611,7 +611,7 @@ class PipeLink:
             if self._open:
                 try:
                     self._send_now(message)
-                except OSError:  # pragma: no cover - the link's fds are ours here
+                except Exception:  # pragma: no cover - what _send_now could not say
                     pass
             del message
         if closed:  # close() left them to this thread
