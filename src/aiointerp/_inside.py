@@ -184,7 +184,10 @@ class _Loop:
         labels = {
             owners.get(thread.ident or 0, "the pool's initializer")
             for thread in threading.enumerate()
-            if thread.ident != self.thread_id and thread.is_alive()
+            # a daemon thread (a process's orphan watch...) never keeps it alive
+            if thread.ident != self.thread_id
+            and thread.is_alive()
+            and not thread.daemon
         }
         return tuple(sorted(labels))
 
