@@ -181,3 +181,25 @@ def test_notebook_cells(kernel: Kernel) -> None:
         "-1\n",
         "interrupted\n",
     ]
+
+
+def test_worker_prints_show_in_the_cell_output(kernel: Kernel) -> None:
+    # forward_output: the worker's sys.stdout writes reach the kernel's sys.stdout,
+    # which sends them to the notebook as the output of the running cell
+    cells = [
+        "import aiointerp",
+        "def shout(x):\n    print('from the worker', x)\n    print('partial', end='')\n"
+        "    return x + 1",
+        "print(await aiointerp.run_sync_in_interpreter(shout, 1))",
+        "async with aiointerp.InterpreterPool(1, kind='process') as pool:\n"
+        "    print(await pool.run_sync(shout, 2))",
+    ]
+    outputs = []
+    for cell in cells:
+        out, errors = kernel.run(cell)
+        assert errors == [], errors
+        outputs.append(out)
+    assert outputs[2:] == [
+        "from the worker 1\npartial2\n",
+        "from the worker 2\npartial3\n",
+    ]

@@ -125,6 +125,7 @@ def test_signatures() -> None:
         "forward_logging",
         "max_waiting",
         "kind",
+        "forward_output",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])
