@@ -52,7 +52,9 @@ _LOAD_NOTE = (
     "aiointerp: the worker interpreter could not load the function or its arguments. "
     "They must be importable there: defined at module level in a module on sys.path, "
     "or in a __main__ script whose top-level code is guarded by "
-    "`if __name__ == '__main__':` (not in `python -c` or the REPL)."
+    "`if __name__ == '__main__':` (not in `python -c` or the REPL). The worker's "
+    "sys.path is the one the host had when the pool started: a directory added to "
+    "sys.path after that is not on it."
 )
 _FUNC_CACHE_SIZE = 128
 
