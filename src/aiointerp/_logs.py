@@ -442,15 +442,15 @@ def level_table() -> LevelTable:
     return _table
 
 
-def handle(item: tuple[Any, ...] | None, interpreter: int | None) -> None:
-    """Handle a record or a warning forwarded by the worker of *interpreter*.
+def handle(item: object, interpreter: int | None) -> None:
+    """Handle a record, a warning or output forwarded by the worker of *interpreter*.
 
     Never raises :class:`Exception`: an error of the host's logging or warning
     machinery (a filter or handler that raises) is reported on stderr as
     :meth:`logging.Handler.handleError` reports a failing ``emit()``, once per item.
     It would otherwise surface in the middle of the call whose code logged.
     """
-    if item is None:  # 3.13: put by an interpreter destroyed since (unbound)
+    if type(item) is not tuple:  # put by an interpreter destroyed since: unbound
         return
     if item[0] == OUTPUT:
         _write(item, interpreter)
