@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 import aiointerp
@@ -553,6 +555,9 @@ FUNCTIONS = {
         "def helper(x):\n    return 2 * x\n"
         "def work(x):\n    return helper(x) + 1\n"
         "def history():\n    return readline.get_history_length()\n"
+        "def pid_here():\n    import os\n    return os.getpid()\n"
+        "def pid_with_readline():\n    import os\n"
+        "    readline.get_history_length()\n    return os.getpid()\n"
     ),
 }
 
@@ -614,6 +619,29 @@ def test_cli_function_by_value_and_in_a_process(functions_dir: Path) -> None:
     rows = [line.split("  ")[0:2] for line in table.stdout.splitlines()[1:3]]
     assert [row[0] for row in rows] == [work, history]
     assert 'InterpreterPool(kind="process")' in table.stdout
+
+
+@needs_readline_extension
+@pytest.mark.anyio
+async def test_the_verdicts_are_what_a_pool_does(
+    functions_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("cloudpickle")
+    monkeypatch.syspath_prepend(str(functions_dir))
+    here, there = "aiointerp_app_mod:pid_here", "aiointerp_app_mod:pid_with_readline"
+    verdicts = await anyio.to_thread.run_sync(_check.check, [here, there])
+    assert [r.runs for r in verdicts] == ["value", "process"]
+    import aiointerp_app_mod  # type: ignore[import-not-found]
+
+    try:
+        async with aiointerp.InterpreterPool(2, kind="auto") as pool:
+            # "value": in an interpreter of this process; "process": in a child
+            assert await pool.run_sync(aiointerp_app_mod.pid_here) == os.getpid()
+            assert await pool.run_sync(aiointerp_app_mod.pid_with_readline) != (
+                os.getpid()
+            )
+    finally:
+        sys.modules.pop("aiointerp_app_mod", None)
 
 
 def test_cli_function_that_cannot_be_pickled_by_reference(functions_dir: Path) -> None:
@@ -685,7 +713,7 @@ def test_by_value_leaves_cloudpickle_as_it_was(
     try:
         [result] = _check.check(["aiointerp_app_mod:work"])
     finally:
-        monkeypatch.delitem(sys.modules, "aiointerp_app_mod", raising=False)
+        sys.modules.pop("aiointerp_app_mod", None)
     assert result.runs == "value"
     assert set(cloudpickle.list_registry_pickle_by_value()) == before
 

@@ -643,4 +643,4 @@ async def test_a_module_added_to_sys_path_after_the_start_is_not_found(
     notes = " ".join(getattr(excinfo.value, "__notes__", ()))
     assert "could not load the function or its arguments" in notes
     assert "sys.path is the one the host had when the pool started" in notes
-    monkeypatch.delitem(sys.modules, "aiointerp_tests_late_mod")
+    sys.modules.pop("aiointerp_tests_late_mod", None)

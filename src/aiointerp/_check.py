@@ -460,10 +460,11 @@ def check_function(target: str) -> CheckResult:
     and pickled there as the host pickles a function (by reference), then loaded
     again. When that fails (a module refused by an extension, a module-level lambda)
     and cloudpickle is installed, the host imports the module itself, pickles the
-    function *by value* (:func:`cloudpickle.register_pickle_by_value` of its
-    module: its code and the module's functions it uses travel, the other modules it
-    uses are imported by name) and loads that in another fresh interpreter: what
-    ``kind="auto"`` does. See :attr:`CheckResult.runs` for the verdicts.
+    function *by value* as a pool does (:func:`aiointerp._routing.by_value`: its
+    code and the module's functions it uses travel, the other modules it uses are
+    imported by name) and loads that in another fresh interpreter: what
+    ``kind="auto"`` and ``kind="interpreter"`` do. See :attr:`CheckResult.runs` for
+    the verdicts.
 
     :param target: ``module:attribute``, the attribute dotted (``Class.method``)
     :raises ValueError: *target* is not ``module:attribute``
@@ -499,8 +500,9 @@ def check_function(target: str) -> CheckResult:
             "cloudpickle) to try sending it by value to an interpreter"
         )
         return replace(result, runs="process", note=note)
+    del cloudpickle  # it is there: _routing.by_value uses it
     try:
-        blob = _by_value(cloudpickle, name, attribute)
+        blob = _by_value(name, attribute)
     except Exception as exc:  # the host cannot import or pickle it either
         error = f"{type(exc).__name__}: {exc}"
         return replace(
@@ -517,21 +519,22 @@ def check_function(target: str) -> CheckResult:
     return replace(result, runs="process", note=note)
 
 
-def _by_value(cloudpickle: Any, name: str, attribute: str) -> bytes:
-    """The function pickled by value, as ``kind="auto"`` sends it (host side)."""
+def _by_value(name: str, attribute: str) -> bytes:
+    """The function pickled by value, as the pool sends it (host side).
+
+    :raises Exception: its module does not import here, or it cannot be pickled so
+    """
     import functools
     import importlib
 
+    from ._routing import by_value
+
     module = importlib.import_module(name)
     func = functools.reduce(getattr, attribute.split("."), module)
-    registered = name in cloudpickle.list_registry_pickle_by_value()
-    if not registered:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return bytes(cloudpickle.dumps(func, 5))
-    finally:
-        if not registered:
-            cloudpickle.unregister_pickle_by_value(module)
+    blob = by_value(func)
+    if blob is None:
+        raise TypeError(f"{name}:{attribute} cannot be pickled by value")
+    return blob
 
 
 def check(targets: Sequence[str], *, submodules: bool = True) -> list[CheckResult]:
