@@ -90,6 +90,12 @@ class InterpreterPool:
         subinterpreters (it imports FastAPI, hence pydantic_core) is sent by value
         (with cloudpickle) under ``"interpreter"`` too; see the worker kinds page
         of the documentation
+    :param forward_output: what the workers' code writes to :data:`sys.stdout` and
+        :data:`sys.stderr` (``print()``) is written to this process's *current*
+        ``sys.stdout`` and ``sys.stderr``, so :func:`contextlib.redirect_stdout`,
+        pytest's ``capsys`` and a notebook's cell output show it; a call's output
+        is written before its result is returned. ``False`` leaves the workers'
+        streams on the process's file descriptors 1 and 2
     :raises ValueError: an option is out of range, or ``kind`` is unknown
     :raises TypeError: ``initializer`` is async or not callable
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
@@ -124,6 +130,7 @@ class InterpreterPool:
         forward_logging: bool = True,
         max_waiting: int | None = None,
         kind: str = "interpreter",
+        forward_output: bool = True,
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(
@@ -162,6 +169,7 @@ class InterpreterPool:
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
         self._forward_logging = forward_logging
+        self._forward_output = forward_output
         self._roster = Roster(
             self._make_worker,
             kinds=("interpreter", "process") if kind == "auto" else (kind,),
@@ -427,7 +435,9 @@ class InterpreterPool:
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
-            self._config = worker_config(self._init_blob, self._forward_logging)
+            self._config = worker_config(
+                self._init_blob, self._forward_logging, self._forward_output
+            )
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
         if self._state is not _State.RUNNING:  # closed, possibly while we waited

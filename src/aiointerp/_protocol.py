@@ -23,7 +23,7 @@ signal          payload               meaning
 ``READY``       none                  started (initializer done): send jobs
 ``INIT_FAILED`` an :class:`Outcome`   the initializer raised; the worker ends
 ``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
-``LOG``         log records           records or warnings to handle (see ``_logs``)
+``LOG``         log records           records, warnings or output (see ``_logs``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
                                       functions still run: it holds no slot now
 ``EXITED``      none                  the worker ended (its very last signal)
@@ -195,6 +195,8 @@ if TYPE_CHECKING:
         levels: Any
         #: opcodes before which an interrupt is raised (``_interrupt.raise_points``)
         raise_points: tuple[tuple[int, ...], int]
+        #: sys.stdout/sys.stderr writes go to the host's (``forward_output``)
+        output: bool
 
 else:
     from collections import namedtuple
@@ -203,5 +205,5 @@ else:
     Outcome = namedtuple("Outcome", "job_id status value text injected")
     WorkerConfig = namedtuple(
         "WorkerConfig",
-        "sys_path main_spec init_blob switch_interval levels raise_points",
+        "sys_path main_spec init_blob switch_interval levels raise_points output",
     )
