@@ -31,6 +31,7 @@ class FakeWorker:
         self.interp_id = next(fakes.ids)
         self.kind = "interpreter"  # the kind the pool asks its roster for
         self.lingering: tuple[str, ...] = ()
+        self.refused: str | None = None
         self.job_id = 0
         self.job_label = ""
         self.spent = False
