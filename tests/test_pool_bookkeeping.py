@@ -29,6 +29,7 @@ class FakeWorker:
     def __init__(self, fakes: Fakes) -> None:
         self.fakes = fakes
         self.interp_id = next(fakes.ids)
+        self.ident = self.interp_id  # the worker interface names it so
         self.kind = "interpreter"  # the kind the pool asks its roster for
         self.lingering: tuple[str, ...] = ()
         self.refused: str | None = None
