@@ -288,3 +288,25 @@ async def test_a_process_never_reports_a_refusal() -> None:
             await pool.run_sync(_funcs_core.fail_subinterpreter_import, "x")
     assert str(excinfo.value) == "module x does not support loading in subinterpreters"
     assert isinstance(excinfo.value.__cause__, RemoteTraceback)
+
+
+async def test_partials_of_one_function_share_its_route(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    async with InterpreterPool(1, kind="auto") as pool:
+        for suffix in "abc":  # three pickles, one function
+            call = functools.partial(web.app_title, suffix)
+            assert await pool.run_sync(call) == f"FastAPI{suffix}"
+    reroutes = [r for r in caplog.records if "refused subinterpreters" in r.message]
+    assert len(reroutes) == 2  # by value, then a process: for the first call only
+
+
+async def test_min_idle_reserve_does_not_starve_a_process_caller() -> None:
+    # one slot kept warm for interpreters: a process caller still gets it, once
+    async with InterpreterPool(1, min_idle=1, kind="auto") as pool:
+        with anyio.fail_after(HANG):
+            assert await pool.run_sync(web.app_title, "!") == "FastAPI!"
+            assert await pool.run_sync(_funcs_core.identity, 2) == 2
+        stats = pool.stats()
+    assert stats.created <= 4  # no churn: each kind started about once per change

@@ -728,16 +728,20 @@ class PipeChannel:
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
         if payload is not None:
             payload = tuple(payload)  # a named tuple pickles by reference
+        in_file = (
+            payload is not None
+            and signal == _protocol.DONE
+            and _bigwire.in_file(payload)
+        )
+        # pickled before the lock is taken: a finalizer that runs meanwhile may log
+        # or print, which sends through here again (the lock is not reentrant)
+        message = None if in_file else _frame(signal, payload)
         with self._lock:
             try:
-                if (
-                    payload is not None
-                    and signal == _protocol.DONE
-                    and _bigwire.in_file(payload)
-                ):
+                if message is None:
+                    assert payload is not None
                     self._send_file(signal, payload)
                     return
-                message = _frame(signal, payload)
                 if isinstance(message, bytes):
                     _write_all(self._done_w, message)
                     return

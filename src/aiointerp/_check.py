@@ -460,7 +460,7 @@ def check_function(target: str) -> CheckResult:
     and pickled there as the host pickles a function (by reference), then loaded
     again. When that fails (a module refused by an extension, a module-level lambda)
     and cloudpickle is installed, the host imports the module itself, pickles the
-    function *by value* as a pool does (:func:`aiointerp._routing.by_value`: its
+    function *by value* as a pool does (:func:`aiointerp._routing.pickle_by_value`: its
     code and the module's functions it uses travel, the other modules it uses are
     imported by name) and loads that in another fresh interpreter: what
     ``kind="auto"`` and ``kind="interpreter"`` do. See :attr:`CheckResult.runs` for
@@ -500,7 +500,7 @@ def check_function(target: str) -> CheckResult:
             "cloudpickle) to try sending it by value to an interpreter"
         )
         return replace(result, runs="process", note=note)
-    del cloudpickle  # it is there: _routing.by_value uses it
+    del cloudpickle  # it is there: _routing.pickle_by_value uses it
     try:
         blob = _by_value(name, attribute)
     except Exception as exc:  # the host cannot import or pickle it either
@@ -527,11 +527,11 @@ def _by_value(name: str, attribute: str) -> bytes:
     import functools
     import importlib
 
-    from ._routing import by_value
+    from ._routing import pickle_by_value
 
     module = importlib.import_module(name)
     func = functools.reduce(getattr, attribute.split("."), module)
-    blob = by_value(func)
+    blob = pickle_by_value(func)
     if blob is None:
         raise TypeError(f"{name}:{attribute} cannot be pickled by value")
     return blob

@@ -458,12 +458,13 @@ class InterpreterPool:
 
     # -- one call
 
+    @ki_protected
     async def _run(
         self, job: Job, func: object, timeout: anyio.CancelScope | None
     ) -> Any:
         """Run *job* where its function can run (see :mod:`aiointerp._routing`)."""
         key = job.func
-        route = self._router.route(key)
+        route = self._router.route(func, key)
         while True:
             if route.by_value is not None:
                 job = job._replace(func=route.by_value)
@@ -472,7 +473,7 @@ class InterpreterPool:
                 # no await since the worker was released (see _call)
                 return await self._result(outcome, job, func)
             stage = outcome.value[3]
-            next_route = self._router.after_refusal(key, func, stage, route)
+            next_route = self._router.after_refusal(func, key, stage, route)
             if next_route is None:
                 self._failed += 1
                 raise refusal_error(

@@ -78,12 +78,14 @@ def _full_name(short: str, package: str | None) -> str:
     """``msgspec._core`` where the message only said ``_core`` (Cython's, older 3.13)."""
     if not short or "." in short or not package:
         return short
-    import importlib.util
+    import sys
+    from importlib.machinery import PathFinder
 
-    candidate = f"{package}.{short}"
+    parent = sys.modules.get(package)  # never imported again: its import just failed
+    path = getattr(parent, "__path__", None)
     try:
-        if importlib.util.find_spec(candidate) is not None:
-            return candidate
+        if path is not None and PathFinder.find_spec(short, path) is not None:
+            return f"{package}.{short}"
     except (ImportError, ValueError):
         pass
     return short

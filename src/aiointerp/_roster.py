@@ -77,6 +77,10 @@ def _event(
 
 #: Deadline to stop a worker that runs no call (normally a few milliseconds).
 STOP_DEADLINE: Final = 5.0
+#: seconds a caller waiting for a worker of one kind lets callers of another kind
+#: take the workers freed before it (a pool of several kinds): then a freed worker
+#: of the other kind is retired to make room for it
+FAIR_WAIT: Final = 0.05
 BACKOFF_MIN: Final = 0.05
 BACKOFF_MAX: Final = 5.0
 
@@ -90,10 +94,12 @@ RETIRING: Final = "retiring"
 class Waiter:
     """A caller waiting for a worker; the watcher or a release hands it one."""
 
-    __slots__ = ("error", "event", "kind", "worker")
+    __slots__ = ("error", "event", "kind", "since", "worker")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        #: when it started to wait (pool clock)
+        self.since = anyio.current_time()
         self.event = anyio.Event()
         self.worker: Worker | None = None
         self.error: BaseException | None = None
@@ -215,7 +221,10 @@ class Roster:
                 worker = self._idle_of(kind)  # type: ignore[assignment]
             if worker is not None and not (self.waiters and self._waited_for(kind)):
                 self._move(worker, IDLE, BUSY)
-                if len(self.idle) < self.min_idle:
+                if self.min_idle and (
+                    len(self.idle) < self.min_idle
+                    or self._count(self.idle, self.kinds[0]) < self.min_idle
+                ):
                     self.wake.set()
                 return worker
         if self.max_waiting is not None and self._queued() >= self.max_waiting:
@@ -320,6 +329,18 @@ class Roster:
             self._stop(worker, "pool closed")
             return
         if self.waiters:
+            head = self.waiters[0]
+            if (
+                head.kind != worker.kind
+                and self.live() >= self.max_workers
+                and anyio.current_time() - head.since >= FAIR_WAIT
+            ):
+                # the longest waiting caller needs another kind and there is no
+                # room: this worker makes room for it (callers of its own kind
+                # must not overtake it for ever)
+                self._move(worker, old, RETIRING)
+                self._stop(worker, f"making room for a {head.kind} worker")
+                return
             waiter = self._first_waiter(worker.kind)
             if waiter is not None:
                 waiter.worker = worker
@@ -439,20 +460,30 @@ class Roster:
     def _maintain(self) -> float:
         now = anyio.current_time()
         next_check = math.inf
+        first = self.kinds[0]
         if self.idle_timeout is not None:
-            while len(self.idle) > self.min_idle:
-                oldest = self.idle[0]
-                expires = oldest.idle_since + self.idle_timeout
+            # oldest first, down to min_idle workers of the first kind
+            reserve = self._count(self.idle, first)
+            for worker in list(self.idle):
+                expires = worker.idle_since + self.idle_timeout
                 if expires > now:
                     next_check = expires
                     break
-                self._move(oldest, IDLE, RETIRING)
-                self._stop(oldest, "idle")
-        for kind in self.kinds:
+                if worker.kind == first:
+                    if reserve <= self.min_idle:
+                        continue
+                    reserve -= 1
+                self._move(worker, IDLE, RETIRING)
+                self._stop(worker, "idle")
+        # the kinds callers wait for, the longest waiting first; then the reserve
+        kinds = list(dict.fromkeys(waiter.kind for waiter in self.waiters))
+        others_wait = any(kind != first for kind in kinds)
+        if first not in kinds:
+            kinds.append(first)
+        for kind in kinds:
             waiting = sum(1 for waiter in self.waiters if waiter.kind == kind)
-            if kind != self.kinds[0] and not waiting:
-                continue
-            reserve = self.min_idle if kind == self.kinds[0] else 0
+            # no reserve while callers wait for another kind: it would take their room
+            reserve = self.min_idle if kind == first and not others_wait else 0
             wanted = waiting + reserve - self._count(self.idle, kind)
             wanted -= self._count(self.starting, kind)
             room = self.max_workers - self.live()
@@ -500,7 +531,9 @@ class Roster:
             if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
                 exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
             self._move(worker, STARTING, RETIRING)
-            if worker.refused is not None and len(self.kinds) > 1:
+            if worker.refused is not None and worker.kind not in self.kinds:
+                pass  # a start that failed as the one that dropped its kind did
+            elif worker.refused is not None and len(self.kinds) > 1:
                 self._drop_kind(worker.kind, worker.refused)
             else:
                 self._start_failed(exc, worker.kind)

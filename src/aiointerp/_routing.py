@@ -21,16 +21,22 @@ raised while the code runs (an import inside the function) reaches the caller; u
 from __future__ import annotations
 
 import sys
+import threading
 from collections import OrderedDict
 from typing import Any, Final, NamedTuple
 
 from . import _exceptions, _transport
+from ._offload import _SyncRef
 from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER
 
-__all__ = ["Route", "Router", "by_value", "refusal_error"]
+__all__ = ["Route", "Router", "pickle_by_value", "refusal_error"]
 
 #: functions whose route a pool remembers (the oldest is forgotten first)
 _MEMORY: Final = 1024
+#: pickles by value a pool keeps (one per distinct call pickle)
+_BLOBS: Final = 64
+#: cloudpickle's registry of modules sent by value is process-wide
+_REGISTRY_LOCK = threading.Lock()
 
 
 class Route(NamedTuple):
@@ -42,21 +48,39 @@ class Route(NamedTuple):
 
 
 class Router:
-    """The routes of one pool's functions (see the module documentation)."""
+    """The routes of one pool's functions (see the module documentation).
+
+    A route is learned per *function* (its module and qualified name, under any
+    partial, map batch or ``@offload``): ``functools.partial(f, data)`` calls of many
+    ``data`` share ``f``'s. A function's pickle by value is made once per distinct
+    call pickle (kept for the last few).
+    """
 
     def __init__(self, kind: str) -> None:
         #: the pool's kind: ``"interpreter"``, ``"process"`` or ``"auto"``
         self.kind = kind
         #: where a function is sent first
         self.first = Route("process" if kind == "process" else "interpreter")
-        self._learned: OrderedDict[bytes, Route] = OrderedDict()
+        #: function -> (kind, by value)
+        self._learned: OrderedDict[object, tuple[str, bool]] = OrderedDict()
+        #: a call's pickle by reference -> its pickle by value
+        self._by_value: OrderedDict[bytes, bytes] = OrderedDict()
 
-    def route(self, key: bytes) -> Route:
-        """Where to send the function whose by-reference pickle is *key*."""
-        return self._learned.get(key, self.first)
+    def route(self, func: object, blob: bytes) -> Route:
+        """Where to send *func*, whose pickle by reference is *blob*."""
+        if not self._learned:  # the common case: nothing was ever refused
+            return self.first
+        learned = self._learned.get(_key(func, blob))
+        if learned is None:
+            return self.first
+        kind, value = learned
+        if not value:
+            return Route(kind)
+        by_value = self._value_of(func, blob)
+        return Route(kind, by_value) if by_value is not None else self.first
 
     def after_refusal(
-        self, key: bytes, func: object, stage: str, route: Route
+        self, func: object, blob: bytes, stage: str, route: Route
     ) -> Route | None:
         """A module refused subinterpreters at *stage* of a call sent by *route*.
 
@@ -64,29 +88,49 @@ class Router:
         """
         if self.kind == "process":  # pragma: no cover - processes do not refuse
             return None
+        key = _key(func, blob)
         if stage == CALL:  # the code ran: never again in an interpreter, no retry
             if self.kind == "auto":
-                self._learn(key, Route("process"))
+                self._learn(key, "process", False)
             return None
         if stage == FUNCTION and route.by_value is None:
-            blob = by_value(func)
-            if blob is not None:
-                return self._learn(key, Route("interpreter", blob))
+            by_value = self._value_of(func, blob)
+            if by_value is not None:
+                self._learn(key, "interpreter", True)
+                return Route("interpreter", by_value)
         if self.kind == "auto":
-            return self._learn(key, Route("process"))
+            self._learn(key, "process", False)
+            return Route("process")
         return None
 
-    def _learn(self, key: bytes, route: Route) -> Route:
-        self._learned[key] = route
+    def _value_of(self, func: object, blob: bytes) -> bytes | None:
+        by_value = self._by_value.get(blob)
+        if by_value is None:
+            by_value = pickle_by_value(func)
+            if by_value is not None:
+                self._by_value[blob] = by_value
+                if len(self._by_value) > _BLOBS:
+                    self._by_value.popitem(last=False)
+        return by_value
+
+    def _learn(self, key: object, kind: str, value: bool) -> None:
+        self._learned[key] = (kind, value)
         if len(self._learned) > _MEMORY:
             self._learned.popitem(last=False)
-        return route
+
+
+def _key(func: object, blob: bytes) -> object:
+    """What a route is learned for: the function under *func*, else its pickle."""
+    target = _target(func)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
+        return module, qualname
+    return blob  # a lambda, a local function, a callable object...
 
 
 def _target(func: object) -> object:
     """The plain function under *func* (a partial, a map batch, an ``@offload``)."""
-    from ._offload import _SyncRef
-
     for _ in range(8):
         if isinstance(func, _SyncRef):
             func = func._func
@@ -97,7 +141,7 @@ def _target(func: object) -> object:
     return func
 
 
-def by_value(func: object) -> bytes | None:
+def pickle_by_value(func: object) -> bytes | None:
     """*func* pickled by value (its module's code not imported), or ``None``.
 
     ``None`` when cloudpickle is not installed, when *func* is not defined in a
@@ -107,28 +151,27 @@ def by_value(func: object) -> bytes | None:
         import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return None
-    from ._offload import _SyncRef
-
     target = _target(func)
     module = sys.modules.get(getattr(target, "__module__", None) or "")
     if module is None or module.__name__ == "builtins":
         return None
     name = module.__name__
-    # cloudpickle sends what __main__ defines by value of itself
-    registered = (
-        name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
-    )
-    try:
-        if not registered:
-            cloudpickle.register_pickle_by_value(module)
-        # an @offload reference unwrapped: what it stands for, under the same name
-        sent = target if isinstance(func, _SyncRef) else func
-        return bytes(cloudpickle.dumps(sent, _transport._PROTOCOL))
-    except Exception:
-        return None
-    finally:
-        if not registered and name in cloudpickle.list_registry_pickle_by_value():
-            cloudpickle.unregister_pickle_by_value(module)
+    # an @offload reference unwrapped: what it stands for, under the same name
+    sent = target if isinstance(func, _SyncRef) else func
+    with _REGISTRY_LOCK:  # another thread's pool must not unregister it meanwhile
+        # cloudpickle sends what __main__ defines by value of itself
+        registered = (
+            name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
+        )
+        try:
+            if not registered:
+                cloudpickle.register_pickle_by_value(module)
+            return bytes(cloudpickle.dumps(sent, _transport._PROTOCOL))
+        except Exception:
+            return None
+        finally:
+            if not registered and name in cloudpickle.list_registry_pickle_by_value():
+                cloudpickle.unregister_pickle_by_value(module)
 
 
 def refusal_error(
