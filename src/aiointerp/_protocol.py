@@ -21,7 +21,9 @@ signal      payload                     meaning
 signal          payload               meaning
 =============== ===================== ===============================================
 ``READY``       none                  started (initializer done): send jobs
-``INIT_FAILED`` an :class:`Outcome`   the initializer raised; the worker ends
+``INIT_FAILED`` an :class:`Outcome`   the initializer, or the import of a module of
+                                      ``preload`` (a note of the exception names
+                                      it), raised; the worker ends
 ``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
 ``LOG``         log records           records or warnings to handle (see ``_logs``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
@@ -145,6 +147,8 @@ if TYPE_CHECKING:
         levels: Any
         #: opcodes before which an interrupt is raised (``_interrupt.raise_points``)
         raise_points: tuple[tuple[int, ...], int]
+        #: modules imported, in this order, before the initializer runs
+        preload: tuple[str, ...]
 
 else:
     from collections import namedtuple
@@ -153,5 +157,5 @@ else:
     Outcome = namedtuple("Outcome", "job_id status value text injected")
     WorkerConfig = namedtuple(
         "WorkerConfig",
-        "sys_path main_spec init_blob switch_interval levels raise_points",
+        "sys_path main_spec init_blob switch_interval levels raise_points preload",
     )

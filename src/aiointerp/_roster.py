@@ -102,6 +102,9 @@ class Roster:
         self.created = self.retired = self.abandoned = self.shed = 0
         #: start failures since the last success (logged with a count)
         self.start_failures = 0
+        #: the pool's opening, waiting for ``opening_with`` workers (wait_started)
+        self.opening: Waiter | None = None
+        self.opening_with = 0
 
     # -- states
 
@@ -234,6 +237,28 @@ class Roster:
             cancel_grace,
         )
 
+    async def wait_started(self, count: int) -> None:
+        """Have *count* workers started (kept idle); raise the first start failure.
+
+        For a pool that opens: it is ready once this returns. The watcher starts
+        the workers (``max(count, min_idle)`` at once).
+
+        :raises BrokenWorkerError: a worker could not start (the pool does not
+            retry for this opening: close it)
+        """
+        opening = self.opening = Waiter()
+        self.opening_with = count
+        self.wake.set()
+        try:
+            while self.created < count and opening.error is None and self.running:
+                await opening.event.wait()
+                opening.event = anyio.Event()
+        finally:
+            self.opening = None
+            self.opening_with = 0
+        if opening.error is not None:
+            raise opening.error
+
     # -- transitions the watcher drives
 
     def _hand_off(self, worker: Worker, old: str) -> None:
@@ -341,8 +366,8 @@ class Roster:
                     break
                 self._move(oldest, IDLE, RETIRING)
                 self._stop(oldest, "idle")
-        wanted = len(self.waiters) + self.min_idle - len(self.idle)
-        wanted -= len(self.starting)
+        wanted = max(len(self.waiters) + self.min_idle, self.opening_with)
+        wanted -= len(self.idle) + len(self.starting)
         room = self.max_workers - self.live()
         if min(wanted, room) > 0:
             if now < self.backoff_until:
@@ -387,6 +412,8 @@ class Roster:
             self.start_failures = 0
         logger.debug("created %r", worker)
         self._hand_off(worker, STARTING)
+        if self.opening is not None:
+            self.opening.event.set()
 
     def _start_failed(self, exc: BrokenWorkerError, kind: str) -> None:
         """Back off, and fail the first waiting caller: it waited for this worker."""
@@ -394,7 +421,12 @@ class Roster:
         self.backoff = min(max(self.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
         self.backoff_until = anyio.current_time() + self.backoff
         self.start_failures += 1
-        if self.start_failures == 1:
+        if self.opening is not None and self.opening.error is None:
+            # the pool's opening raises it: no retry, and no log of it here
+            self.opening.error = exc
+            self.opening.event.set()
+            logger.debug("could not start %s while the pool opened: %s", what, exc)
+        elif self.start_failures == 1:
             logger.warning(
                 "could not start %s (next try in %.2f s; further failures are "
                 "counted, not logged, until one starts): %s",
@@ -418,6 +450,8 @@ class Roster:
 
     async def _shutdown(self, tg: anyio.abc.TaskGroup) -> None:
         self.running = False
+        if self.opening is not None:  # closed while it opened
+            self.opening.event.set()
         error = PoolClosedError("the InterpreterPool was closed")
         while self.waiters:
             waiter = self.waiters.popleft()

@@ -52,7 +52,9 @@ logger = logging.getLogger("aiointerp")
 SWITCH_INTERVAL = 0.001
 
 
-def worker_config(init_blob: bytes | None, forward_logging: bool) -> WorkerConfig:
+def worker_config(
+    init_blob: bytes | None, forward_logging: bool, preload: tuple[str, ...] = ()
+) -> WorkerConfig:
     """What every worker of a pool starting now is started with."""
     from ._interrupt import raise_points
 
@@ -64,6 +66,7 @@ def worker_config(init_blob: bytes | None, forward_logging: bool) -> WorkerConfi
         SWITCH_INTERVAL,
         levels,
         raise_points(),
+        preload,
     )
 
 
@@ -110,6 +113,7 @@ class Worker:
     _link: Link
 
     def __init__(self, config: WorkerConfig) -> None:
+        self._preload: tuple[str, ...] = config.preload
         self._forwarding = config.levels is not None
         self._levels = _logs.level_table() if self._forwarding else None
         self._levels_version = self._levels.version if self._levels else 0
@@ -202,12 +206,28 @@ class Worker:
                     Outcome._make(self._link.take()), "initializer"
                 )
             except BaseException as exc:
-                raise BrokenWorkerError(
-                    f"the pool's initializer raised {type(exc).__name__}: {exc}"
-                ) from exc
+                raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(
             f"could not start the {self.kind} worker: {self._failure!r}"
         ) from self._failure
+
+    def _init_failure(self, exc: BaseException) -> str:
+        """What failed before the worker was ready: the import of a ``preload``
+        module (the worker noted which on the exception), or the initializer."""
+        from ._inside import PRELOAD_NOTE
+
+        text = str(exc).strip()
+        if "\n" in text:  # numpy's 30 lines: the last one says what failed
+            text = f"{text.splitlines()[-1].strip()} [...] (in full: the cause)"
+        what = f"{type(exc).__name__}: {text}"
+        notes = getattr(exc, "__notes__", None) or ()
+        for name in self._preload:
+            if PRELOAD_NOTE.format(name) in notes:
+                return (
+                    f"a new {self.kind} worker could not import {name!r} "
+                    f"(preload): {what}"
+                )
+        return f"the pool's initializer raised {what}"
 
     @ki_protected
     def send(self, job: Job) -> None:
