@@ -8,6 +8,7 @@ Real interpreters, real event loops (asyncio, uvloop and trio).
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Iterator
 
@@ -105,6 +106,32 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
             assert sorted(r[0] for r in results) == [1, 2]  # type: ignore[index]
             with pytest.raises(ValueError, match="max_waiting"):
                 InterpreterPool(1, max_waiting=-1)
+    finally:
+        for fd in (started_r, started_w, release_r, release_w):
+            os.close(fd)
+
+
+async def test_max_waiting_0_sheds_only_when_no_worker_can_come() -> None:
+    import _funcs_core as core
+
+    started_r, started_w = os.pipe()
+    release_r, release_w = os.pipe()
+    try:
+        # no idle worker: each call waits for one the pool starts for it (not shed)
+        async with InterpreterPool(2, max_waiting=0) as pool:
+            assert await pool.run_sync(operator.add, 1, 2) == 3
+            with anyio.fail_after(HANG_GUARD):
+                async with anyio.create_task_group() as tg:
+                    for tag in (1, 2):  # the second starts a second worker
+                        tg.start_soon(
+                            pool.run_sync, core.hold, tag, started_w, release_r
+                        )
+                    for _ in range(2):
+                        await anyio.wait_readable(started_r)
+                        os.read(started_r, 1)
+                    with pytest.raises(PoolBusyError, match="max_waiting=0"):
+                        await pool.run_sync(operator.add, 1, 2)  # both busy: shed
+                    os.write(release_w, b"xx")
     finally:
         for fd in (started_r, started_w, release_r, release_w):
             os.close(fd)

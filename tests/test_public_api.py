@@ -122,6 +122,7 @@ def test_signatures() -> None:
         "forward_logging",
         "max_waiting",
         "kind",
+        "preload",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])

@@ -163,7 +163,7 @@ class Roster:
             if len(self.idle) < self.min_idle:
                 self.wake.set()
             return worker
-        if self.max_waiting is not None and len(self.waiters) >= self.max_waiting:
+        if self.max_waiting is not None and self._queued() >= self.max_waiting:
             self.shed += 1
             logger.debug("shed a call: %d callers already wait", len(self.waiters))
             raise PoolBusyError(
@@ -186,6 +186,15 @@ class Roster:
             raise waiter.error
         assert waiter.worker is not None
         return waiter.worker
+
+    def _queued(self) -> int:
+        """Waiting callers beyond the workers on their way to them (``max_waiting``).
+
+        On their way: starting, retiring (their slot frees up), or room to start one;
+        without them, a pool that has no idle worker would shed even its first caller.
+        """
+        coming = len(self.starting) + len(self.retiring) + self.max_workers
+        return len(self.waiters) - coming + self.live()
 
     def scope(self, worker: Worker) -> anyio.CancelScope:
         """The cancel scope of *worker*'s call (the pool's shutdown cancels it)."""
