@@ -138,11 +138,12 @@ class Offloader:
     :param request: the request (its ASGI ``receive`` reports the disconnect)
     :raises RuntimeError: no pool in the lifespan state (the app's lifespan is not
         :func:`pool_lifespan`, or does not yield its state)
-
-    :ivar pool: the app's :class:`~aiointerp.InterpreterPool` (for ``stats()``)
     """
 
     __slots__ = ("pool", "receive")
+
+    pool: InterpreterPool
+    """The app's :class:`~aiointerp.InterpreterPool` (for ``stats()``)."""
 
     def __init__(self, request: Request) -> None:
         pool = getattr(request.state, _STATE_KEY, None)
