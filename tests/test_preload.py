@@ -137,6 +137,30 @@ async def test_cancelled_while_opening_closes_the_pool() -> None:
         await pool.run_sync(f.loaded, UNUSED)
 
 
+async def test_a_cancelled_first_call_leaves_the_opening_to_the_next() -> None:
+    with pipe() as (started_r, started_w), pipe() as (release_r, release_w):
+        pool = InterpreterPool(
+            1, initializer=f.init_block, initargs=(started_w, release_r)
+        )
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                first = anyio.CancelScope()
+
+                async def call() -> None:
+                    with first:
+                        await pool.run_sync(f.loaded, UNUSED)  # it opens the pool
+
+                tg.start_soon(call)
+                await anyio.wait_readable(started_r)  # the initializer runs
+                first.cancel()
+            assert first.cancelled_caught
+            os.write(release_w, b"r")  # the worker starts: the pool is open
+            assert await pool.run_sync(f.loaded, UNUSED) is False
+        stats = pool.stats()
+        assert (stats.created, stats.completed, stats.cancelled) == (1, 1, 0)
+        await pool.aclose()
+
+
 async def test_pools_without_preload_or_initializer_open_at_once() -> None:
     # min_idle workers start in the background; the opening does not wait for them
     async with InterpreterPool(1, min_idle=1) as pool:

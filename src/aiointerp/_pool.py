@@ -100,7 +100,10 @@ class InterpreterPool:
     requests: if one fails, the pool is closed and the opening raises
     :class:`~aiointerp.BrokenWorkerError`, the worker's exception as its
     ``__cause__``, without trying again (later calls raise
-    :class:`~aiointerp.PoolClosedError`). Other pools open at once and start their
+    :class:`~aiointerp.PoolClosedError`). The opening goes on if the first caller
+    is cancelled meanwhile (the next one waits for it); ``async with`` cancelled
+    while it waits closes the pool. The wait is not part of a call's ``timeout``.
+    Other pools open at once and start their
     workers in the background; a start failure then fails the call that waited for
     that worker, and the pool tries again after a backoff (logged once, with a
     count of the failures, until a worker starts).
@@ -209,7 +212,13 @@ class InterpreterPool:
     # -- public API
 
     async def __aenter__(self) -> InterpreterPool:
-        await self._ensure_running()
+        opening = self._state is _State.NEW
+        try:
+            await self._ensure_running()
+        except BaseException:
+            if opening:  # it failed or was cancelled: no __aexit__ closes the pool
+                await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -454,25 +463,33 @@ class InterpreterPool:
             )
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
-            if self._open_with and self._state is _State.RUNNING:
-                await self._open()
-            self._ready.set()
+            if self._open_with and self._roster.tg is not None:
+                # a task of the pool's own: a cancelled opener stops only its wait
+                self._roster.tg.start_soon(self._open)
+            else:
+                self._ready.set()
+            await self._ready.wait()
+            if self._start_error is not None:  # the opener raises the cause
+                await self.aclose()
+                raise self._start_error
         if self._state is not _State.RUNNING:  # closed, possibly while we waited
-            raise PoolClosedError(
-                "the InterpreterPool is closed; create a new one"
-                + (": its workers could not start" if self._start_error else "")
-            ) from self._start_error
+            if self._start_error is not None:  # its opening failed
+                raise PoolClosedError(
+                    "the InterpreterPool is closed: its workers could not start"
+                ) from self._start_error
+            raise PoolClosedError("the InterpreterPool is closed; create a new one")
 
     async def _open(self) -> None:
         """Wait until ``_open_with`` workers started; close the pool if one fails."""
         try:
             await self._roster.wait_started(self._open_with)
-        except BaseException as exc:
-            if isinstance(exc, BrokenWorkerError):
-                self._start_error = exc
+        except BrokenWorkerError as exc:
+            self._start_error = exc
+            self._state = _State.CLOSING  # aclose() without its wait: we are a task
+            self._roster.running = False  # of the watcher, which closes the pool
+            self._roster.wake.set()
+        finally:
             self._ready.set()
-            await self.aclose()
-            raise
 
     @ki_protected
     async def _run_watcher(self) -> None:
