@@ -20,6 +20,11 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+def pid() -> int:
+    """The process the call runs in (a child of the Dask worker with kind="process")."""
+    return os.getpid()
+
+
 def count_primes(start: int, stop: int) -> int:
     """Pure-Python CPU work."""
     count = 0

@@ -2,13 +2,16 @@
 
 Run by tests/test_cleanup_matrix.py in a fresh Python per cell::
 
-    python tests/_matrix_cell.py SHAPE BACKEND INTERRUPTS
+    python tests/_matrix_cell.py SHAPE BACKEND INTERRUPTS [KIND]
 
 and prints one JSON object: ``interrupts`` (calls interrupted after their
 handshake), ``calls``, ``by_source`` and ``failures`` (what each failing call wrote).
 A process per cell, because every interrupted interpreter is retired and CPython 3.13
 leaks ~4 MiB per interpreter it destroys (3.13.0 and 3.13.18 alike): the ~3,000 of a
-whole matrix in one process would take 12 GiB.
+whole matrix in one process would take 12 GiB. The cells of ``kind="process"`` leak
+nothing in the host: the test awaits :func:`run_cell` in its own process, and the
+handshake goes through a FIFO (tests/_funcs_matrix.py), which a worker process can
+open by its path.
 
 Each call is cancelled, in turn, by an anyio cancel scope, the event loop's own
 cancellation (``Task.cancel()`` / a trio cancel scope), a deadline, the call's
@@ -30,6 +33,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import _funcs_matrix
 import anyio
 import sniffio
 from benchmarks import _shapes as shapes
@@ -96,24 +100,37 @@ async def _cancel_after_handshake(
 
 
 async def _interrupt_once(
-    pool: InterpreterPool, name: str, source: str, path: Path, fds: tuple[int, int]
+    pool: InterpreterPool,
+    kind: str,
+    name: str,
+    source: str,
+    path: Path,
+    handshake: tuple[int, int | str],
 ) -> bool:
-    """Interrupt one call of shape *name*; return whether it ran past its handshake."""
-    read_fd, write_fd = fds
-    args = (name, write_fd, str(path))
+    """Interrupt one call of shape *name*; return whether it ran past its handshake.
+
+    *handshake*: the fd the cell reads, and what the worker writes to (the pipe's
+    write end for interpreters, the FIFO's path for processes).
+    """
+    read_fd, target = handshake
+    if isinstance(target, str):
+        func: Callable[[str, Any, str], None] = _funcs_matrix.run_shape_via_fifo
+    else:
+        func = shapes.run_shape
+    args = (name, target, str(path))
     if source == "timeout":
         try:
-            await pool.run_sync(shapes.run_shape, *args, timeout=CALL_TIMEOUT)
+            await pool.run_sync(func, *args, timeout=CALL_TIMEOUT)
         except TimeoutError:
             return _took_handshake(read_fd)
         raise AssertionError("the call did not time out")
     if source == "aclose":
-        async with InterpreterPool(1, cancel_grace=HANG) as own:
+        async with InterpreterPool(1, cancel_grace=HANG, kind=kind) as own:
             raised: list[BaseException] = []
 
             async def call() -> None:
                 try:
-                    await own.run_sync(shapes.run_shape, *args)
+                    await own.run_sync(func, *args)
                 except PoolClosedError as exc:
                     raised.append(exc)
 
@@ -123,21 +140,36 @@ async def _interrupt_once(
                 await own.aclose(timeout=0)
             assert len(raised) == 1
         return True
-    await _cancel_after_handshake(
-        lambda: pool.run_sync(shapes.run_shape, *args), read_fd, source
-    )
+    await _cancel_after_handshake(lambda: pool.run_sync(func, *args), read_fd, source)
     return True
 
 
-async def run_cell(name: str, interrupts_wanted: int) -> dict[str, Any]:
-    """Interrupt shape *name* until *interrupts_wanted* calls ran past the handshake."""
+async def run_cell(
+    name: str, interrupts_wanted: int, kind: str = "interpreter"
+) -> dict[str, Any]:
+    """Interrupt shape *name* until *interrupts_wanted* calls ran past the handshake.
+
+    The pool keeps a warm worker in reserve (``min_idle=1``): every interrupted
+    worker is retired, and its successor starts while the next call is prepared.
+    """
     interps = _interp.live_ids()
-    read_fd, write_fd = os.pipe()
     result: dict[str, Any] = {"interrupts": 0, "calls": 0, "failures": []}
     by_source: Counter[str] = Counter()
-    try:
-        with TemporaryDirectory() as tmp:
-            async with InterpreterPool(2, min_idle=1, cancel_grace=HANG) as pool:
+    with TemporaryDirectory() as tmp:
+        handshake: tuple[int, int | str]
+        if kind == "process":
+            fifo = str(Path(tmp) / "handshake")
+            os.mkfifo(fifo)
+            # read and write: never at end of file, whichever worker comes and goes
+            read_fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+            handshake, opened = (read_fd, fifo), [read_fd]
+        else:
+            read_fd, write_fd = os.pipe()
+            handshake, opened = (read_fd, write_fd), [read_fd, write_fd]
+        try:
+            async with InterpreterPool(
+                2, min_idle=1, cancel_grace=HANG, kind=kind
+            ) as pool:
                 while result["interrupts"] < interrupts_wanted:
                     if result["calls"] >= 3 * interrupts_wanted:
                         break  # too many timeouts before the handshake: reported
@@ -146,7 +178,7 @@ async def run_cell(name: str, interrupts_wanted: int) -> dict[str, Any]:
                     result["calls"] += 1
                     with anyio.fail_after(HANG):
                         started = await _interrupt_once(
-                            pool, name, source, path, (read_fd, write_fd)
+                            pool, kind, name, source, path, handshake
                         )
                     lines = path.read_text().splitlines() if path.exists() else []
                     if started:
@@ -166,9 +198,9 @@ async def run_cell(name: str, interrupts_wanted: int) -> dict[str, Any]:
                 }
                 # no interrupt is left over for a later call
                 result["after"] = await pool.run_sync(shapes._step, 1)
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+        finally:
+            for fd in opened:
+                os.close(fd)
     result["by_source"] = dict(by_source)
     result["leaked_interpreters"] = sorted(_interp.live_ids() - interps)
     result["leaked_threads"] = [
@@ -179,8 +211,11 @@ async def run_cell(name: str, interrupts_wanted: int) -> dict[str, Any]:
 
 def main() -> None:
     name, backend, wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    kind = sys.argv[4] if len(sys.argv) > 4 else "interpreter"
     library, options = BACKENDS[backend]
-    result = anyio.run(run_cell, name, wanted, backend=library, backend_options=options)
+    result = anyio.run(
+        run_cell, name, wanted, kind, backend=library, backend_options=options
+    )
     print(json.dumps(result))
 
 

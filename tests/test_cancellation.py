@@ -11,6 +11,7 @@ wherever the code is meant to stop, so that "the caller was released" implies
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
@@ -423,8 +424,9 @@ async def test_checkpoint_raises_after_interrupt_was_swallowed(tmp_path: Path) -
 
 
 async def test_uninterruptible_sleep_is_abandoned_and_quarantined(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, "aiointerp")
     path = tmp_path / "slept"
     async with InterpreterPool(1, cancel_grace=0.1) as pool:
         with pipe() as (read_fd, write_fd):
@@ -465,6 +467,21 @@ async def test_uninterruptible_sleep_is_abandoned_and_quarantined(
         stats = pool.stats()
         assert (stats.abandoned, stats.quarantined, stats.completed) == (1, 0, 1)
         assert stats.retired >= 1
+        # the operator events of the quarantined worker, named and with their fields
+        events = [r for r in caplog.records if hasattr(r, "event")]
+        [quarantined] = [r for r in events if r.event == "worker_quarantined"]
+        assert quarantined.worker_kind == "interpreter"
+        assert quarantined.worker_id == ids[0]
+        assert quarantined.call.endswith("sleeper")
+        assert quarantined.levelno == logging.WARNING
+        retired = [r for r in events if r.event == "worker_retired"]
+        assert any(
+            r.worker_id == ids[0] and r.reason == "abandoned call ended"
+            for r in retired
+        )
+        started = [r.worker_id for r in events if r.event == "worker_started"]
+        assert ids[0] in started
+        assert new_id in started
 
 
 async def test_code_swallowing_interrupts_is_abandoned(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -301,16 +302,20 @@ async def test_interpreter_that_cannot_load_the_function_says_so(
 ) -> None:
     # importable by the worker process, not inside an isolated interpreter
     name = f"needs_psutil_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text("import psutil\n\ndef f(x):\n    return x\n")
+    # (f uses psutil: sent by value, it still needs it)
+    (tmp_path / f"{name}.py").write_text(
+        "import psutil\n\ndef f(x):\n    return psutil.__name__, x\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     module = __import__(name)
     async with dask_cluster(False) as d:
         future = d.client.submit(in_interpreter(module.f), 1)
         with pytest.raises(ImportError, match="subinterpreters") as info:
             await d.result(future)
-        notes = "".join(info.value.__notes__)
-        assert "the worker process loaded" in notes
-        assert "isolated interpreter could not" in notes
+        message = str(info.value)
+        assert message.startswith(f"loading {name}.f imports psutil.")
+        assert "also when sent by value" in message
+        assert "kind='auto'" in message
 
 
 async def test_timeout_raises_timeout_error_through_dask(tmp_path: Path) -> None:
@@ -414,6 +419,53 @@ async def test_unregistering_the_plugin_fails_running_calls(tmp_path: Path) -> N
                 await d.result(future)
 
 
+# -- kind="process" ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("processes", KINDS)
+async def test_plugin_of_kind_process_runs_and_interrupts_calls_in_child_processes(
+    processes: bool, tmp_path: Path
+) -> None:
+    async with dask_cluster(processes, plugin=InterpreterPlugin(kind="process")) as d:
+        ((_, _, worker_pid),) = await d.run(funcs.profiler_state)
+        call_pid = await d.result(
+            d.client.submit(in_interpreter(funcs.pid), pure=False)
+        )
+        assert call_pid not in (worker_pid, os.getpid())  # a child of the worker
+        with fifos(tmp_path) as (started, stopped, r_started, r_stopped):
+            future = d.client.submit(
+                in_interpreter(funcs.spin), started, stopped, pure=False
+            )
+            await wait_for(r_started, "started")
+            await d.call(d.client.cancel, future)
+            await wait_for(
+                r_stopped, "stopped"
+            )  # interrupted in place, its finally ran
+        # the worker's only thread slot is free again
+        assert await d.result(d.client.submit(in_interpreter(funcs.add), 3, 4)) == 7
+        (stats,) = await d.run(funcs.pool_stats)
+        assert stats == (0, 2, 0, 1, 0)  # busy, completed, failed, cancelled, abandoned
+        assert await d.run(funcs.live_interpreters) == [0]  # processes only
+
+
+@pytest.mark.parametrize(
+    ("kind", "recipient"),
+    [("interpreter", "an isolated interpreter"), ("process", "a child process")],
+)
+async def test_unshareable_arguments_say_where_they_were_going(
+    kind: str, recipient: str
+) -> None:
+    from aiointerp.dask import _call
+
+    async with aiointerp.InterpreterPool(1, kind=kind) as pool:
+        with pytest.raises(NotShareableError) as info:
+            await _call(pool, funcs.add, (threading.Lock(), 1), None, "add", "tcp://w")
+    notes = "".join(info.value.__notes__)
+    assert f"the worker process loaded add, but it cannot be passed to {recipient}" in (
+        notes
+    )
+
+
 # -- Dask's profiler ----------------------------------------------------------------------
 
 
@@ -435,6 +487,20 @@ FAST_PROFILER = {
     "distributed.worker.profile.interval": "1ms",
     "distributed.worker.profile.cycle": "2ms",
 }
+
+
+async def test_plugin_of_kind_process_leaves_the_profiler_on() -> None:
+    """No subinterpreter runs in the worker: the profiler stays on, on every Python."""
+    enabled = {"distributed.worker.profile.enabled": True, **FAST_PROFILER}
+    with dask.config.set(enabled):
+        async with dask_cluster(True, plugin=InterpreterPlugin(kind="process")) as d:
+            futures = d.client.map(
+                in_interpreter(funcs.work_for), [0.05] * 10, pure=False
+            )
+            assert all(n > 0 for n in await d.gather(futures))
+            ((thread, callbacks, _),) = await d.run(funcs.profiler_state)
+            assert (thread, callbacks) == (True, True)
+            assert await d.run(funcs.live_interpreters) == [0]
 
 
 @pytest.mark.parametrize("processes", KINDS)
@@ -618,5 +684,17 @@ def test_public_names() -> None:
     assert list(inspect.signature(DaskPool).parameters) == ["client", "timeout"]
     with pytest.raises(ValueError, match="min_idle"):
         InterpreterPlugin(max_workers=1, min_idle=2)
+    with pytest.raises(ValueError, match="kind must be"):
+        InterpreterPlugin(kind="thread")
+    params = inspect.signature(InterpreterPlugin).parameters
+    assert list(params) == ["max_workers", "kind", "pool_options"]
+    assert (params["kind"].kind, params["kind"].default) == (
+        inspect.Parameter.KEYWORD_ONLY,
+        "interpreter",
+    )
+    # Dask pickles the plugin to each worker: the kind goes along
+    plugin = pickle.loads(pickle.dumps(InterpreterPlugin(2, kind="process")))
+    assert (plugin._max_workers, plugin._kind) == (2, "process")
+    assert repr(plugin) == "InterpreterPlugin(max_workers=2, kind='process')"
     # without max_workers (the worker's nthreads) any min_idle may fit
     assert InterpreterPlugin(min_idle=2)._options == {"min_idle": 2}

@@ -2,6 +2,8 @@
 
 These tests are synchronous (the executor is for sync code); run_in_executor is
 tested on asyncio loops (asyncio's and uvloop's), the only loops with that API.
+``kind="process"`` executors hand-shake through FIFOs (a worker process inherits
+none of the test's pipes), as tests/test_process_workers.py does.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import CancelledError, Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import _funcs_batch as fb
 import _funcs_integrations as funcs
+import _funcs_process as fp
 import pytest
-from _handshake import ready_byte
+from _handshake import ready_byte, text
 from conftest import child_env
 
 import aiointerp
@@ -86,6 +90,8 @@ def test_invalid_options() -> None:
         aiointerp.InterpreterExecutor(0)
     with pytest.raises(ValueError, match="cancel_grace"):
         aiointerp.InterpreterExecutor(1, cancel_grace=-1)
+    with pytest.raises(ValueError, match="kind must be"):
+        aiointerp.InterpreterExecutor(1, kind="thread")
     assert aiointerp.InterpreterExecutor.__module__ == "aiointerp"
 
 
@@ -682,3 +688,109 @@ def test_map_chunksize_with_buffersize() -> None:
             return
         results = executor.map(fb.times_ten, range(30), chunksize=4, buffersize=2)
         assert list(results) == [10 * x for x in range(30)]
+
+
+# -- kind="process" --------------------------------------------------------------------
+
+
+@contextmanager
+def fifo(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A FIFO for handshakes: its path for the worker, a non-blocking fd for the test."""
+    path = tmp_path / "handshake"
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # never at EOF: we hold a writer
+    try:
+        yield str(path), fd
+    finally:
+        os.close(fd)
+
+
+async def pid_from(fd: int) -> int:
+    """Wait on the running asyncio loop for the pid a worker wrote on the FIFO."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, readable.set_result, None)
+    try:
+        async with asyncio.timeout(60):  # hang guard
+            await readable
+    finally:
+        loop.remove_reader(fd)
+    return int.from_bytes(os.read(fd, 8), "little")
+
+
+def pid_written(fd: int) -> int:
+    """Block (hang guard: 60 s) until a worker wrote its pid on the FIFO."""
+    import select
+
+    assert select.select([fd], [], [], 60)[0], "no handshake"
+    return int.from_bytes(os.read(fd, 8), "little")
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_run_in_executor_in_processes(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    async def main(executor: aiointerp.InterpreterExecutor) -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        squares = await asyncio.gather(
+            *(loop.run_in_executor(executor, funcs.square, x) for x in range(4))
+        )
+        pids = await asyncio.gather(
+            *(loop.run_in_executor(executor, fp.pid) for _ in range(4))
+        )
+        return squares, pids
+
+    with aiointerp.InterpreterExecutor(2, kind="process") as executor:
+        squares, pids = run_on(loop_factory, lambda: main(executor))
+    assert squares == [0, 1, 4, 9]
+    assert os.getpid() not in pids
+    assert 1 <= len(set(pids)) <= 2  # warm processes, reused
+
+
+@pytest.mark.parametrize("loop_factory", _loop_factories())
+def test_cancelled_run_in_executor_interrupts_the_process(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    path = tmp_path / "finally"
+
+    async def main(
+        executor: aiointerp.InterpreterExecutor, name: str, fd: int
+    ) -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(
+            loop.run_in_executor(executor, fp.spin, name, str(path))
+        )
+        spun = await pid_from(fd)  # it runs
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the only slot: free once the code stopped, in a new process
+        return spun, await loop.run_in_executor(executor, fp.pid)
+
+    with (
+        aiointerp.InterpreterExecutor(
+            1, cancel_grace=30, interrupt_on_cancel=True, kind="process"
+        ) as executor,
+        fifo(tmp_path) as (name, fd),
+    ):
+        spun, after = run_on(loop_factory, lambda: main(executor, name, fd))
+    assert spun != after
+    assert text(path) == "finally\n"  # interrupted in place: its cleanup ran
+
+
+def test_process_that_ignores_the_cancel_is_killed_after_cancel_grace(
+    tmp_path: Path,
+) -> None:
+    with (
+        aiointerp.InterpreterExecutor(
+            1, cancel_grace=0.2, interrupt_on_cancel=True, kind="process"
+        ) as executor,
+        fifo(tmp_path) as (name, fd),
+    ):
+        future = executor.submit(fp.sleep_forever, name)
+        stuck = pid_written(fd)
+        assert future.cancel()
+        with pytest.raises(CancelledError):
+            future.result(timeout=60)  # released after cancel_grace: it was killed
+        # the slot is free at once (an interpreter would hold it until it returned)
+        assert executor.submit(fp.pid).result(timeout=60) != stuck

@@ -57,3 +57,31 @@ def test_clean_shutdown_on_sigint(tmp_path: Path) -> None:
     assert code == 0, log
     assert "Application shutdown complete" in log
     assert_clean_log(log)
+
+
+async def test_functions_of_the_app_module_and_pillow_run_through_auto(
+    server: Server,
+) -> None:
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        # defined in the app's module, which imports FastAPI: by value, in an
+        # interpreter (the HTTP 500 of a first FastAPI app is gone)
+        response = await client.get("/digest", params={"text": "hi", "rounds": 3})
+        assert response.status_code == 200, response.text
+        expected = hashlib.sha256(b"hi").digest()
+        for _ in range(3):
+            expected = hashlib.sha256(expected).digest()
+        assert response.json() == {"digest": expected.hex()}
+        # Pillow refuses subinterpreters: a worker process makes the thumbnail
+        response = await client.get("/thumbnail", params={"size": 64})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"
+        stats = (await client.get("/stats")).json()
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (64, 64)
+    assert stats["processes"] >= 1
+    assert stats["interpreters"] >= 1

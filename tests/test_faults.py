@@ -8,7 +8,6 @@ Real interpreters, real event loops (asyncio, uvloop and trio).
 from __future__ import annotations
 
 import logging
-import operator
 import os
 from collections.abc import Iterator
 
@@ -77,9 +76,12 @@ async def test_a_thread_left_running_does_not_hold_the_slot(
     # (the autouse no_leaks fixture waits for it and checks nothing is left)
 
 
-async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> None:
+async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     import _funcs_core as core
 
+    caplog.set_level(logging.DEBUG, "aiointerp")
     started_r, started_w = os.pipe()
     release_r, release_w = os.pipe()
     try:
@@ -104,6 +106,11 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
                     assert pool.stats().waiting == 1  # the waiting call is unaffected
                     os.write(release_w, b"xx")  # both calls run to their end
             assert sorted(r[0] for r in results) == [1, 2]  # type: ignore[index]
+            assert pool.stats().shed == 1
+            [shed] = [
+                r for r in caplog.records if getattr(r, "event", "") == "call_shed"
+            ]
+            assert (shed.waiting, shed.worker_kind, shed.worker_id) == (1, None, None)
             with pytest.raises(ValueError, match="max_waiting"):
                 InterpreterPool(1, max_waiting=-1)
     finally:
@@ -111,27 +118,14 @@ async def test_max_waiting_sheds_the_next_call_and_spares_the_waiting_ones() -> 
             os.close(fd)
 
 
-async def test_max_waiting_0_sheds_only_when_no_worker_can_come() -> None:
+async def test_max_waiting_zero_never_sheds_a_call_a_worker_is_started_for() -> None:
     import _funcs_core as core
 
-    started_r, started_w = os.pipe()
-    release_r, release_w = os.pipe()
-    try:
-        # no idle worker: each call waits for one the pool starts for it (not shed)
-        async with InterpreterPool(2, max_waiting=0) as pool:
-            assert await pool.run_sync(operator.add, 1, 2) == 3
-            with anyio.fail_after(HANG_GUARD):
-                async with anyio.create_task_group() as tg:
-                    for tag in (1, 2):  # the second starts a second worker
-                        tg.start_soon(
-                            pool.run_sync, core.hold, tag, started_w, release_r
-                        )
-                    for _ in range(2):
-                        await anyio.wait_readable(started_r)
-                        os.read(started_r, 1)
-                    with pytest.raises(PoolBusyError, match="max_waiting=0"):
-                        await pool.run_sync(operator.add, 1, 2)  # both busy: shed
-                    os.write(release_w, b"xx")
-    finally:
-        for fd in (started_r, started_w, release_r, release_w):
-            os.close(fd)
+    # a cold pool: no worker yet, but room to start one for each of two callers
+    async with InterpreterPool(2, max_waiting=0) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                for tag in (1, 2):
+                    tg.start_soon(pool.run_sync, core.identity, tag)
+        stats = pool.stats()
+    assert (stats.completed, stats.shed) == (2, 0)

@@ -403,12 +403,18 @@ async def test_initializer_failure_backs_off_then_recovers(
         # spins would try dozens of times. A slow machine only makes fewer tries.
         assert count() <= 9
         assert pool.stats().created == 1
-        failures = [
-            r.getMessage()
+        failed = [
+            r
             for r in caplog.records
-            if "could not start a worker interpreter" in r.getMessage()
+            if getattr(r, "event", "") == "worker_start_failed"
         ]
-        assert len(failures) == 1  # logged once; the next ones are counted
+        assert (
+            failed[0].getMessage().startswith("could not start an interpreter worker")
+        )
+        assert failed[0].levelno == logging.WARNING  # the first; the next ones: DEBUG
+        assert (failed[0].failures, failed[0].worker_kind) == (1, "interpreter")
+        assert failed[0].backoff > 0
+        assert isinstance(failed[0].error, BrokenWorkerError)
 
         marker.unlink()
         await wait_for(lambda: pool.stats().idle == 1, "recovery after the backoff")

@@ -134,3 +134,26 @@ def test_unguarded_main_script_runs_once_per_worker() -> None:
     # three calls through one worker: the script ran there once, each call got the error
     done = _run_unguarded("path", "asyncio", calls=3)
     _assert_one_clear_error(done, "path", "asyncio", calls=3)
+
+
+def test_main_script_that_imports_fastapi_goes_by_value() -> None:
+    # re-running the script in an interpreter imports pydantic_core, which refuses:
+    # its function goes by value (cloudpickle), in an interpreter of this process
+    output = _run(str(SCRIPTS / "web_main.py"))
+    digest = "4e074085"
+    assert (
+        output.splitlines()
+        == [f"{kind} {digest} this process 1 0" for kind in ("interpreter", "auto")] * 2
+    )
+
+
+def test_main_script_that_imports_fastapi_without_cloudpickle() -> None:
+    output = _run(str(SCRIPTS / "web_main.py"), "no-cloudpickle")
+    assert (
+        output.splitlines()
+        == [
+            "interpreter ImportError pydantic_core._pydantic_core",
+            "auto 4e074085 another process 0 1",
+        ]
+        * 2
+    )

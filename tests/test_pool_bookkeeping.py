@@ -29,7 +29,7 @@ class FakeWorker:
     def __init__(self, fakes: Fakes) -> None:
         self.fakes = fakes
         self.interp_id = next(fakes.ids)
-        self.kind = "fake"
+        self.kind = "interpreter"  # the kind the pool asks its roster for
         self.lingering: tuple[str, ...] = ()
         self.job_id = 0
         self.job_label = ""

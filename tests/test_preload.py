@@ -86,10 +86,35 @@ async def test_a_module_refused_by_interpreters_loads_in_processes() -> None:
         async with InterpreterPool(1, preload=("_preload_refused",)):
             pytest.fail("the pool opened")
     assert "could not import '_preload_refused' (preload)" in str(info.value)
-    assert "does not support loading in subinterpreters" in str(info.value)
+    assert "which does not support subinterpreters" in str(info.value)
     assert type(info.value.__cause__) is ImportError
     async with InterpreterPool(1, kind="process", preload=("_preload_refused",)) as p:
         assert await p.run_sync(f.loaded, "_preload_refused")
+
+
+async def test_a_real_refusal_names_the_module_and_the_way_out() -> None:
+    # readline refuses subinterpreters (single-phase initialisation)
+    with anyio.fail_after(HANG_GUARD), pytest.raises(BrokenWorkerError) as info:
+        async with InterpreterPool(1, preload=("readline",)):
+            pytest.fail("the pool opened")
+    assert "could not import 'readline' (preload)" in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(cause, ImportError)
+    assert str(cause).startswith("the pool's preload imports readline, which does")
+    assert "kind='process'" in str(cause)
+
+
+async def test_auto_runs_everything_in_processes_when_preload_refuses_interpreters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aiointerp")
+    with anyio.fail_after(HANG_GUARD):
+        async with InterpreterPool(2, kind="auto", preload=("readline",)) as pool:
+            assert await pool.run_sync(f.loaded, "readline")
+            stats = pool.stats()
+    assert (stats.interpreters, stats.processes, stats.failed) == (0, 1, 0)
+    [dropped] = [r for r in caplog.records if getattr(r, "event", "") == "kind_dropped"]
+    assert (dropped.worker_kind, dropped.refused_module) == ("interpreter", "readline")
 
 
 async def test_the_first_call_opens_the_pool_and_fails_fast() -> None:

@@ -64,8 +64,7 @@ async def wait_gone(pid: int) -> None:
 def test_kind_is_validated() -> None:
     with pytest.raises(ValueError, match="kind must be"):
         InterpreterPool(kind="thread")
-    with pytest.raises(NotImplementedError, match="auto"):
-        InterpreterPool(kind="auto")
+    InterpreterPool(kind="auto")  # no worker exists before the first use
 
 
 async def test_round_trip() -> None:
@@ -164,7 +163,9 @@ async def test_timeout_interrupts(tmp_path: Path) -> None:
         assert pool.stats().timed_out == 1
 
 
-async def test_kill_after_grace(tmp_path: Path) -> None:
+async def test_kill_after_grace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with InterpreterPool(1, kind="process", cancel_grace=0.2) as pool:
         with fifo(tmp_path) as (name, fd):
             with anyio.CancelScope() as scope:
@@ -184,6 +185,9 @@ async def test_kill_after_grace(tmp_path: Path) -> None:
         with anyio.fail_after(HANG):
             assert await pool.run_sync(funcs.pid) != pids[0]
         await wait_gone(pids[0])
+    [killed] = [r for r in caplog.records if getattr(r, "event", "") == "worker_killed"]
+    assert (killed.worker_kind, killed.worker_id) == ("process", pids[0])
+    assert killed.call.endswith("sleep_forever")
 
 
 @pytest.mark.parametrize(

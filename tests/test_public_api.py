@@ -97,6 +97,9 @@ def test_pool_stats_fields() -> None:
         "cancelled",
         "timed_out",
         "abandoned",
+        "shed",
+        "interpreters",
+        "processes",
     ]
 
 
@@ -128,6 +131,22 @@ def test_signatures() -> None:
     assert all(p.kind is keyword_only for p in list(init.values())[1:])
     close = inspect.signature(aiointerp.InterpreterPool.aclose).parameters
     assert (close["timeout"].kind, close["timeout"].default) == (keyword_only, 5.0)
+    executor = inspect.signature(aiointerp.InterpreterExecutor).parameters
+    assert list(executor) == [
+        "max_workers",
+        "initializer",
+        "initargs",
+        "cancel_grace",
+        "min_idle",
+        "idle_timeout",
+        "max_tasks_per_worker",
+        "interrupt_on_cancel",
+        "forward_logging",
+        "kind",
+    ]
+    assert all(p.kind is keyword_only for p in list(executor.values())[1:])
+    # the default kind is the pool's
+    assert executor["kind"].default == init["kind"].default == "interpreter"
 
 
 @pytest.mark.parametrize(

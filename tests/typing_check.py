@@ -68,6 +68,15 @@ async def check_pool() -> None:
     aiointerp.InterpreterPool(2, 1)  # type: ignore[call-arg]
 
 
+def check_executor() -> None:
+    with aiointerp.InterpreterExecutor(
+        2, interrupt_on_cancel=True, kind="process"
+    ) as executor:
+        assert_type(executor, aiointerp.InterpreterExecutor)
+        assert_type(executor.submit(add, 1, 2).result(), int)
+        executor.submit(add, 1, "2")  # type: ignore[arg-type]
+
+
 def check_errors(error: aiointerp.RemoteError, tb: aiointerp.RemoteTraceback) -> None:
     assert_type(error.type_name, str)
     assert_type(error.message, str)

@@ -124,7 +124,10 @@ class SignalReader:
             try:
                 return os.read(self._fd, 1)
             except BlockingIOError:
-                await anyio.wait_readable(self._fd)
+                pass
+            # awaited outside the handler: a Ctrl-C or a cancel raised while it waits
+            # must not carry the BlockingIOError as its context
+            await anyio.wait_readable(self._fd)
 
     def close(self) -> None:
         """Stop watching the fd (it is not closed); call on the event loop thread."""
@@ -236,8 +239,10 @@ class FrameReader(SignalReader):
         """Append what the pipe holds to the buffer (at least a byte, or EOF)."""
         while True:
             try:
-                data = os.read(self._fd, _CHUNK)
+                data: bytes | None = os.read(self._fd, _CHUNK)
             except BlockingIOError:
+                data = None
+            if data is None:  # awaited outside the handler, as in SignalReader.read
                 await anyio.wait_readable(self._fd)
                 continue
             if not data:

@@ -34,6 +34,7 @@ from importlib import metadata
 from typing import Any, Final, Literal
 
 from ._defects import Defect, defects_of, free_threaded_refusal
+from ._refusal import PATTERN
 
 __all__ = [
     "CheckResult",
@@ -160,12 +161,8 @@ def probe(name):
 open_queue({qid!r})[0](probe({module!r}))
 """
 
-#: What CPython (``does not support loading in subinterpreters``), PyO3 (``do not
-#: yet support subinterpreters``) and Cython (``Interpreter change detected``) say
-#: when an extension module refuses an isolated interpreter.
-_REFUSAL: Final = (
-    r"subinterpreter|interpreter change detected|one interpreter per process"
-)
+#: What the refusals of an isolated interpreter say (see :mod:`aiointerp._refusal`).
+_REFUSAL: Final = PATTERN
 
 
 def is_module_name(name: str) -> bool:

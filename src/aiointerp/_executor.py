@@ -204,8 +204,13 @@ class InterpreterExecutor(Executor):
     :param forward_logging: hand the log records and warnings of the calls to this
         process's :mod:`logging` and :mod:`warnings` (see
         :class:`~aiointerp.InterpreterPool`)
+    :param kind: what runs the calls, as for :class:`~aiointerp.InterpreterPool`:
+        ``"interpreter"`` (the default: subinterpreters of this process) or
+        ``"process"`` (warm child processes, where every extension module loads;
+        a call that does not stop within ``cancel_grace`` after it was interrupted
+        is killed with its process, and its slot freed at once)
     :raises ValueError: ``max_workers`` is not positive, or another option is
-        out of range
+        out of range, or ``kind`` is unknown
 
     .. rubric:: Cancellation
 
@@ -251,6 +256,7 @@ class InterpreterExecutor(Executor):
         max_tasks_per_worker: int | None = None,
         interrupt_on_cancel: bool = False,
         forward_logging: bool = True,
+        kind: str = "interpreter",
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -264,6 +270,7 @@ class InterpreterExecutor(Executor):
             initargs=initargs,
             cancel_grace=cancel_grace,
             forward_logging=forward_logging,
+            kind=kind,
         )
         self._lock = threading.RLock()  # future.cancel() runs _on_done
         self._shutdown = False

@@ -113,6 +113,9 @@ class _Loop:
         self.state.settle = self.interrupter.settle
         #: threads started by calls: ident -> the function that started it
         self.thread_owners: dict[int, str] = {}
+        #: modules may refuse to load here: a subinterpreter (which shares the
+        #: host's fds), not a process's main interpreter
+        self.refusals = spill
 
     def loads(self, blob: bytes) -> Any:
         try:
@@ -140,11 +143,16 @@ class _Loop:
         state.injected = False
         state.job_id = job_id  # armed: from here the watchdog may interrupt this job
         threads = threading.active_count()
+        func = None
         try:
             func = self.func(job.func)
             args = _bigwire.decode_args(job.args_mode, job.args, self.loads)
         except Exception as exc:
+            stage = _protocol.ARGUMENTS if func is not None else _protocol.FUNCTION
             if not isinstance(exc, UnguardedMainError):  # that one says it all
+                refused = self.refused(job_id, exc, stage)
+                if refused is not None:
+                    return refused
                 exc.add_note(_LOAD_NOTE)
             return self.failed(job_id, exc)
         try:
@@ -179,7 +187,27 @@ class _Loop:
         }
         return tuple(sorted(labels))
 
-    def failed(self, job_id: int, exc: BaseException) -> Outcome:
+    def refused(self, job_id: int, exc: BaseException, stage: str) -> Outcome | None:
+        """The outcome of a refusal of subinterpreters by a module; else ``None``."""
+        if not self.refusals or not isinstance(exc, Exception):
+            return None
+        from . import _exceptions, _refusal
+
+        found = _refusal.find(exc)
+        if found is None:
+            return None
+        try:
+            encoded = _exceptions.encode(exc)
+        except Exception:  # pragma: no cover - a defect of ours: raised as it is
+            return None
+        tb = _transport.user_traceback(exc.__traceback__, __file__)
+        text = _transport.format_remote(exc, tb)
+        value = (encoded, found[0], found[1], stage)
+        return Outcome(job_id, _protocol.REFUSED, value, text, False)
+
+    def failed(
+        self, job_id: int, exc: BaseException, stage: str = _protocol.CALL
+    ) -> Outcome:
         if isinstance(exc, Interrupted):
             # the host discards this text when it cancelled the call; formatting a
             # traceback in a fresh interpreter costs milliseconds of cancel latency
@@ -188,6 +216,10 @@ class _Loop:
         if isinstance(exc, UnguardedMainError):  # where the script used aiointerp
             text = exc.worker_traceback
             return Outcome._make(_transport.encode_exception(job_id, exc, text))
+        if isinstance(exc, ImportError):
+            refused = self.refused(job_id, exc, stage)
+            if refused is not None:
+                return refused
         tb = _transport.user_traceback(exc.__traceback__, __file__)
         text = _transport.format_remote(exc, tb)
         return Outcome._make(_transport.encode_exception(job_id, exc, text))
@@ -227,7 +259,7 @@ class _Loop:
                 __import__(name)
             except BaseException as exc:
                 exc.add_note(PRELOAD_NOTE.format(name))
-                channel.send(INIT_FAILED, self.failed(0, exc))
+                channel.send(INIT_FAILED, self.failed(0, exc, _protocol.PRELOAD))
                 return False
         return True
 
@@ -237,7 +269,7 @@ class _Loop:
             initializer, initargs = self.loads(init_blob)
             _call(initializer, initargs)
         except BaseException as exc:
-            channel.send(INIT_FAILED, self.failed(0, exc))
+            channel.send(INIT_FAILED, self.failed(0, exc, _protocol.INITIALIZER))
             return False
         return True
 

@@ -144,6 +144,9 @@ class _Main:
                 namespace = runpy.run_path(target, run_name="__mp_main__")
         except Exception:
             if _nested_use is None:
+                # it failed (a module it imports refused this interpreter...): the
+                # next pickle that needs __main__ runs it again, and fails the same
+                self.loaded = False
                 raise
             # what the refusal became in the script (wrapped, caught...) is noise
         finally:

@@ -18,8 +18,9 @@ from . import _bigvalues, _bigwire, _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._interpreter import InterpreterWorker
-from ._protocol import INTERRUPTED, Job, Outcome
+from ._protocol import INTERRUPTED, REFUSED, Job, Outcome
 from ._roster import Roster
+from ._routing import Router, refusal_error
 from ._stats import PoolStats
 from ._validate import reject_async
 from ._worker import Worker, worker_config
@@ -32,7 +33,7 @@ T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
 _job_ids = itertools.count(1)
-_KINDS = ("interpreter", "process")
+_KINDS = ("interpreter", "process", "auto")
 
 
 class _State(Enum):
@@ -75,19 +76,26 @@ class InterpreterPool:
         ``False`` leaves the interpreters' logging unconfigured, as CPython does
     :param max_waiting: shed load: when this many callers already wait for a
         worker, a new call raises :class:`~aiointerp.PoolBusyError` at once instead
-        of queueing (the waiting ones are unaffected); ``None`` (the default)
-        queues every caller
+        of queueing (the waiting ones are unaffected); callers for which a worker
+        is being started (fewer than ``max_workers`` exist) do not count.
+        ``None`` (the default) queues every caller
     :param kind: what runs the calls: ``"interpreter"`` (subinterpreters, own
-        GIL, in this process) or ``"process"`` (child processes: every extension
+        GIL, in this process), ``"process"`` (child processes: every extension
         module loads there, and code that does not stop within ``cancel_grace``
-        after it was interrupted is killed, its slot freed at once)
+        after it was interrupted is killed, its slot freed at once) or ``"auto"``
+        (each function where it loads, cheapest first: an interpreter, by
+        reference, then by value; else a process; remembered per function).
+        ``max_workers`` bounds the workers of every kind together; ``min_idle``
+        keeps interpreters warm under ``"auto"``. A function whose module refuses
+        subinterpreters (it imports FastAPI, hence pydantic_core) is sent by value
+        (with cloudpickle) under ``"interpreter"`` too; see the worker kinds page
+        of the documentation
     :param preload: names of modules that every new worker imports, in this
         order, before the ``initializer`` runs and before it serves calls (your
         CPU-bound module, and what it imports: the first call does not pay for
         them). A module that cannot be imported is reported as for a failing
         ``initializer``, its name in the message
     :raises ValueError: an option is out of range, or ``kind`` is unknown
-    :raises NotImplementedError: ``kind="auto"`` (not available yet)
     :raises TypeError: ``initializer`` is async or not callable, or ``preload``
         is a string or holds something else than strings
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
@@ -140,13 +148,10 @@ class InterpreterPool:
         kind: str = "interpreter",
         preload: Iterable[str] = (),
     ) -> None:
-        if kind == "auto":
-            raise NotImplementedError(
-                'kind="auto" is not implemented yet; use kind="interpreter" or '
-                'kind="process"'
-            )
         if kind not in _KINDS:
-            raise ValueError(f'kind must be "interpreter" or "process", not {kind!r}')
+            raise ValueError(
+                f'kind must be "interpreter", "process" or "auto", not {kind!r}'
+            )
         _defects.refuse_free_threaded()
         if max_workers is None:
             max_workers = os.cpu_count() or 1
@@ -183,6 +188,7 @@ class InterpreterPool:
                 f"initializer {_transport.describe(initializer)}",
             )
         self._kind = kind
+        self._router = Router(kind)
         self._max_workers = max_workers
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
@@ -193,6 +199,7 @@ class InterpreterPool:
         self._start_error: BrokenWorkerError | None = None
         self._roster = Roster(
             self._make_worker,
+            kinds=("interpreter", "process") if kind == "auto" else (kind,),
             max_workers=max_workers,
             min_idle=min_idle,
             idle_timeout=idle_timeout,
@@ -271,11 +278,11 @@ class InterpreterPool:
         await self._ensure_running()
         if timeout is None:
             job = Job(next(_job_ids), None, func_blob, args_mode, payload)
-            return await self._call(job, func, None)  # type: ignore[no-any-return]
+            return await self._run(job, func, None)  # type: ignore[no-any-return]
         deadline = time.monotonic() + timeout
         job = Job(next(_job_ids), deadline, func_blob, args_mode, payload)
         with anyio.move_on_after(timeout) as scope:
-            return await self._call(job, func, scope)  # type: ignore[no-any-return]
+            return await self._run(job, func, scope)  # type: ignore[no-any-return]
         raise TimeoutError(
             f"{_transport.describe(func)} did not finish within {timeout} s "
             "and was interrupted"
@@ -330,6 +337,9 @@ class InterpreterPool:
             cancelled=self._cancelled,
             timed_out=self._timed_out,
             abandoned=roster.abandoned,
+            shed=roster.shed,
+            interpreters=roster.live_of("interpreter"),
+            processes=roster.live_of("process"),
         )
 
     def map(
@@ -423,8 +433,8 @@ class InterpreterPool:
 
     # -- lifecycle
 
-    def _make_worker(self) -> Worker:
-        if self._kind == "process":
+    def _make_worker(self, kind: str) -> Worker:
+        if kind == "process":
             from ._process import ProcessWorker
 
             return ProcessWorker(self._config)
@@ -454,7 +464,8 @@ class InterpreterPool:
             await self._ready.wait()
         elif self._state is _State.NEW:
             _mainscript.refuse_nested_use()
-            _defects.warn_once()
+            if self._kind != "process":  # the defects are of subinterpreters
+                _defects.warn_once()
             self._state = _State.RUNNING
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
@@ -507,14 +518,48 @@ class InterpreterPool:
 
     # -- one call
 
-    @ki_protected
-    async def _call(
+    async def _run(
         self, job: Job, func: object, timeout: anyio.CancelScope | None
     ) -> Any:
-        """Take a worker, run *job* there, give the worker back; decode the outcome."""
+        """Run *job* where its function can run (see :mod:`aiointerp._routing`)."""
+        key = job.func
+        route = self._router.route(key)
+        while True:
+            if route.by_value is not None:
+                job = job._replace(func=route.by_value)
+            outcome = await self._call(job, func, timeout, route.kind)
+            if outcome.status != REFUSED:
+                # no await since the worker was released (see _call)
+                return await self._result(outcome, job, func)
+            stage = outcome.value[3]
+            next_route = self._router.after_refusal(key, func, stage, route)
+            if next_route is None:
+                self._failed += 1
+                raise refusal_error(
+                    outcome.value, outcome.text, func, route, self._kind
+                )
+            logger.debug(
+                "%s: a module refused subinterpreters (%s); sending it to %s%s",
+                _transport.describe(func),
+                outcome.value[1],
+                next_route.kind,
+                " by value" if next_route.by_value else "",
+            )
+            route = next_route
+            job = job._replace(job_id=next(_job_ids), func=key)
+
+    @ki_protected
+    async def _call(
+        self, job: Job, func: object, timeout: anyio.CancelScope | None, kind: str
+    ) -> Outcome:
+        """Take a worker of *kind*, run *job* there, give the worker back.
+
+        Returns the outcome, to be decoded at once (:meth:`_result`): the worker may
+        be handed to another caller before that, so nothing may await in between.
+        """
         roster = self._roster
         try:
-            worker = await roster.acquire()
+            worker = await roster.acquire(kind)
         except BaseException as exc:
             self._count_failure(exc, timeout)
             raise
@@ -549,7 +594,7 @@ class InterpreterPool:
         roster.release(worker)
         # the worker may be handed to a waiter now: decode_result takes what it needs
         # of the worker (a big result's file) before its first await
-        return await self._result(outcome, job, func)
+        return outcome
 
     async def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
         if outcome.status == INTERRUPTED and job.deadline is not None:

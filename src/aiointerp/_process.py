@@ -54,7 +54,7 @@ class WorkerExited(Exception):
 
 
 def describe_status(returncode: int | None) -> str:
-    """``exited with status 3``, ``killed by signal 9 (SIGKILL)``..."""
+    """``exited with status 3``, ``was killed by signal 9 (SIGKILL)``..."""
     if returncode is None:
         return "closed its pipes but did not exit"
     if returncode >= 0:
@@ -63,8 +63,8 @@ def describe_status(returncode: int | None) -> str:
     try:
         name = signal.Signals(number).name
     except ValueError:
-        return f"killed by signal {number}"
-    return f"killed by signal {number} ({name})"
+        return f"was killed by signal {number}"
+    return f"was killed by signal {number} ({name})"
 
 
 class ProcessWorker(Worker):
@@ -99,7 +99,9 @@ class ProcessWorker(Worker):
         link = self._link
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_ROOT]
+                # -X dev, -O, -W...: the host's options, as multiprocessing passes
+                [sys.executable, *subprocess._args_from_interpreter_flags()]  # type: ignore[attr-defined]
+                + ["-c", _BOOTSTRAP, _PACKAGE_ROOT]
                 + [str(fd) for fd in link.child_fds],
                 stdin=subprocess.DEVNULL,
                 pass_fds=link.child_fds,

@@ -47,9 +47,13 @@ if TYPE_CHECKING:
     from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "ARGUMENTS",
+    "CALL",
     "CONFIG",
     "DONE",
     "EXITED",
+    "FUNCTION",
+    "INITIALIZER",
     "INIT_FAILED",
     "INTERRUPTED",
     "JOB",
@@ -60,10 +64,12 @@ __all__ = [
     "OK_PICKLED",
     "OK_SHARED",
     "PICKLED",
+    "PRELOAD",
     "QUIT",
     "RAISED",
     "RAISED_RAW",
     "READY",
+    "REFUSED",
     "SHARED",
     "STOP_WATCHDOG",
     "UNSENDABLE",
@@ -101,6 +107,17 @@ RAISED: Final = 2  # value: _exceptions.encode(exc), text: the remote traceback
 RAISED_RAW: Final = 3  # value: (type name, message), text: the remote traceback
 INTERRUPTED: Final = 4  # the code stopped on Interrupted; text: what was raised
 UNSENDABLE: Final = 5  # value: (type name, why): the result could not be pickled
+#: a module refused subinterpreters; value: (_exceptions.encode(exc), the refused
+#: module, the import chain that reached it (module names), the stage), text: the
+#: remote traceback
+REFUSED: Final = 6
+
+# -- REFUSED: the stage of the call at which the module was imported
+FUNCTION: Final = "function"  # loading the function: nothing ran, it may be retried
+ARGUMENTS: Final = "arguments"  # loading its arguments: nothing ran either
+CALL: Final = "call"  # while the function ran (an import in its body)
+INITIALIZER: Final = "initializer"  # the pool's initializer
+PRELOAD: Final = "preload"  # a module of the pool's preload
 
 
 if TYPE_CHECKING:

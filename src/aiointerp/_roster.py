@@ -15,12 +15,17 @@ retiring   is being stopped                             yes, until it ends or on
                                                         keep it alive
 ========== ============================================ =========================
 
-Invariants, checked on every move: ``live() <= max_workers``; a worker is idle only
-while no caller waits (a freed worker goes to the first waiter, FIFO); a busy worker
-belongs to one caller (its cancel scope lets the pool's shutdown interrupt it).
+Workers have a *kind* (``"interpreter"``, ``"process"``); a caller waits for a worker
+of one kind, and ``max_workers`` bounds all of them together, whatever their kind.
 
-The watcher task keeps ``min_idle`` workers warm, starts one for each waiting caller
-while there is room, retires idle workers after ``idle_timeout`` (oldest first),
+Invariants, checked on every move: ``live() <= max_workers``; a worker is idle only
+while no caller waits for its kind (a freed worker goes to the first waiter of its
+kind, FIFO); a busy worker belongs to one caller (its cancel scope lets the pool's
+shutdown interrupt it).
+
+The watcher task keeps ``min_idle`` workers of the first kind warm, starts one for
+each waiting caller while there is room (and retires idle workers of another kind
+when a caller waits for lack of room), retires idle workers after ``idle_timeout`` (oldest first),
 backs off when workers fail to start, and, when the pool closes, fails the waiters,
 lets running calls finish (or interrupts them) and stops every worker. Launching and
 stopping run as tasks of its task group; all of it is KI-protected on trio.
@@ -31,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import anyio
@@ -44,6 +49,31 @@ from ._worker import Worker
 __all__ = ["Roster", "Waiter"]
 
 logger = logging.getLogger("aiointerp")
+
+
+def _event(
+    level: int,
+    event: str,
+    worker: Worker | None,
+    message: str,
+    *args: object,
+    **fields: object,
+) -> None:
+    """Log an operator event: a record of logger ``aiointerp`` with ``record.event``.
+
+    The names and fields are documented (docs/pool-tuning.md, "Monitoring"): each
+    record has ``event``, ``worker_kind`` and ``worker_id`` (``None`` when no worker
+    is concerned), and the event's own fields.
+    """
+    if logger.isEnabledFor(level):
+        extra = {
+            "event": event,
+            "worker_kind": worker.kind if worker is not None else None,
+            "worker_id": worker.ident if worker is not None else None,
+            **fields,
+        }
+        logger.log(level, message, *args, extra=extra)
+
 
 #: Deadline to stop a worker that runs no call (normally a few milliseconds).
 STOP_DEADLINE: Final = 5.0
@@ -60,9 +90,10 @@ RETIRING: Final = "retiring"
 class Waiter:
     """A caller waiting for a worker; the watcher or a release hands it one."""
 
-    __slots__ = ("error", "event", "worker")
+    __slots__ = ("error", "event", "kind", "worker")
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
         self.event = anyio.Event()
         self.worker: Worker | None = None
         self.error: BaseException | None = None
@@ -73,8 +104,9 @@ class Roster:
 
     def __init__(
         self,
-        make_worker: Callable[[], Worker],
+        make_worker: Callable[[str], Worker],
         *,
+        kinds: tuple[str, ...],
         max_workers: int,
         min_idle: int,
         idle_timeout: float | None,
@@ -82,6 +114,8 @@ class Roster:
         max_waiting: int | None = None,
     ) -> None:
         self.make_worker = make_worker
+        #: the kinds of worker this pool runs; ``min_idle`` keeps the first's warm
+        self.kinds = kinds
         self.max_waiting = max_waiting
         self.max_workers = max_workers
         self.min_idle = min_idle
@@ -112,6 +146,10 @@ class Roster:
         """Workers that hold a capacity slot."""
         return len(self.states)
 
+    def live_of(self, kind: str) -> int:
+        """Workers of *kind* that hold a capacity slot."""
+        return self._count(self.states.keys(), kind)
+
     def _move(self, worker: Worker, old: str | None, new: str | None) -> None:
         """Move *worker* from state *old* to *new* (None: not live)."""
         assert self.states.get(worker) == old, (worker, self.states.get(worker), old)
@@ -136,7 +174,22 @@ class Roster:
         else:
             self._set(new).add(worker)
         assert len(self.states) <= self.max_workers, "over capacity"
-        assert not (self.idle and self.waiters), "an idle worker while callers wait"
+        if self.idle and self.waiters:
+            idle = {worker.kind for worker in self.idle}
+            assert all(w.kind not in idle for w in self.waiters), (
+                "idle while waited for"
+            )
+
+    def _waited_for(self, kind: str) -> bool:
+        """Does a caller wait for a worker of *kind*?"""
+        return any(waiter.kind == kind for waiter in self.waiters)
+
+    def _idle_of(self, kind: str) -> Worker | None:
+        """The warmest idle worker of *kind*."""
+        for worker in reversed(self.idle):
+            if worker.kind == kind:
+                return worker
+        return None
 
     def _set(self, state: str) -> set[Worker]:
         if state == STARTING:
@@ -148,8 +201,8 @@ class Roster:
     # -- one call
 
     @ki_protected
-    async def acquire(self) -> Worker:
-        """A worker for one call: an idle one, else wait (FIFO) for one.
+    async def acquire(self, kind: str) -> Worker:
+        """A worker of *kind* for one call: an idle one, else wait (FIFO) for one.
 
         :raises PoolClosedError: the pool is closed, or closed while we waited
         :raises PoolBusyError: ``max_waiting`` callers wait already
@@ -157,23 +210,35 @@ class Roster:
         """
         if not self.running:
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
-        if self.idle and not self.waiters:
+        if kind not in self.kinds:  # dropped: its workers cannot start (see _drop_kind)
+            kind = self.kinds[0]
+        if self.idle:
             worker = self.idle[-1]
-            self._move(worker, IDLE, BUSY)
-            if len(self.idle) < self.min_idle:
-                self.wake.set()
-            return worker
+            if worker.kind != kind:  # a pool of several kinds (kind="auto")
+                worker = self._idle_of(kind)  # type: ignore[assignment]
+            if worker is not None and not (self.waiters and self._waited_for(kind)):
+                self._move(worker, IDLE, BUSY)
+                if len(self.idle) < self.min_idle:
+                    self.wake.set()
+                return worker
         if self.max_waiting is not None and self._queued() >= self.max_waiting:
             self.shed += 1
-            logger.debug("shed a call: %d callers already wait", len(self.waiters))
+            _event(
+                logging.DEBUG,
+                "call_shed",
+                None,
+                "shed a call: %d callers already wait",
+                len(self.waiters),
+                waiting=len(self.waiters),
+            )
             raise PoolBusyError(
                 f"{len(self.waiters)} calls already wait for a worker of this pool "
                 f"(max_waiting={self.max_waiting}); try again later"
             )
-        waiter = Waiter()
+        waiter = Waiter(kind)
         self.waiters.append(waiter)
-        if self.live() < self.max_workers:
-            self.wake.set()  # room to start a worker for this caller
+        if self.live() < self.max_workers or len(self.kinds) > 1:
+            self.wake.set()  # room to start a worker for this caller (or to make it)
         try:
             await waiter.event.wait()
         except BaseException:
@@ -188,13 +253,8 @@ class Roster:
         return waiter.worker
 
     def _queued(self) -> int:
-        """Waiting callers beyond the workers on their way to them (``max_waiting``).
-
-        On their way: starting, retiring (their slot frees up), or room to start one;
-        without them, a pool that has no idle worker would shed even its first caller.
-        """
-        coming = len(self.starting) + len(self.retiring) + self.max_workers
-        return len(self.waiters) - coming + self.live()
+        """Callers that wait for lack of room (not for a worker started for them)."""
+        return len(self.waiters) - max(self.max_workers - self.live(), 0)
 
     def scope(self, worker: Worker) -> anyio.CancelScope:
         """The cancel scope of *worker*'s call (the pool's shutdown cancels it)."""
@@ -218,12 +278,16 @@ class Roster:
         self._move(worker, BUSY, QUARANTINED)
         self.abandoned += 1
         self.wake.set()
-        logger.warning(
+        _event(
+            logging.WARNING,
+            "worker_quarantined",
+            worker,
             "%r: %s did not stop within cancel_grace=%s s after it was "
             "interrupted; quarantined until it returns",
             worker,
             worker.job_label,
             cancel_grace,
+            call=worker.job_label,
         )
         assert self.tg is not None
         self.tg.start_soon(self._wait_quarantined, worker)
@@ -238,12 +302,16 @@ class Roster:
         self.retired += 1
         worker.discard()
         self.wake.set()
-        logger.warning(
+        _event(
+            logging.WARNING,
+            "worker_killed",
+            worker,
             "%r: %s did not stop within cancel_grace=%s s after it was "
             "interrupted; its worker was killed and will be replaced",
             worker,
             worker.job_label,
             cancel_grace,
+            call=worker.job_label,
         )
 
     async def wait_started(self, count: int) -> None:
@@ -255,7 +323,7 @@ class Roster:
         :raises BrokenWorkerError: a worker could not start (the pool does not
             retry for this opening: close it)
         """
-        opening = self.opening = Waiter()
+        opening = self.opening = Waiter(self.kinds[0])
         self.opening_with = count
         self.wake.set()
         try:
@@ -277,16 +345,27 @@ class Roster:
             self._stop(worker, "pool closed")
             return
         if self.waiters:
-            waiter = self.waiters.popleft()
-            waiter.worker = worker
-            self._move(worker, old, BUSY)
-            waiter.event.set()
-            return
+            waiter = self._first_waiter(worker.kind)
+            if waiter is not None:
+                waiter.worker = worker
+                self._move(worker, old, BUSY)
+                waiter.event.set()
+                return
         self._move(worker, old, IDLE)
-        if len(self.idle) == self.min_idle + 1 and self.idle_timeout is not None:
+        if self.waiters:  # for another kind: the watcher may retire this one for them
+            self.wake.set()
+        elif len(self.idle) == self.min_idle + 1 and self.idle_timeout is not None:
             # the first idle worker beyond the reserve: the watcher may be sleeping
             # with no idle deadline to watch (later ones expire after this one)
             self.wake.set()
+
+    def _first_waiter(self, kind: str) -> Waiter | None:
+        """Take the first caller waiting for a worker of *kind* off the queue."""
+        for waiter in self.waiters:
+            if waiter.kind == kind:
+                self.waiters.remove(waiter)
+                return waiter
+        return None
 
     def _stop(
         self, worker: Worker, reason: str, deadline: float = STOP_DEADLINE
@@ -310,24 +389,43 @@ class Roster:
             self.retired += 1
         self.wake.set()
         if stopped:
-            logger.debug("retired %r (%s)", worker, reason)
+            _event(
+                logging.DEBUG,
+                "worker_retired",
+                worker,
+                "retired %r (%s)",
+                worker,
+                reason,
+                reason=reason,
+                stopped=True,
+            )
         elif worker.lingering:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_retired",
+                worker,
                 "%r was retired (%s) but cannot end yet: threads started by %s still "
                 "run in it; it no longer counts against max_workers, and ends when "
                 "they do",
                 worker,
                 reason,
                 ", ".join(worker.lingering),
+                reason=reason,
+                stopped=False,
             )
         else:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_retired",
+                worker,
                 "%r did not stop (%s): it still runs %s, which did not stop when "
                 "interrupted (a C call, or code that caught aiointerp.Interrupted); "
                 "it is left to finish",
                 worker,
                 reason,
                 worker.job_label or "its initializer",
+                reason=reason,
+                stopped=False,
             )
 
     @ki_protected
@@ -375,26 +473,51 @@ class Roster:
                     break
                 self._move(oldest, IDLE, RETIRING)
                 self._stop(oldest, "idle")
-        wanted = max(len(self.waiters) + self.min_idle, self.opening_with)
-        wanted -= len(self.idle) + len(self.starting)
-        room = self.max_workers - self.live()
-        if min(wanted, room) > 0:
-            if now < self.backoff_until:
-                next_check = min(next_check, self.backoff_until)
-            else:
-                assert self.tg is not None
-                for _ in range(min(wanted, room)):
-                    try:
-                        worker = self.make_worker()
-                    except OSError as exc:  # out of file descriptors...
-                        self._start_failed(
-                            BrokenWorkerError(f"could not start a worker: {exc!r}"),
-                            "",
-                        )
+        for kind in self.kinds:
+            waiting = sum(1 for waiter in self.waiters if waiter.kind == kind)
+            if kind != self.kinds[0] and not waiting:
+                continue
+            # the pool's opening waits for opening_with workers (see wait_started)
+            reserve = max(self.min_idle, self.opening_with)
+            reserve = reserve if kind == self.kinds[0] else 0
+            wanted = waiting + reserve - self._count(self.idle, kind)
+            wanted -= self._count(self.starting, kind)
+            room = self.max_workers - self.live()
+            if min(wanted, room) > 0:
+                if now < self.backoff_until:
+                    next_check = min(next_check, self.backoff_until)
+                    continue
+                if not self._launch(kind, min(wanted, room)):
+                    break
+            # callers wait, no room: idle workers of another kind make room
+            short = min(waiting, wanted) - max(room, 0) - len(self.retiring)
+            for worker in list(self.idle) if short > 0 else ():
+                if worker.kind != kind:
+                    self._move(worker, IDLE, RETIRING)
+                    self._stop(worker, f"making room for a {kind} worker")
+                    short -= 1
+                    if not short:
                         break
-                    self._move(worker, None, STARTING)
-                    self.tg.start_soon(self._start_worker, worker)
         return next_check - now
+
+    @staticmethod
+    def _count(workers: Iterable[Worker], kind: str) -> int:
+        return sum(1 for worker in workers if worker.kind == kind)
+
+    def _launch(self, kind: str, count: int) -> bool:
+        """Start *count* workers of *kind*; False if one could not even be made."""
+        assert self.tg is not None
+        for _ in range(count):
+            try:
+                worker = self.make_worker(kind)
+            except OSError as exc:  # out of file descriptors...
+                self._start_failed(
+                    BrokenWorkerError(f"could not start a worker: {exc!r}"), kind
+                )
+                return False
+            self._move(worker, None, STARTING)
+            self.tg.start_soon(self._start_worker, worker)
+        return True
 
     @ki_protected
     async def _start_worker(self, worker: Worker) -> None:
@@ -404,7 +527,10 @@ class Roster:
             if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
                 exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
             self._move(worker, STARTING, RETIRING)
-            self._start_failed(exc, worker.kind)
+            if worker.refused is not None and len(self.kinds) > 1:
+                self._drop_kind(worker.kind, worker.refused)
+            else:
+                self._start_failed(exc, worker.kind)
             await self._close(worker, "broken", counted=False)
             return
         except BaseException:
@@ -415,44 +541,106 @@ class Roster:
         self.backoff = 0.0
         self.backoff_until = -math.inf
         if self.start_failures:
-            logger.warning(
-                "%r started after %d failed attempts", worker, self.start_failures
+            _event(
+                logging.WARNING,
+                "worker_started",
+                worker,
+                "%r started after %d failed attempts",
+                worker,
+                self.start_failures,
+                failures=self.start_failures,
             )
             self.start_failures = 0
-        logger.debug("created %r", worker)
+        else:
+            _event(
+                logging.DEBUG,
+                "worker_started",
+                worker,
+                "created %r",
+                worker,
+                failures=0,
+            )
         self._hand_off(worker, STARTING)
         if self.opening is not None:
             self.opening.event.set()
 
+    def _drop_kind(self, kind: str, module: str) -> None:
+        """Workers of *kind* cannot start (*module* refuses them): use the others.
+
+        A pool of several kinds (``kind="auto"``) whose initializer needs a module
+        that refuses subinterpreters runs everything in processes from then on: the
+        callers waiting for *kind* wait for the next kind instead.
+        """
+        self.kinds = tuple(k for k in self.kinds if k != kind)
+        for waiter in self.waiters:
+            if waiter.kind == kind:
+                waiter.kind = self.kinds[0]
+        _event(
+            logging.WARNING,
+            "kind_dropped",
+            None,
+            "the pool's initializer or preload needs %s, which refuses "
+            'subinterpreters: this kind="auto" pool runs every call in a %s from now on',
+            module,
+            self.kinds[0],
+            worker_kind=kind,
+            refused_module=module,
+        )
+        self.wake.set()
+
     def _start_failed(self, exc: BrokenWorkerError, kind: str) -> None:
-        """Back off, and fail the first waiting caller: it waited for this worker."""
-        what = f"a worker {kind}".rstrip()
+        """Back off, and fail the first caller waiting for *kind*: it waited for this."""
+        what = f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
         self.backoff = min(max(self.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
         self.backoff_until = anyio.current_time() + self.backoff
         self.start_failures += 1
+        fields = {
+            "failures": self.start_failures,
+            "backoff": self.backoff,
+            "error": exc,
+        }
         if self.opening is not None and self.opening.error is None:
-            # the pool's opening raises it: no retry, and no log of it here
+            # the pool's opening raises it: no retry, and no warning of it here
             self.opening.error = exc
             self.opening.event.set()
-            logger.debug("could not start %s while the pool opened: %s", what, exc)
+            _event(
+                logging.DEBUG,
+                "worker_start_failed",
+                None,
+                "could not start %s while the pool opened: %s",
+                what,
+                exc,
+                worker_kind=kind,
+                **fields,
+            )
         elif self.start_failures == 1:
-            logger.warning(
+            _event(
+                logging.WARNING,
+                "worker_start_failed",
+                None,
                 "could not start %s (next try in %.2f s; further failures are "
                 "counted, not logged, until one starts): %s",
                 what,
                 self.backoff,
                 exc,
+                worker_kind=kind,
+                **fields,
             )
         else:
-            logger.debug(
+            _event(
+                logging.DEBUG,
+                "worker_start_failed",
+                None,
                 "could not start %s (%d failures in a row, next try in %.2f s): %s",
                 what,
                 self.start_failures,
                 self.backoff,
                 exc,
+                worker_kind=kind,
+                **fields,
             )
-        if self.waiters:
-            waiter = self.waiters.popleft()
+        waiter = self._first_waiter(kind)
+        if waiter is not None:
             waiter.error = exc
             waiter.event.set()
         self.wake.set()

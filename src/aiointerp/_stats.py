@@ -32,6 +32,11 @@ class PoolStats:
     :ivar cancelled: calls cancelled by the caller, queued or running (counter)
     :ivar timed_out: calls that hit their ``timeout=`` (counter)
     :ivar abandoned: running calls that did not stop within ``cancel_grace`` (counter)
+    :ivar shed: calls refused at once with :class:`~aiointerp.PoolBusyError`
+        because ``max_waiting`` callers waited (counter)
+    :ivar interpreters: live workers that are subinterpreters (gauge)
+    :ivar processes: live workers that are child processes (gauge);
+        ``workers == interpreters + processes``
     """
 
     __module__ = "aiointerp"
@@ -51,3 +56,6 @@ class PoolStats:
     cancelled: int
     timed_out: int
     abandoned: int
+    shed: int = 0
+    interpreters: int = 0
+    processes: int = 0

@@ -22,6 +22,7 @@ from ._protocol import (
     PICKLED,
     RAISED,
     RAISED_RAW,
+    REFUSED,
     SHARED,
     UNSENDABLE,
 )
@@ -204,6 +205,10 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
         raise RemoteError(
             "aiointerp.Interrupted", "raised inside the interpreter", b
         ) from RemoteTraceback(b)
+    if status == REFUSED:  # a module refused subinterpreters (see _routing)
+        from ._routing import Route, refusal_error
+
+        raise refusal_error(a, b, func, Route("interpreter"), "interpreter")
     if status == UNSENDABLE:
         type_name, why = a
         raise NotShareableError(
@@ -217,10 +222,9 @@ def _add_subinterpreter_hint(exc: BaseException) -> None:
     if isinstance(exc, ImportError) and "subinterpreter" in str(exc):
         module = exc.name or "this extension module"
         exc.add_note(
-            f"{module} does not support subinterpreters (its C extension refuses "
-            "to load in an isolated interpreter). Run this function in a process "
-            "instead (anyio.to_process.run_sync or a ProcessPoolExecutor), or keep "
-            "the call in the main interpreter with anyio.to_thread.run_sync."
+            f"aiointerp: {module} does not support subinterpreters (its C extension "
+            "refuses to load in an isolated interpreter). Run this function in a "
+            "process: InterpreterPool(kind='auto') or kind='process'."
         )
 
 

@@ -39,6 +39,7 @@ from ._protocol import (
     LOG,
     QUIT,
     READY,
+    REFUSED,
     Job,
     Outcome,
     WorkerConfig,
@@ -135,6 +136,8 @@ class Worker:
         self.idle_since = 0.0
         #: the functions whose threads keep the worker alive after it quit
         self.lingering: tuple[str, ...] = ()
+        #: the module that refused subinterpreters when the worker started, if any
+        self.refused: str | None = None
 
     def __repr__(self) -> str:
         return f"<aiointerp worker {self.ident_name}={self.ident}>"
@@ -201,10 +204,11 @@ class Worker:
         self.spent = True
         self._exited = signal in (EXITED, b"")
         if signal == INIT_FAILED:
+            outcome = Outcome._make(self._link.take())
+            if outcome.status == REFUSED:  # a module refused this kind of worker
+                self.refused = outcome.value[1]
             try:
-                _transport.decode_outcome(
-                    Outcome._make(self._link.take()), "initializer"
-                )
+                _transport.decode_outcome(outcome, "initializer")
             except BaseException as exc:
                 raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(
@@ -220,7 +224,11 @@ class Worker:
         if "\n" in text:  # numpy's 30 lines: the last one says what failed
             text = f"{text.splitlines()[-1].strip()} [...] (in full: the cause)"
         what = f"{type(exc).__name__}: {text}"
-        notes = getattr(exc, "__notes__", None) or ()
+        # the worker's exception, or its cause under aiointerp's refusal ImportError
+        notes = [
+            *(getattr(exc, "__notes__", None) or ()),
+            *(getattr(exc.__cause__, "__notes__", None) or ()),
+        ]
         for name in self._preload:
             if PRELOAD_NOTE.format(name) in notes:
                 return (

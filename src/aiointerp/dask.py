@@ -200,6 +200,10 @@ async def _run_on_worker(
     )
 
 
+#: what a pool of each kind passes the calls to, in error notes
+_RECIPIENT = {"interpreter": "an isolated interpreter", "process": "a child process"}
+
+
 async def _call(
     pool: InterpreterPool,
     func: Callable[..., Any],
@@ -214,7 +218,8 @@ async def _call(
     except NotShareableError as exc:
         exc.add_note(
             f"aiointerp.dask: on Dask worker {address}: the worker process loaded "
-            f"{label}, but it cannot be passed to an isolated interpreter."
+            f"{label}, but it cannot be passed to "
+            f"{_RECIPIENT.get(pool._kind, 'its pool')}."
         )
         raise
     except (BrokenWorkerError, PoolClosedError) as exc:
@@ -259,12 +264,20 @@ class InterpreterPlugin(WorkerPlugin):
     event loop, which :func:`in_interpreter` tasks use; :meth:`teardown` (the worker
     closes, or the plugin is unregistered) closes it.
 
-    :param max_workers: interpreters per worker; default: the worker's thread count
-        (``nthreads``), which is also how many tasks Dask runs at once on it
+    :param max_workers: interpreters (or processes) per worker; default: the
+        worker's thread count (``nthreads``), which is also how many tasks Dask runs
+        at once on it
+    :param kind: what runs the calls on each worker, as for
+        :class:`~aiointerp.InterpreterPool`: ``"interpreter"`` (the default:
+        subinterpreters of the worker process) or ``"process"`` (warm child
+        processes of the worker process, where every extension module loads, numpy
+        and pydantic included; a call that does not stop within ``cancel_grace``
+        after it was interrupted is killed with its process, and the Dask thread
+        slot freed at once)
     :param pool_options: the other options of :class:`~aiointerp.InterpreterPool`
         (``min_idle``, ``idle_timeout``, ``max_tasks_per_worker``, ``initializer``,
         ``initargs``, ``cancel_grace``); they are checked here, and must pickle
-    :raises ValueError: an option is out of range
+    :raises ValueError: an option is out of range, or ``kind`` is unknown
 
     .. rubric:: Cancellation
 
@@ -273,11 +286,11 @@ class InterpreterPlugin(WorkerPlugin):
     the plugin cancels the call: the code is interrupted as for
     :meth:`~aiointerp.InterpreterPool.run_sync` and the Dask thread slot is free once
     it stopped, or after ``cancel_grace`` (then the interpreter is abandoned and
-    replaced when its code returns). A task released before it started never runs.
-    If the scheduler asks for the same key again meanwhile, the interrupted task is
-    rescheduled. Closing the worker interrupts its running calls (Dask reschedules
-    them elsewhere); unregistering the plugin interrupts them and fails them with
-    :class:`~aiointerp.PoolClosedError`.
+    replaced when its code returns; a process is killed). A task released before it
+    started never runs. If the scheduler asks for the same key again meanwhile, the
+    interrupted task is rescheduled. Closing the worker interrupts its running calls
+    (Dask reschedules them elsewhere); unregistering the plugin interrupts them and
+    fails them with :class:`~aiointerp.PoolClosedError`.
 
     .. rubric:: Dask's profiler
 
@@ -289,20 +302,28 @@ class InterpreterPlugin(WorkerPlugin):
     event-loop profiler thread of that process runs, saying how to start the workers
     without it. Importing :mod:`aiointerp.dask` turns the profiler off in the Dask
     configuration of the importing process, which covers a ``LocalCluster`` created
-    afterwards. On other Pythons the profiler stays on.
+    afterwards. On other Pythons, and with ``kind="process"`` (no subinterpreter runs
+    in the worker process), :meth:`setup` leaves the profiler on.
     """
 
     #: The name the plugin registers under unless ``register_plugin`` gets another.
     name: Final = "aiointerp"
 
     def __init__(
-        self, max_workers: int | None = None, **pool_options: Unpack[_PoolOptions]
+        self,
+        max_workers: int | None = None,
+        *,
+        kind: str = "interpreter",
+        **pool_options: Unpack[_PoolOptions],
     ) -> None:
         # validate the options now, not on the workers; without max_workers (the
         # worker's nthreads, unknown here) any min_idle may fit
         fits = max(1, pool_options.get("min_idle") or 0)
-        InterpreterPool(fits if max_workers is None else max_workers, **pool_options)
+        InterpreterPool(
+            fits if max_workers is None else max_workers, kind=kind, **pool_options
+        )
         self._max_workers = max_workers
+        self._kind = kind
         self._options = pool_options
         self._reset()
 
@@ -313,15 +334,22 @@ class InterpreterPlugin(WorkerPlugin):
         self._released: set[str] = set()  # released before their call started
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"max_workers": self._max_workers, "options": self._options}
+        return {
+            "max_workers": self._max_workers,
+            "kind": self._kind,
+            "options": self._options,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._max_workers = state["max_workers"]
+        self._kind = state["kind"]
         self._options = state["options"]
         self._reset()
 
     def __repr__(self) -> str:
-        return f"InterpreterPlugin(max_workers={self._max_workers!r})"
+        return (
+            f"InterpreterPlugin(max_workers={self._max_workers!r}, kind={self._kind!r})"
+        )
 
     @property
     def pool(self) -> InterpreterPool | None:
@@ -333,13 +361,14 @@ class InterpreterPlugin(WorkerPlugin):
 
         :raises RuntimeError: Dask's profiler would crash this worker (see above)
         """
-        try:
-            _guard_profiler(worker)
-        except RuntimeError as exc:
-            self._error = exc
-            raise
+        if self._kind != "process":  # processes: no subinterpreter in this one
+            try:
+                _guard_profiler(worker)
+            except RuntimeError as exc:
+                self._error = exc
+                raise
         max_workers = self._max_workers or worker.state.nthreads
-        pool = InterpreterPool(max_workers, **self._options)
+        pool = InterpreterPool(max_workers, kind=self._kind, **self._options)
         await pool.__aenter__()
         self._pool = pool
         self._error = None

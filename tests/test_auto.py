@@ -1,0 +1,281 @@
+"""Functions whose modules refuse subinterpreters: by value, then a process.
+
+tests/_funcs_auto.py is the module of a FastAPI app: it imports FastAPI, hence
+pydantic_core, which refuses isolated interpreters. Under ``kind="interpreter"`` a
+function of it runs in an interpreter when it can be sent by value (cloudpickle), and
+otherwise fails with an ImportError naming the refused module and the import chain;
+``kind="auto"`` runs it in a process then, and remembers that per function. No code
+ever runs twice: only failures to load the function or its arguments are retried.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+import _funcs_auto as web
+import _funcs_core
+import anyio
+import pytest
+from _handshake import HANG, wait_started
+
+from aiointerp import InterpreterPool, RemoteTraceback
+
+pytestmark = pytest.mark.anyio
+
+REFUSED = "pydantic_core._pydantic_core"
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def no_cloudpickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host cannot import cloudpickle (workers never need it for these calls)."""
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+
+
+# -- kind="interpreter": by value when the function's own code loads there ----------
+
+
+async def test_function_of_a_fastapi_module_runs_in_an_interpreter_by_value() -> None:
+    async with InterpreterPool(1) as pool:
+        for rounds in (1, 2, 3):  # the second and third go by value at once
+            assert await pool.run_sync(web.hash_pw, "pw", rounds) == web.hash_pw(
+                "pw", rounds
+            )
+        pid, _ = await pool.run_sync(web.where)
+        stats = pool.stats()
+    assert pid == os.getpid()  # an interpreter of this process
+    assert (stats.interpreters, stats.processes) == (1, 0)
+    assert stats.completed == 4
+
+
+async def test_by_value_covers_partials_and_keyword_arguments() -> None:
+    call = functools.partial(web.hash_pw, rounds=2)
+    async with InterpreterPool(1) as pool:
+        assert await pool.run_sync(call, "pw") == web.hash_pw("pw", 2)
+
+
+async def test_refusal_names_the_module_and_the_import_chain() -> None:
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(ImportError) as excinfo:
+            await pool.run_sync(web.app_title, "!")
+        assert await pool.run_sync(_funcs_core.identity, 7) == 7  # it serves on
+    exc = excinfo.value
+    message = str(exc)
+    assert exc.name == REFUSED
+    assert message.startswith(f"loading _funcs_auto.app_title imports {REFUSED}")
+    assert "also when sent by value" in message
+    assert f"fastapi → pydantic → pydantic_core → {REFUSED}" in message
+    assert "kind='auto'" in message
+    assert "kind='process'" in message
+    assert isinstance(exc.__cause__, ImportError)  # the worker's own error
+    assert isinstance(exc.__cause__.__cause__, RemoteTraceback)
+
+
+async def test_without_cloudpickle_the_error_says_to_install_it(
+    no_cloudpickle: None,
+) -> None:
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(ImportError) as excinfo:
+            await pool.run_sync(web.hash_pw, "pw", 1)
+    message = str(excinfo.value)
+    assert f"_funcs_auto → fastapi → pydantic → pydantic_core → {REFUSED}" in message
+    assert "does not import fastapi" in message
+    assert "pip install cloudpickle" in message
+    assert "[cloudpickle]" not in message
+
+
+async def test_refused_argument_is_named_as_such() -> None:
+    item = web.Item(name="a", size=3)
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(ImportError, match="loading the arguments of") as excinfo:
+            await pool.run_sync(web.size_of, item)
+    assert excinfo.value.name == REFUSED
+
+
+async def test_refusal_while_the_code_runs_is_not_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    async with InterpreterPool(1) as pool:
+        for _ in range(2):
+            with pytest.raises(ImportError, match="while it ran") as excinfo:
+                await pool.run_sync(web.import_in_body, str(marker))
+            assert "Later calls" not in str(excinfo.value)
+    assert len(lines(marker)) == 2  # once per call, never twice
+
+
+# -- kind="auto": a process when an interpreter cannot load it ----------------------
+
+
+async def test_auto_runs_what_loads_in_interpreters_there() -> None:
+    async with InterpreterPool(2, kind="auto") as pool:
+        assert await pool.run_sync(_funcs_core.identity, 1) == 1
+        assert await pool.run_sync(web.hash_pw, "pw", 1) == web.hash_pw("pw", 1)
+        stats = pool.stats()
+    assert (stats.interpreters, stats.processes) == (stats.workers, 0)
+
+
+async def test_auto_sends_what_cannot_load_to_a_process() -> None:
+    item = web.Item(name="a", size=3)
+    async with InterpreterPool(2, kind="auto") as pool:
+        assert await pool.run_sync(web.app_title, "!") == "FastAPI!"
+        assert await pool.run_sync(web.size_of, item) == 3
+        pid, _ = await pool.run_sync(web.where)  # by value: an interpreter
+        stats = pool.stats()
+    assert pid == os.getpid()
+    assert stats.processes == 1
+    assert stats.failed == 0
+    assert stats.completed == 3
+
+
+async def test_auto_without_cloudpickle_goes_to_a_process(
+    no_cloudpickle: None,
+) -> None:
+    async with InterpreterPool(1, kind="auto") as pool:
+        pid, name = await pool.run_sync(web.where)
+    assert pid != os.getpid()
+    assert name == "_funcs_auto"
+
+
+async def test_auto_remembers_each_decision(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    async with InterpreterPool(2, kind="auto") as pool:
+        for _ in range(3):
+            assert await pool.run_sync(web.app_title, "?") == "FastAPI?"
+        stats = pool.stats()
+    reroutes = [r for r in caplog.records if "refused subinterpreters" in r.message]
+    # tried by reference, then by value, then sent to a process: once each
+    assert len(reroutes) == 2
+    assert stats.completed == 3
+
+
+async def test_auto_refusal_while_running_raises_once_then_uses_a_process(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    async with InterpreterPool(2, kind="auto") as pool:
+        with pytest.raises(ImportError, match="Later calls of it run in a process"):
+            await pool.run_sync(web.import_in_body, str(marker))
+        assert await pool.run_sync(web.import_in_body, str(marker)) == "pydantic_core"
+    pids = lines(marker)
+    assert len(pids) == 2  # each call ran once: the first is not retried silently
+    assert pids[0] == str(os.getpid())
+    assert pids[1] != str(os.getpid())
+
+
+async def test_auto_cancel_runs_the_cleanup_in_the_process(tmp_path: Path) -> None:
+    marker = tmp_path / "cleanup"
+    fifo = tmp_path / "handshake"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        async with InterpreterPool(1, kind="auto") as pool:
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    pids.append(await wait_started(fd))
+                    scope.cancel()
+
+                pids: list[int] = []
+                with anyio.fail_after(HANG):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(cancel)
+                        await pool.run_sync(
+                            web.spin_with_cleanup, str(fifo), str(marker)
+                        )
+            stats = pool.stats()
+    finally:
+        os.close(fd)
+    assert scope.cancelled_caught
+    assert pids[0] != os.getpid()  # it ran in a process...
+    assert lines(marker) == ["cleanup FastAPI"]  # ...and its finally ran there
+    assert (stats.cancelled, stats.abandoned) == (1, 0)
+
+
+async def test_max_workers_bounds_every_kind_together() -> None:
+    # one slot: a worker of the other kind is retired to make room, never added
+    async with InterpreterPool(1, kind="auto") as pool:
+        seen = []
+        for func, arg in [
+            (_funcs_core.identity, "a"),
+            (web.app_title, "b"),
+            (_funcs_core.identity, "c"),
+            (web.app_title, "d"),
+        ]:
+            await pool.run_sync(func, arg)
+            stats = pool.stats()
+            assert stats.workers == 1
+            seen.append((stats.interpreters, stats.processes))
+        stats = pool.stats()
+    assert seen == [(1, 0), (0, 1), (1, 0), (0, 1)]
+    assert stats.created == 4
+
+
+async def test_auto_under_concurrency_both_kinds_at_once() -> None:
+    results: dict[int, object] = {}
+    async with InterpreterPool(2, kind="auto") as pool:
+
+        async def one(index: int) -> None:
+            if index % 2:
+                results[index] = await pool.run_sync(web.app_title, str(index))
+            else:
+                results[index] = await pool.run_sync(_funcs_core.identity, index)
+
+        with anyio.fail_after(HANG):
+            async with anyio.create_task_group() as tg:
+                for index in range(12):
+                    tg.start_soon(one, index)
+        stats = pool.stats()
+    assert results == {i: (f"FastAPI{i}" if i % 2 else i) for i in range(12)}
+    assert stats.completed == 12
+    assert stats.workers <= 2
+
+
+async def test_auto_map_with_chunksize() -> None:
+    async with InterpreterPool(2, kind="auto") as pool:
+        out = [r async for r in pool.map(web.app_title, ["a", "b", "c"], chunksize=2)]
+    assert out == ["FastAPIa", "FastAPIb", "FastAPIc"]
+
+
+async def test_auto_whose_initializer_refuses_interpreters_uses_processes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the initializer imports readline, which refuses subinterpreters: interpreters
+    # cannot start, so every call runs in a process (no endless retry, no failure)
+    async with InterpreterPool(
+        2, kind="auto", initializer=_funcs_core.import_module, initargs=("readline",)
+    ) as pool:
+        with anyio.fail_after(HANG):
+            pid, _ = await pool.run_sync(web.where)
+            assert await pool.run_sync(_funcs_core.identity, 3) == 3
+        stats = pool.stats()
+    assert pid != os.getpid()
+    assert (stats.interpreters, stats.processes) == (0, stats.workers)
+    assert stats.failed == 0
+    [dropped] = [r for r in caplog.records if getattr(r, "event", "") == "kind_dropped"]
+    assert (dropped.worker_kind, dropped.refused_module) == ("interpreter", "readline")
+
+
+async def test_interpreter_pool_whose_initializer_refuses_says_why() -> None:
+    from aiointerp import BrokenWorkerError
+
+    pool = InterpreterPool(
+        1, initializer=_funcs_core.import_module, initargs=("readline",)
+    )
+    with pytest.raises(BrokenWorkerError) as excinfo:
+        async with pool:  # a pool with an initializer fails its opening
+            pass
+    cause = excinfo.value.__cause__
+    assert isinstance(cause, ImportError)
+    assert str(cause).startswith("the pool's initializer imported readline")
+    assert "kind='process'" in str(cause)
+
+
+async def test_offload_in_a_fastapi_module_runs_by_value() -> None:
+    # the default pool (kind="interpreter"): the original function, by value
+    assert await web.offloaded_hash("pw") == web.hash_pw("pw", 1)
