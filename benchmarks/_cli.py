@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -12,14 +13,52 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._contenders import AIOINTERP, all_contenders
-from ._report import evaluate_targets, write_markdown, write_plots
+from ._contenders import (
+    AIOINTERP,
+    AIOINTERP_PROCESS,
+    Contender,
+    all_contenders,
+    process_contenders,
+)
+from ._process_scenarios import PROCESS_SCENARIOS
+from ._report import (
+    evaluate_process_targets,
+    evaluate_targets,
+    write_markdown,
+    write_plots,
+)
 from ._scenarios import ROOT, SCENARIOS, SETTINGS, Runner, add_ratios, settings_dict
 
 BACKENDS = ("asyncio", "trio")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """What one ``python -m benchmarks --suite NAME`` run measures and writes."""
+
+    scenarios: dict[str, Callable[[Runner], dict[str, Any]]]
+    contenders: Callable[[], list[Contender]]
+    #: the contender every ratio divides by
+    baseline: str
+    evaluate: Callable[[dict[str, Any]], list[dict[str, Any]]]
+    #: output files: results-<prefix><python>.json, report-<prefix><python>.md
+    prefix: str
+
+
+SUITES = {
+    "default": Suite(SCENARIOS, all_contenders, AIOINTERP, evaluate_targets, ""),
+    "process": Suite(
+        PROCESS_SCENARIOS,
+        process_contenders,
+        AIOINTERP_PROCESS,
+        evaluate_process_targets,
+        "process-",
+    ),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,9 +85,21 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for the JSON, the report and the plots (default: %(default)s)",
     )
     parser.add_argument(
+        "--suite",
+        choices=tuple(SUITES),
+        default="default",
+        help='"process": InterpreterPool(kind="process") against the process pools '
+        "(writes results-process-<python>.json and report-process-<python>.md); "
+        "default: %(default)s",
+    )
+    parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma-separated subset of: %(default)s",
+        default=None,
+        help="comma-separated subset of the suite's scenarios (default suite: "
+        + ", ".join(SCENARIOS)
+        + "; process suite: "
+        + ", ".join(PROCESS_SCENARIOS)
+        + ")",
     )
     parser.add_argument(
         "--contenders",
@@ -92,21 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     settings = SETTINGS[mode]
-    names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
-    unknown = set(names) - set(SCENARIOS)
+    suite = SUITES[args.suite]
+    chosen = args.scenarios if args.scenarios is not None else ",".join(suite.scenarios)
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = set(names) - set(suite.scenarios)
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     if unknown or not set(backends) <= set(BACKENDS):
         print(f"unknown scenarios or backends: {unknown or backends}", file=sys.stderr)
         return 2
-    contenders = all_contenders()
+    contenders = suite.contenders()
     if args.contenders:
         wanted = {name.strip() for name in args.contenders.split(",")}
         contenders = [
             c
             for c in contenders
-            if c.name == AIOINTERP or any(c.name.startswith(w) for w in wanted)
+            if c.name == suite.baseline or any(c.name.startswith(w) for w in wanted)
         ]
-    tag = f"{sys.version_info.major}.{sys.version_info.minor}"
+    tag = f"{suite.prefix}{sys.version_info.major}.{sys.version_info.minor}"
     _compile_sources()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
 
     log(
-        f"aiointerp benchmarks, {mode} mode, Python {platform.python_version()}, "
+        f"aiointerp benchmarks, {args.suite} suite, {mode} mode, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, load {_loadavg()}"
     )
     for contender in contenders:
@@ -134,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== [{number}/{len(names)}] {name}")
         scenario_start = time.perf_counter()
         try:
-            scenario = SCENARIOS[name](runner)
-            add_ratios(scenario)
+            scenario = suite.scenarios[name](runner)
+            add_ratios(scenario, suite.baseline)
         except Exception as exc:  # a bug of the harness: report it, go on
             traceback.print_exc()
             scenario = {
@@ -148,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios[name] = scenario
         log(f"== {name} done in {scenario['seconds']:.1f} s")
         for row in scenario.get("rows", []):
-            if row.get("contender") == AIOINTERP and "error" in row:
+            if row.get("contender") == suite.baseline and "error" in row:
                 broken.append(f"{name}: aiointerp {row['backend']} {row['variant']}")
 
     argv_shown = "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
@@ -157,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "python_full": sys.version.replace("\n", " "),
             "tag": tag,
+            "suite": args.suite,
+            "baseline": suite.baseline,
             "mode": mode,
             "args": argv_shown,
             "started": started.isoformat(timespec="seconds"),
@@ -177,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     "anyio",
                     "trio",
                     "trio-parallel",
+                    "pebble",
+                    "numpy",
                     "matplotlib",
                 )
                 if (version := _version(dist)) is not None
@@ -184,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenarios": scenarios,
     }
-    results["targets"] = evaluate_targets(results)
+    results["targets"] = suite.evaluate(results)
 
     json_path = out / f"results-{tag}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -1,5 +1,9 @@
 """The contenders: one way each to run a sync function off the event loop.
 
+Two suites: :func:`all_contenders` (the default suite: aiointerp's interpreters
+against the other ways to run code off the loop) and :func:`process_contenders`
+(``InterpreterPool(kind="process")`` against the process pools).
+
 Every contender opens as an async context manager yielding ``call(func, *args)``,
 created and closed per measurement, inside the event loop run that measures it,
 so nothing is shared between contenders or scenarios. Pools are sized to
@@ -37,6 +41,10 @@ TO_PROCESS = "anyio.to_process"
 IPE = "InterpreterPoolExecutor"
 TRIO_PARALLEL = "trio_parallel"
 RAW = "raw lower bound"
+#: the process suite: its baseline, and the peers only it runs
+AIOINTERP_PROCESS = "aiointerp process"
+PROCESS_POOL_EXECUTOR = "ProcessPoolExecutor"
+PEBBLE = "pebble"
 
 BOTH = ("asyncio", "trio")
 
@@ -116,6 +124,85 @@ async def _trio_parallel(workers: int, min_idle: int) -> AsyncIterator[Call]:
 
 
 @asynccontextmanager
+async def _aiointerp_process(workers: int, min_idle: int) -> AsyncIterator[Call]:
+    async with aiointerp.InterpreterPool(
+        workers, min_idle=min_idle, kind="process"
+    ) as pool:
+        yield pool.run_sync
+
+
+@asynccontextmanager
+async def _to_process_cancellable(workers: int, min_idle: int) -> AsyncIterator[Call]:
+    # cancellable=True: a cancelled call kills its worker process (SIGKILL)
+    anyio.to_process.current_default_process_limiter().total_tokens = workers
+
+    async def call(func: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_process.run_sync(func, *args, cancellable=True)
+
+    yield call
+
+
+def _spawn_context() -> Any:
+    # the process pools of the stdlib and pebble start their workers as aiointerp
+    # and anyio.to_process do: a fresh interpreter (no fork of a threaded host)
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+@asynccontextmanager
+async def _process_pool_executor(workers: int, min_idle: int) -> AsyncIterator[Call]:
+    import asyncio
+    from concurrent.futures import ProcessPoolExecutor
+
+    loop = asyncio.get_running_loop()
+    executor = ProcessPoolExecutor(workers, mp_context=_spawn_context())
+
+    async def call(func: Callable[..., Any], *args: Any) -> Any:
+        return await loop.run_in_executor(executor, func, *args)
+
+    try:
+        yield call
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(executor.shutdown)
+
+
+@asynccontextmanager
+async def _pebble(workers: int, min_idle: int) -> AsyncIterator[Call]:
+    import asyncio
+
+    import pebble
+
+    pool = pebble.ProcessPool(max_workers=workers, context=_spawn_context())
+
+    async def call(func: Callable[..., Any], *args: Any) -> Any:
+        # cancelling the asyncio future cancels pebble's, which stops its worker
+        return await asyncio.wrap_future(pool.schedule(func, args=args))
+
+    try:
+        yield call
+    finally:
+        pool.close()  # type: ignore[no-untyped-call]
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pool.join)
+
+
+@asynccontextmanager
+async def _trio_parallel_killing(workers: int, min_idle: int) -> AsyncIterator[Call]:
+    import trio
+    import trio_parallel
+
+    limiter = trio.CapacityLimiter(workers)
+    async with trio_parallel.open_worker_context() as ctx:
+
+        async def call(func: Callable[..., Any], *args: Any) -> Any:
+            return await ctx.run_sync(func, *args, limiter=limiter, kill_on_cancel=True)
+
+        yield call
+
+
+@asynccontextmanager
 async def _raw(workers: int, min_idle: int) -> AsyncIterator[Call]:
     async with RawPool(workers) as pool:
         yield pool.call
@@ -145,4 +232,30 @@ def all_contenders() -> list[Contender]:
             _trio_parallel,
             _missing("trio_parallel"),
         ),
+    ]
+
+
+def process_contenders() -> list[Contender]:
+    """The process suite: ``kind="process"`` and the process pools.
+
+    Every one of them can be cancelled: anyio.to_process with ``cancellable=True``
+    and trio_parallel with ``kill_on_cancel=True`` kill the worker, pebble
+    terminates it; ProcessPoolExecutor releases its caller and lets the code run.
+    """
+    return [
+        Contender(AIOINTERP_PROCESS, "process", BOTH, _aiointerp_process),
+        Contender(TO_PROCESS, "process", BOTH, _to_process_cancellable),
+        Contender(
+            PROCESS_POOL_EXECUTOR, "process", ("asyncio",), _process_pool_executor
+        ),
+        Contender(PEBBLE, "process", ("asyncio",), _pebble, _missing("pebble")),
+        Contender(
+            TRIO_PARALLEL,
+            "process",
+            ("trio",),
+            _trio_parallel_killing,
+            _missing("trio_parallel"),
+        ),
+        # a reference for the memory scenario (and aiointerp's own interpreters)
+        Contender(AIOINTERP, "interpreter", BOTH, _aiointerp),
     ]

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._contenders import AIOINTERP, RAW, TO_INTERPRETER, TO_THREAD
+from ._contenders import (
+    AIOINTERP,
+    AIOINTERP_PROCESS,
+    PROCESS_POOL_EXECUTOR,
+    RAW,
+    TO_INTERPRETER,
+    TO_PROCESS,
+    TO_THREAD,
+)
 from ._stats import fmt_bytes, fmt_ratio, fmt_time
 
 Row = dict[str, Any]
@@ -144,6 +152,106 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
     ]
 
 
+def evaluate_process_targets(results: Results) -> list[dict[str, Any]]:
+    """The targets of the process suite (``InterpreterPool(kind="process")``)."""
+
+    def row_of(scenario: str, contender: str, variant: str | None) -> Any:
+        return lambda backend: _find(results, scenario, contender, backend, variant)
+
+    def ratio(
+        scenario: str, variant: str | None, key: str, other: str, inverse: bool = False
+    ) -> Callable[[str], float | None]:
+        """Ours over theirs (*key* is a cost); the passes' paired ratio if any."""
+
+        def measure(backend: str) -> float | None:
+            mine = row_of(scenario, AIOINTERP_PROCESS, variant)(backend)
+            theirs = row_of(scenario, other, variant)(backend)
+            if not mine or not theirs:
+                return None
+            value: float
+            if theirs.get("paired_ratio"):
+                value = 1 / theirs["paired_ratio"]
+            elif mine.get(key) and theirs.get(key):
+                value = mine[key] / theirs[key]
+            else:
+                return None
+            return 1 / value if inverse else value
+
+        return measure
+
+    def value(
+        scenario: str, contender: str, variant: str | None, key: str
+    ) -> Callable[[str], float | None]:
+        def measure(backend: str) -> float | None:
+            row = row_of(scenario, contender, variant)(backend)
+            return None if row is None else row.get(key)
+
+        return measure
+
+    array_variant = "numpy 100 MB in"
+    return [
+        _target(
+            results,
+            "process_round_trip_vs_to_process",
+            "round trip <= 0.5x anyio.to_process",
+            ratio("round_trip", "trivial call", "median", TO_PROCESS),
+            lambda v: v <= 0.5,
+            fmt_ratio,
+        ),
+        _target(
+            results,
+            "process_throughput_vs_executor",
+            "tiny-call throughput >= 2x ProcessPoolExecutor",
+            ratio("throughput", None, "s_per_call", PROCESS_POOL_EXECUTOR, True),
+            lambda v: v >= 2,
+            fmt_ratio,
+        ),
+        _target(
+            results,
+            "process_numpy_8_jobs_vs_sequential",
+            "8 numpy CPU jobs >= 1.85x faster than sequential",
+            value("cpu_numpy", AIOINTERP_PROCESS, "8 jobs", "speedup_vs_sequential"),
+            lambda v: v >= 1.85,
+            fmt_ratio,
+        ),
+        _target(
+            results,
+            "process_cancel_p99",
+            "cancel -> code stopped, cleanup run, p99 <= 10 ms (pure-Python shapes)",
+            lambda backend: next(
+                (
+                    row["p99"]
+                    for row in _rows(results, "cancellation")
+                    if row["contender"] == AIOINTERP_PROCESS
+                    and row["backend"] == backend
+                    and row["variant"].endswith("pure-Python shapes")
+                    and "error" not in row
+                    and row.get("cleanup_complete") == row.get("n")
+                ),
+                None,
+            ),
+            lambda v: v <= 0.010,
+            fmt_time,
+        ),
+        _target(
+            results,
+            "process_numpy_100mb_vs_executor",
+            "100 MB numpy argument >= 3x faster than ProcessPoolExecutor",
+            ratio("big_array", array_variant, "median", PROCESS_POOL_EXECUTOR, True),
+            lambda v: v >= 3,
+            fmt_ratio,
+        ),
+        _target(
+            results,
+            "auto_round_trip_overhead",
+            'kind="auto" round trip <= 1.03x kind="interpreter" (function known)',
+            value("auto_overhead", 'aiointerp kind="auto"', None, "paired_ratio"),
+            lambda v: v <= 1.03,
+            lambda v: f"{v:.3f}x",
+        ),
+    ]
+
+
 # -- Markdown ---------------------------------------------------------------------
 
 Column = tuple[str, Callable[[Row], str]]
@@ -194,9 +302,49 @@ COLUMNS: dict[str, list[Column]] = {
     ],
     "memory": [
         ("RSS per idle worker", _get("per_worker", fmt_bytes)),
+        ("PSS per idle worker", _get("pss_per_worker", fmt_bytes)),
         ("workers", _get("workers", str)),
         ("vs aiointerp", _get("ratio", fmt_ratio)),
     ],
+    # the process suite
+    "cpu_numpy": [
+        ("wall (median)", _get("median", fmt_time)),
+        ("speed-up vs sequential", _get("speedup_vs_sequential", fmt_ratio)),
+        ("vs aiointerp", _get("ratio", fmt_ratio)),
+    ],
+    "big_array": [
+        ("median", _get("median", fmt_time)),
+        ("p99", _get("p99", fmt_time)),
+        ("vs aiointerp", _get("ratio", fmt_ratio)),
+    ],
+    "cancellation": [
+        ("stopped p50", _get("median", fmt_time)),
+        ("stopped p99", _get("p99", fmt_time)),
+        ("stopped max", _get("max", fmt_time)),
+        ("released p50", _get("released_median", fmt_time)),
+        ("cancels", _get("n", _count)),
+        ("cleanup ran", _get("cleanup_runs", _count)),
+        ("p99 vs aiointerp", _get("ratio", fmt_ratio)),
+    ],
+    "auto_overhead": [
+        ("median", _get("median", fmt_time)),
+        ("p99", _get("p99", fmt_time)),
+        ("vs interpreter", _get("ratio", lambda v: f"{v:.3f}x")),
+        ("paired ratio", _get("paired_ratio", lambda v: f"{v:.3f}x")),
+    ],
+}
+
+
+def _paired(row: Row) -> str:
+    return fmt_ratio(row.get("paired_ratio"))
+
+
+#: the process suite: its time scenarios measure in passes (paired ratios)
+PROCESS_COLUMNS: dict[str, list[Column]] = {
+    "round_trip": [*COLUMNS["round_trip"], ("paired vs aiointerp", _paired)],
+    "throughput": [*COLUMNS["throughput"], ("paired vs aiointerp", _paired)],
+    "cpu_numpy": [*COLUMNS["cpu_numpy"], ("paired speed-up vs aiointerp", _paired)],
+    "big_array": [*COLUMNS["big_array"], ("paired vs aiointerp", _paired)],
 }
 
 
@@ -209,12 +357,16 @@ def _table(headers: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _scenario_table(name: str, scenario: dict[str, Any]) -> str:
+def _scenario_table(
+    name: str, scenario: dict[str, Any], baseline: str = AIOINTERP
+) -> str:
     columns = COLUMNS.get(name, [])
+    if baseline == AIOINTERP_PROCESS:
+        columns = PROCESS_COLUMNS.get(name, columns)
     lines = []
     for row in scenario["rows"]:
         label = row["contender"]
-        if label == AIOINTERP:
+        if label == scenario.get("baseline", baseline):
             label = f"**{label}**"
         cells = [label, row["backend"], row.get("variant", "")]
         if "error" in row:
@@ -255,12 +407,23 @@ def _target_table(results: Results) -> str:
     return _table(["target", *backends, "result"], lines)
 
 
+def _suite_title(meta: dict[str, Any]) -> str:
+    return ", process workers" if meta.get("suite") == "process" else ""
+
+
+def _baseline_text(meta: dict[str, Any]) -> str:
+    baseline = meta.get("baseline", AIOINTERP)
+    if baseline == AIOINTERP_PROCESS:
+        return f'{baseline} (`InterpreterPool(kind="process")`)'
+    return str(baseline)
+
+
 def write_markdown(
     results: Results, path: Path, plots: dict[str, str], plot_note: str = ""
 ) -> None:
     meta = results["meta"]
     out = [
-        f"# aiointerp benchmarks: Python {meta['python']}",
+        f"# aiointerp benchmarks{_suite_title(meta)}: Python {meta['python']}",
         "",
         f"Generated by `python -m benchmarks{meta['args']}` on {meta['started']} "
         f"({meta['mode']} mode, {meta['duration_s']:.0f} s).",
@@ -270,8 +433,13 @@ def write_markdown(
         f"- Python: `{meta['python_full']}`",
         "- Versions: "
         + ", ".join(f"{name} {version}" for name, version in meta["versions"].items()),
-        f"- Pools: {meta['workers']} workers each (anyio.to_thread: anyio's default "
-        "limiter); every measurement opens and closes its own pool in its own event "
+        f"- Pools: {meta['workers']} workers each"
+        + (
+            ""
+            if meta.get("suite") == "process"
+            else " (anyio.to_thread: anyio's default limiter)"
+        )
+        + "; every measurement opens and closes its own pool in its own event "
         "loop run",
         "- Contenders not run here: "
         + (
@@ -279,8 +447,8 @@ def write_markdown(
             or "none"
         ),
         '- Ratios ("vs aiointerp") divide a contender\'s cost (time, lag, memory) by '
-        "aiointerp's in the same run, same backend and variant: above 1 means "
-        "aiointerp is better.",
+        f"{_baseline_text(meta)}'s in the same run, same backend and variant: above "
+        "1 means aiointerp is better.",
         "",
         "Timings on a shared machine are noisy: compare ratios within one run rather "
         "than absolute numbers across runs.",
@@ -307,7 +475,10 @@ def write_markdown(
             pairs = [list(pair) for pair in _flatten(scenario["data"])]
             out += [_table(["measure", "value (times in seconds)"], pairs), ""]
         if scenario.get("rows"):
-            out += [_scenario_table(name, scenario), ""]
+            out += [
+                _scenario_table(name, scenario, meta.get("baseline", AIOINTERP)),
+                "",
+            ]
         if name in plots:
             out += [f"![{scenario.get('title', name)}]({plots[name]})", ""]
     if plot_note:

@@ -28,6 +28,7 @@ import anyio
 from . import _work
 from ._contenders import (
     AIOINTERP,
+    AIOINTERP_PROCESS,
     IPE,
     RAW,
     TO_INTERPRETER,
@@ -43,6 +44,8 @@ KB = 1 << 10
 MB = 1 << 20
 TICK = 0.001
 PAYLOAD_KINDS = ("bytes", "memoryview", "object")
+#: aiointerp's own pools (the only ones with ``min_idle``)
+OURS = (AIOINTERP, AIOINTERP_PROCESS)
 
 Row = dict[str, Any]
 
@@ -67,6 +70,26 @@ class Settings:
     payload_reps: tuple[int, ...] = (200, 30, 3)
     memory_workers: int = 8
     hang_guard: float = 300.0
+    # -- the process suite (benchmarks._process_scenarios)
+    #: times the time scenarios measure every contender, in turns
+    process_passes: int = 3
+    #: cold starts per contender, in turns with the others
+    process_cold_reps: int = 10
+    process_throughput_calls: int = 5000
+    numpy_job_s: float = 0.1
+    numpy_jobs: int = 8
+    numpy_reps: int = 3
+    #: cancels per code shape and event loop (aiointerp); None: every pure-Python shape
+    cancel_samples: int = 20
+    cancel_shapes: tuple[str, ...] | None = None
+    #: cancels per event loop of each peer, and the length of the job that
+    #: ProcessPoolExecutor (which cannot stop it) runs to its end
+    cancel_peer_samples: int = 10
+    cancel_peer_job_s: float = 0.5
+    array_sizes: tuple[int, ...] = (100 * MB,)
+    array_reps: int = 3
+    auto_blocks: int = 20
+    auto_block_calls: int = 200
 
 
 SETTINGS = {
@@ -87,6 +110,18 @@ SETTINGS = {
         payload_reps=(30, 5),
         memory_workers=4,
         hang_guard=120.0,
+        process_passes=1,
+        process_cold_reps=2,
+        process_throughput_calls=1000,
+        numpy_job_s=0.03,
+        numpy_reps=1,
+        cancel_samples=3,
+        cancel_peer_samples=2,
+        cancel_peer_job_s=0.2,
+        array_sizes=(MB,),
+        array_reps=3,
+        auto_blocks=4,
+        auto_block_calls=50,
     ),
     "smoke": Settings(
         "smoke",
@@ -106,6 +141,20 @@ SETTINGS = {
         payload_reps=(3,),
         memory_workers=2,
         hang_guard=60.0,
+        process_passes=1,
+        process_cold_reps=1,
+        process_throughput_calls=200,
+        numpy_job_s=0.005,
+        numpy_jobs=2,
+        numpy_reps=1,
+        cancel_samples=1,
+        cancel_shapes=("while_true_pass", "with_block"),
+        cancel_peer_samples=1,
+        cancel_peer_job_s=0.05,
+        array_sizes=(64 * KB,),
+        array_reps=1,
+        auto_blocks=2,
+        auto_block_calls=10,
     ),
 }
 
@@ -479,13 +528,13 @@ async def _cold(contender: Contender, s: Settings, min_idle: int) -> Row:
     return {"first": done - start, "ready": ready - start, "call": done - before}
 
 
-def cold_start(runner: Runner) -> dict[str, Any]:
+def cold_start(runner: Runner, names: tuple[str, ...] | None = None) -> dict[str, Any]:
     s = runner.settings
     rows: list[Row] = []
-    for contender, backend in runner.pairs():
+    for contender, backend in runner.pairs(names):
         reps = s.cold_reps_process if contender.kind == "process" else s.cold_reps
         variants = [("open + first call", 0)]
-        if contender.name == AIOINTERP:
+        if contender.name in OURS:
             variants.append(("min_idle=1: first call", 1))
         for variant, min_idle in variants:
             samples: list[Row] = []
@@ -661,13 +710,23 @@ def cancellation(runner: Runner) -> dict[str, Any]:
 MEMORY_CONTENDERS = (AIOINTERP, TO_INTERPRETER, IPE, TO_THREAD, TO_PROCESS)
 
 
-def memory(runner: Runner) -> dict[str, Any]:
+def memory(
+    runner: Runner, names: tuple[str, ...] = MEMORY_CONTENDERS, suite: str = "default"
+) -> dict[str, Any]:
+    """RSS per idle worker, each contender measured in a fresh process.
+
+    Each contender runs on asyncio if it can (and this run has it), else on the
+    first backend of this run it supports.
+    """
     s = runner.settings
     rows: list[Row] = []
-    backend = "asyncio" if "asyncio" in runner.backends else runner.backends[0]
-    for contender, _ in runner.pairs(MEMORY_CONTENDERS):
-        if _ != backend:
+    measured: set[str] = set()
+    for contender, backend in sorted(
+        runner.pairs(names), key=lambda pair: pair[1] != "asyncio"
+    ):
+        if contender.name in measured:
             continue
+        measured.add(contender.name)
         command = [
             sys.executable,
             "-m",
@@ -675,6 +734,7 @@ def memory(runner: Runner) -> dict[str, Any]:
             contender.name,
             str(s.memory_workers),
             backend,
+            suite,
         ]
         row: Row = {
             "contender": contender.name,
@@ -710,9 +770,12 @@ def memory(runner: Runner) -> dict[str, Any]:
             f"{s.memory_workers} idle workers (aiointerp: `min_idle={s.memory_workers}`; "
             f"others: {s.memory_workers} concurrent calls that sleep, so each starts a "
             "worker), divided by the number of workers. Processes: the RSS of each "
-            "worker process (shared pages counted in each) plus the parent's growth."
+            "worker process (shared pages counted in each) plus the parent's growth; "
+            "`pss_per_worker` in the JSON counts shared pages once (PSS, "
+            "`/proc/PID/smaps_rollup`). Each contender runs on asyncio when it can."
         ),
         "cost": "per_worker",
+        "ratio_any_backend": True,
         "rows": rows,
     }
 
@@ -729,20 +792,30 @@ SCENARIOS: dict[str, Callable[[Runner], dict[str, Any]]] = {
 }
 
 
-def add_ratios(scenario: dict[str, Any]) -> None:
-    """``ratio``: this row's cost over aiointerp's (same backend, same variant)."""
+def add_ratios(scenario: dict[str, Any], baseline: str = AIOINTERP) -> None:
+    """``ratio``: this row's cost over the baseline's (same backend, same variant).
+
+    The baseline is aiointerp's row (*baseline* names which aiointerp), unless the
+    scenario names its own ``baseline``.
+    """
     key = scenario.get("cost")
     if key is None:
         return
+    baseline = scenario.get("baseline", baseline)
     base = {
         (row["backend"], row["variant"]): row[key]
         for row in scenario["rows"]
-        if row["contender"] == AIOINTERP and row.get(key)
+        if row["contender"] == baseline and row.get(key)
     }
     for row in scenario["rows"]:
         reference = base.get((row["backend"], row["variant"]))
         if reference is None and row["backend"] == "-":  # sequential: vs asyncio
             reference = base.get(("asyncio", row["variant"]))
+        if reference is None and scenario.get("ratio_any_backend"):
+            reference = next(
+                (v for (_, variant), v in base.items() if variant == row["variant"]),
+                None,
+            )
         if reference and row.get(key) is not None:
             row["ratio"] = row[key] / reference
 

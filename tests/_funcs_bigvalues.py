@@ -7,6 +7,7 @@ copy of this module keeps what happened on the host.
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -84,3 +85,36 @@ class LoadProbe:
 def probed_ints(n: int) -> list[Any]:
     """A big result with a probe first and last: what unpickles it, and how far."""
     return [LoadProbe(), *range(n), LoadProbe()]
+
+
+class Blob:
+    """Data pickled out of band with protocol 5, as numpy arrays are (stdlib only)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Blob) and bytes(self.data) == bytes(other.data)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        if protocol >= 5:
+            return (rebuild_blob, (pickle.PickleBuffer(self.data),))
+        return (rebuild_blob, (bytes(self.data),))  # pragma: no cover
+
+
+def rebuild_blob(buffer: Any) -> Blob:
+    """What the unpickler hands over, as it is (in band: bytes or bytearray)."""
+    return Blob(buffer)
+
+
+def make_blob(n: int) -> Blob:
+    return Blob(bytearray(b"\x09" * n))
+
+
+def blob_info(blob: Blob) -> tuple[str, int, bool]:
+    """The type of a Blob's buffer, its size, and whether it is a mapping's."""
+    data = blob.data
+    mapped = type(data) is memoryview and type(data.obj).__name__ == "mmap"
+    return type(data).__name__, memoryview(data).nbytes, mapped

@@ -89,39 +89,62 @@ def _fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
+def _shm_names() -> set[str]:
+    """aiointerp's names in /dev/shm: it makes none (its segments are memfds)."""
+    try:
+        return {name for name in os.listdir("/dev/shm") if "aiointerp" in name}
+    except OSError:  # pragma: no cover - no /dev/shm
+        return set()
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves interpreters, worker threads, fds or processes behind."""
+    """Fail a test that leaves interpreters, worker threads, fds or processes behind.
+
+    The fds are pipes, and aiointerp's files in memory (result files, segments);
+    nothing of aiointerp's may appear in /dev/shm either.
+    """
     if request.node.get_closest_marker("allow_leaks"):
         yield
         return
     interps = _interp.live_ids()
     fds = _fds()
     children = _children()
+    shm = _shm_names()
     yield
     deadline = time.monotonic() + 10  # a thread may still be on its way out
     while True:
         gc.collect()
         leaked_interps = _interp.live_ids() - interps
         leaked_threads = _aiointerp_threads()
-        leaked_fds = {fd for fd in _fds() - fds if _is_pipe(fd)}
+        leaked_fds = {fd for fd in _fds() - fds if _is_ours(fd)}
         leaked_children = _children() - children
-        if not (leaked_interps or leaked_threads or leaked_fds or leaked_children):
+        leaked_shm = _shm_names() - shm
+        if not (
+            leaked_interps
+            or leaked_threads
+            or leaked_fds
+            or leaked_children
+            or leaked_shm
+        ):
             return
         if time.monotonic() > deadline:
             pytest.fail(
                 f"leaked interpreters {sorted(leaked_interps)}, "
-                f"threads {leaked_threads}, pipe fds {sorted(leaked_fds)}, "
-                f"child processes {sorted(leaked_children)}"
+                f"threads {leaked_threads}, pipe or memfd fds {sorted(leaked_fds)}, "
+                f"child processes {sorted(leaked_children)}, "
+                f"/dev/shm entries {sorted(leaked_shm)}"
             )
         time.sleep(0.01)  # polling a hang guard, not synchronisation
 
 
-def _is_pipe(fd: int) -> bool:
+def _is_ours(fd: int) -> bool:
+    """A pipe, or one of aiointerp's files in memory (``/memfd:aiointerp-...``)."""
     try:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        target = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return False
+    return target.startswith("pipe:") or target.startswith("/memfd:aiointerp-")
 
 
 def pytest_configure(config: pytest.Config) -> None:

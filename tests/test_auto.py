@@ -279,3 +279,13 @@ async def test_interpreter_pool_whose_initializer_refuses_says_why() -> None:
 async def test_offload_in_a_fastapi_module_runs_by_value() -> None:
     # the default pool (kind="interpreter"): the original function, by value
     assert await web.offloaded_hash("pw") == web.hash_pw("pw", 1)
+
+
+async def test_a_process_never_reports_a_refusal() -> None:
+    # an ImportError that reads like a refusal, raised in a process: raised as it
+    # is (processes load everything: no retry by value, no rerouting)
+    async with InterpreterPool(1, kind="process") as pool:
+        with pytest.raises(ImportError) as excinfo:
+            await pool.run_sync(_funcs_core.fail_subinterpreter_import, "x")
+    assert str(excinfo.value) == "module x does not support loading in subinterpreters"
+    assert isinstance(excinfo.value.__cause__, RemoteTraceback)

@@ -28,6 +28,7 @@ from aiointerp import (
     NotShareableError,
     _bigvalues,
     _bigwire,
+    _protocol,
     _transport,
 )
 
@@ -153,6 +154,26 @@ async def test_big_buffers_are_sent_by_reference() -> None:
 
 
 @pytest.mark.anyio
+async def test_out_of_band_buffers_are_sent_by_reference_and_copied_by_the_worker() -> (
+    None
+):
+    data = bytearray(b"\x07" * MIB)
+    args = (funcs.Blob(data), 1)
+    _, mode, payload = await _bigvalues.encode_call(_funcs_core.identity, args)
+    assert mode == _protocol.BUFFERS
+    pieces, buffers = payload
+    assert [buffer.obj for buffer in buffers] == [data]  # not copied on the host
+    assert sum(len(piece) for piece in pieces) < 1000  # the data is not in the pickle
+    del buffers
+    blob, one = _bigwire.decode_args(mode, payload)
+    assert one == 1
+    assert funcs.blob_info(blob) == ("bytearray", MIB, False)  # the worker's copy
+    assert blob.data == data
+    blob.data[0] = 0
+    assert data[0] == 7
+
+
+@pytest.mark.anyio
 async def test_unpicklable_bulky_arguments_raise_not_shareable() -> None:
     args = (tuple(range(BULKY_ITEMS)), threading.Lock())
     with pytest.raises(NotShareableError, match="arguments of"):
@@ -187,6 +208,24 @@ async def test_a_big_result_is_sent_in_a_file_and_unpickled_in_a_thread() -> Non
     assert os.fstat(fd).st_size == 0  # its memory freed once read
     _bigwire.decode_args(_transport.SHARED, ())  # the next call closes the file
     assert not _result_files()
+
+
+@pytest.mark.anyio
+async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
+    outcome = _bigwire.encode_result(1, [funcs.make_blob(MIB), b"\x01" * MIB])
+    assert _bigwire.in_file(outcome)
+    fd, (size, _, table) = outcome[2], outcome[3]
+    assert size < table[0][0]  # the stream first, then the blob's data apart
+    assert [n for _, n in table] == [MIB]
+    assert os.fstat(fd).st_size == table[0][0] + MIB
+    blob, data = await _bigvalues.decode_result(outcome, funcs.make_blob)
+    assert funcs.blob_info(blob) == ("memoryview", MIB, True)
+    assert blob.data == b"\x09" * MIB
+    assert data == b"\x01" * MIB
+    assert os.fstat(fd).st_size > 0  # the mapped pages stay, with the file
+    _bigwire.decode_args(_transport.SHARED, ())  # the next call closes the file
+    assert not _result_files()
+    assert blob.data[0] == 9  # the mapping outlives every descriptor
 
 
 @pytest.mark.anyio
@@ -233,6 +272,7 @@ ROUND_TRIPS = [
     pytest.param(tuple(range(100_000)), id="tuple-of-ints"),
     pytest.param("é" * MIB, id="str"),
     pytest.param(funcs.mixed(MIB), id="dict-of-buffer-and-list"),
+    pytest.param([funcs.Blob(bytearray(b"\x02" * MIB)), 3], id="out-of-band"),
 ]
 
 

@@ -6,8 +6,11 @@ The wire format and the worker side are in :mod:`aiointerp._bigwire`. Here:
   does (the same bytes, at about the same cost). It pickles on the event loop for
   at most :data:`LOOP_BUDGET` (checked at each 64 KiB frame); a pickle that takes
   longer is dropped and made again in a thread. Big ``bytes``/``bytearray`` buffers
-  are never copied by the host: they cross as views, the worker copies them.
-* :func:`decode_result` unpickles a result sent in a file in a thread.
+  are never copied by the host: they cross as views, the worker copies them; big
+  :class:`pickle.PickleBuffer` objects (numpy arrays' data) cross out of band, as
+  views too (``BUFFERS``: see :mod:`aiointerp._bigwire`).
+* :func:`decode_result` unpickles a result sent in a file in a thread; its
+  out-of-band buffers are mapped, not copied.
 
 A thread alone would not help: CPython's C pickler holds the GIL for the whole call
 (building 3 million ints, copying 100 MB), and the loop thread, once it waits for
@@ -40,7 +43,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from . import _bigwire, _protocol, _transport
+from . import _bigwire, _protocol, _segments, _transport
 from ._errors import BrokenWorkerError
 
 __all__ = ["LOOP_BUDGET", "SLICE", "decode_result", "encode_call"]
@@ -63,12 +66,17 @@ _limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
 
 # -- encoding a call
 
+type _Dumped = tuple[list[_bigwire.Piece], list[memoryview]]
+"""A pickle's pieces, and its out-of-band buffers."""
+
 
 async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, Any]:
     """Serialise a call, before any worker is taken: ``(func_blob, args_mode, payload)``.
 
-    As :func:`aiointerp._transport.encode_call`, with one more ``args_mode``,
-    :data:`aiointerp._bigwire.FRAMES`, for arguments whose pickle is big.
+    As :func:`aiointerp._transport.encode_call`, with two more modes for
+    arguments whose pickle is big: :data:`~aiointerp._protocol.FRAMES`, and
+    :data:`~aiointerp._protocol.BUFFERS` when the pickle has big out-of-band buffers
+    (the data of numpy arrays: :class:`aiointerp._segments.OutOfBand`).
 
     :raises NotShareableError: ``func`` or an argument cannot be pickled
     """
@@ -77,29 +85,33 @@ async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, 
     if kind == _bigwire.SMALL:
         return func_blob, _protocol.SHARED, args
     what = f"the arguments of {_transport.describe(func)}"
-    pieces: list[_bigwire.Piece] | None = None
+    dumped: _Dumped | None = None
     try:
         if kind == _bigwire.OTHER:
-            pieces = _dump_on_loop(args)
-            if pieces is not None and len(pieces) == 1:  # the common case, as before
-                blob = pieces[0]
+            dumped = _dump_on_loop(args)
+            if dumped is not None and len(dumped[0]) == 1 and not dumped[1]:
+                blob = dumped[0][0]  # the common case, as before
                 assert type(blob) is bytes  # a buffer comes between two frames
                 if _MAIN not in blob or _transport.main_spec() is not None:
                     return func_blob, _protocol.PICKLED, blob
-        if pieces is None:  # bulky, or it took too long: again, in a thread
-            pieces = await _in_thread(_dump_paced, args)
+        if dumped is None:  # bulky, or it took too long: again, in a thread
+            dumped = await _in_thread(_dump_paced, args)
     except Exception:
         # the error (NotShareableError, with its hint) or cloudpickle, as before
         return func_blob, _protocol.PICKLED, _transport.dumps(args, what)
-    return (func_blob, *await _finish(pieces, args, what))
+    pieces, buffers = dumped
+    return (func_blob, *await _finish(pieces, buffers, args, what))
 
 
 async def _finish(
-    pieces: list[_bigwire.Piece], args: tuple[Any, ...], what: str
+    pieces: list[_bigwire.Piece],
+    buffers: list[memoryview],
+    args: tuple[Any, ...],
+    what: str,
 ) -> tuple[int, Any]:
-    """``(args_mode, payload)`` of a pickle made of *pieces*."""
-    if len(pieces) == 1 and type(blob := pieces[0]) is bytes:  # sent as before
-        if _MAIN in blob and _transport.main_spec() is None:
+    """``(args_mode, payload)`` of a pickle made of *pieces* and *buffers*."""
+    if len(pieces) == 1 and not buffers and type(blob := pieces[0]) is bytes:
+        if _MAIN in blob and _transport.main_spec() is None:  # sent as before
             if _transport._names_main(blob):  # cloudpickle, or refused
                 return _protocol.PICKLED, _transport.dumps(args, what)
         return _protocol.PICKLED, blob
@@ -111,6 +123,8 @@ async def _finish(
             found = await _in_thread(_mentions_main, pieces)
         if found:  # rare: let the full check decide, as for a small pickle
             return _protocol.PICKLED, _transport.dumps(args, what)
+    if buffers:
+        return _protocol.BUFFERS, (tuple(pieces), tuple(buffers))
     return _bigwire.FRAMES, tuple(pieces)
 
 
@@ -125,11 +139,14 @@ class _LoopPickler(_bigwire.PieceWriter):
     dump.
     """
 
-    __slots__ = ("busy", "deadline", "pickler")
+    __slots__ = ("busy", "deadline", "oob", "pickler")
 
     def __init__(self) -> None:
         super().__init__()
-        self.pickler = pickle.Pickler(self, _transport._PROTOCOL)
+        self.oob = _segments.OutOfBand()
+        self.pickler = pickle.Pickler(
+            self, _transport._PROTOCOL, buffer_callback=self.oob
+        )
         self.deadline = 0.0
         self.busy = False
 
@@ -141,9 +158,10 @@ class _LoopPickler(_bigwire.PieceWriter):
         if time.perf_counter() > self.deadline:
             raise _TooLong
 
-    def dump(self, args: tuple[Any, ...]) -> list[_bigwire.Piece] | None:
+    def dump(self, args: tuple[Any, ...]) -> _Dumped | None:
         self.busy = True
         pieces = self.pieces = []
+        buffers = self.oob.buffers = []
         self.deadline = time.perf_counter() + LOOP_BUDGET
         try:
             self.pickler.dump(args)
@@ -152,15 +170,16 @@ class _LoopPickler(_bigwire.PieceWriter):
         finally:
             self.pickler.clear_memo()
             self.pieces = []
+            self.oob.buffers = []
             self.busy = False
-        return pieces
+        return pieces, buffers
 
 
 _local = threading.local()
 
 
-def _dump_on_loop(args: tuple[Any, ...]) -> list[_bigwire.Piece] | None:
-    """The pieces of the pickle of *args*, or ``None`` if it takes too long."""
+def _dump_on_loop(args: tuple[Any, ...]) -> _Dumped | None:
+    """The pieces and buffers of the pickle of *args*, or ``None`` if it takes too long."""
     state: _LoopPickler | None = getattr(_local, "pickler", None)
     if state is None or state.busy:  # busy: a __reduce__ that sends a call...
         state = _LoopPickler()
@@ -168,12 +187,11 @@ def _dump_on_loop(args: tuple[Any, ...]) -> list[_bigwire.Piece] | None:
     return state.dump(args)
 
 
-def _dump_paced(
-    args: tuple[Any, ...], pace: Callable[[], None]
-) -> list[_bigwire.Piece]:
+def _dump_paced(args: tuple[Any, ...], pace: Callable[[], None]) -> _Dumped:
     writer = _bigwire.PieceWriter(pace)
-    pickle.Pickler(writer, _transport._PROTOCOL).dump(args)
-    return writer.pieces
+    oob = _segments.OutOfBand()
+    pickle.Pickler(writer, _transport._PROTOCOL, buffer_callback=oob).dump(args)
+    return writer.pieces, oob.buffers
 
 
 def _mentions_main(pieces: Sequence[_bigwire.Piece], pace: Callable[[], None]) -> bool:
@@ -215,34 +233,46 @@ async def decode_result(outcome: _transport.Outcome, func: object) -> Any:
     return _transport.decode_outcome(outcome, func)
 
 
-async def _load_file(fd: int, meta: tuple[int, int], func: object) -> Any:
-    size, inode = meta
+async def _load_file(fd: int, meta: tuple[Any, ...], func: object) -> Any:
+    size, inode = meta[:2]
+    table: _segments.Table = meta[2] if len(meta) > 2 else ()
+    length = table[-1][0] + table[-1][1] if table else size
     try:
         mine = os.dup(fd)  # the worker closes its own at its next call
     except OSError:
         mine = -1
     try:
         stat = os.fstat(mine) if mine >= 0 else None
-        if stat is None or (stat.st_ino, stat.st_size) != (inode, size):
+        if stat is None or (stat.st_ino, stat.st_size) != (inode, length):
             # closed when its interpreter ended (and the number maybe reused)
             raise BrokenWorkerError(
                 f"the result of {_transport.describe(func)} was lost: its worker "
                 "interpreter ended before the result was read"
             )
-        return await _in_thread(_load_paced, mine, size)
+        return await _in_thread(_load_paced, mine, size, table)
     finally:
         if mine >= 0:
             os.close(mine)  # cheap: the worker's descriptor still holds the file
 
 
-def _load_paced(fd: int, size: int, pace: Callable[[], None]) -> Any:
+def _load_paced(
+    fd: int, size: int, table: _segments.Table, pace: Callable[[], None]
+) -> Any:
+    # out-of-band buffers are mapped, not copied: what the result keeps of them
+    # (a numpy array's data) stays in the file's pages
+    views = _segments.buffer_views(fd, table) if table else None
     try:
-        return pickle.Unpickler(_bigwire.FileReader(fd, size, pace)).load()
+        reader = _bigwire.FileReader(fd, size, pace)
+        return pickle.Unpickler(reader, buffers=views).load()
     finally:
+        del views
         # free the file's memory now, not at the worker's next call; here, as freeing
         # 100 MB of pages keeps the calling thread in the kernel for 10 to 20 ms
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+            if table:
+                _segments.drop_stream(fd, table)  # the buffers' pages stay
+            else:
+                os.ftruncate(fd, 0)
 
 
 # -- threads that share the GIL with the loop

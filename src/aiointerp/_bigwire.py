@@ -13,12 +13,18 @@ queue's own copy of a 15 MB pickle when the host takes an outcome (``get`` copie
   :data:`~aiointerp._bigvalues.LOOP_BUDGET`; a pickle that grows further is started
   again in a thread that hands the loop a turn every
   :data:`~aiointerp._bigvalues.SLICE` (see :mod:`aiointerp._bigvalues`). The pickle
-  reaches :class:`PieceWriter` in *pieces*: its frames, and every ``bytes``,
-  ``bytearray`` or :class:`pickle.PickleBuffer` of 64 KiB or more by reference (the C
-  pickler hands those to ``write()`` as they are). They travel as :data:`FRAMES`: a
+  reaches :class:`PieceWriter` in *pieces*: its frames, and every ``bytes`` or
+  ``bytearray`` of 64 KiB or more by reference (the C pickler hands those to
+  ``write()`` as they are). They travel as :data:`FRAMES`: a
   tuple of ``bytes`` and ``memoryview`` (zero-copy across the queue; the host's
   interpreter outlives every worker); the worker unpickles them with
   :class:`PieceReader`, and so makes its own copy of each buffer, under its own GIL.
+  The big :class:`pickle.PickleBuffer` objects (numpy arrays' data) are pickled out
+  of band (:class:`aiointerp._segments.OutOfBand`) and travel apart, as views too,
+  as ``BUFFERS``: the worker copies each into a ``bytearray`` and unpickles with
+  them (``buffers=``). A process worker's link sends them through shared memory
+  and makes that ``MAPPED``: the worker unpickles with the mapped buffers as they
+  are, and its arrays are over the shared pages (:mod:`aiointerp._channels`).
 * Results (worker to host). A result whose pickle reaches :data:`SPILL_MIN` bytes,
   or a shareable one with more than :data:`SHARED_ITEMS_MAX` items or
   :data:`SHARED_BYTES_MAX` bytes of ``str``/``bytes``, is pickled into a file in
@@ -28,7 +34,12 @@ queue's own copy of a 15 MB pickle when the host takes an outcome (``get`` copie
   descriptor at once (:func:`aiointerp._bigvalues.decode_result`: before it awaits
   anything, so before the worker can serve another call) and unpickles from it with
   :class:`FileReader` in a thread: ``os.pread`` copies without the GIL. The worker
-  closes its descriptor when it serves its next call, or when its interpreter ends.
+  closes its descriptor when it serves its next call, or when its interpreter ends
+  (a process worker as soon as its descriptor crossed to the host: :func:`sent`).
+  Big out-of-band buffers follow the stream in the file, laid out as a segment's
+  (:mod:`aiointerp._segments`), and the outcome's ``(size, inode)`` becomes
+  ``(size, inode, table)``: the host maps them, and a numpy array result is over
+  the file's pages, without a copy.
 
 Descriptors are process-wide, so the file outlives the worker's interpreter:
 unlike a ``memoryview`` of a worker's memory, which would dangle once the worker is
@@ -40,7 +51,7 @@ from __future__ import annotations
 import os
 import pickle
 
-from . import _protocol, _transport
+from . import _protocol, _segments, _transport
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
@@ -68,7 +79,7 @@ __all__ = [
 
 #: args_mode: the payload is a tuple of pieces (``bytes`` and ``memoryview``) whose
 #: concatenation is the pickle of the arguments
-FRAMES: Final = 2
+FRAMES: Final = _protocol.FRAMES
 
 #: :func:`classify`: shareable, and cheap to send as it is
 SMALL: Final = 0
@@ -294,24 +305,46 @@ _HAVE_PREADV: Final = hasattr(os, "preadv")
 
 
 def decode_args(
-    mode: int, args: Any, loads: Callable[[bytes], Any] = pickle.loads
+    mode: int, args: Any, loads: Callable[..., Any] = pickle.loads
 ) -> tuple[Any, ...]:
     """The arguments of a call, from ``(args_mode, payload)``; *loads* unpickles.
 
-    Every call starts here: the previous call's result file is closed first (the
-    host has read it, or never will).
+    *loads* is called as ``loads(blob)``, or ``loads(blob, buffers)`` for a pickle
+    with out-of-band buffers. Every call starts here: the previous call's result
+    file is closed first (the host has read it, or never will).
+
+    :raises Interrupted: ``ABANDONED``: the host gave up the call while it sent
+        its arguments
     """
     if _result.fd >= 0:
         _result.close()
     if mode == _protocol.SHARED:
         return args  # type: ignore[no-any-return]
-    if mode == FRAMES:
-        try:
-            return pickle.Unpickler(PieceReader(args)).load()  # type: ignore[no-any-return]
-        except (AttributeError, ImportError):
-            # something of __main__: *loads* knows how to load the host's main first
-            return loads(b"".join(args))  # type: ignore[no-any-return]
-    return loads(args)  # type: ignore[no-any-return]
+    if mode == _protocol.PICKLED:
+        return loads(args)  # type: ignore[no-any-return]
+    if mode == _protocol.ABANDONED:
+        _abandoned(args)
+    buffers: list[Any] | None = None
+    pieces = args
+    if mode != FRAMES:  # BUFFERS or MAPPED
+        pieces, buffers = args
+        if mode == _protocol.BUFFERS:  # views of the caller's memory: our own copy
+            buffers = [bytearray(buffer) for buffer in buffers]
+    try:
+        return pickle.Unpickler(PieceReader(pieces), buffers=buffers).load()  # type: ignore[no-any-return]
+    except (AttributeError, ImportError):
+        # something of __main__: *loads* knows how to load the host's main first
+        if buffers is None:
+            return loads(b"".join(pieces))  # type: ignore[no-any-return]
+        return loads(b"".join(pieces), buffers)  # type: ignore[no-any-return]
+
+
+def _abandoned(reason: str | None) -> None:
+    if reason is None:
+        from .worker import Interrupted
+
+        raise Interrupted("the call was cancelled before its arguments arrived")
+    raise RuntimeError(f"aiointerp could not send the arguments: {reason}")
 
 
 def encode_result(
@@ -331,7 +364,9 @@ def encode_result(
     if not to_file:
         return _encode_with_fallback(job_id, value)
     if kind == OTHER:  # most are small: one pickle, as before; a big one goes on
-        outcome = _encode_with_fallback(job_id, value)  # to a file (one more copy)
+        outcome = _encode_other(job_id, value)  # to a file (one more copy)
+        if isinstance(outcome, _SpillWriter):  # out-of-band buffers (numpy arrays...)
+            return outcome.outcome(job_id)
         if outcome[1] == _protocol.OK_PICKLED and len(outcome[2]) >= SPILL_MIN:
             spill = _spill if not _spill.busy else _SpillWriter()
             spill.write(outcome[2])
@@ -353,6 +388,21 @@ def encode_result(
     finally:
         spill.pickler.clear_memo()
     return spill.outcome(job_id)
+
+
+def _encode_other(job_id: int, value: object) -> _transport.Outcome | _SpillWriter:
+    """One pickle, as before; or, with big out-of-band buffers, a file's writer."""
+    oob = _segments.OutOfBand()
+    try:
+        blob = pickle.dumps(value, _transport._PROTOCOL, buffer_callback=oob)
+    except Exception:  # cloudpickle for classes sent by value, or UNSENDABLE
+        return _encode_with_fallback(job_id, value)
+    if not oob.buffers:  # the same pickle as without the callback
+        return (job_id, _protocol.OK_PICKLED, blob, None, False)
+    spill = _spill if not _spill.busy else _SpillWriter()
+    spill.write(blob)
+    spill.oob.buffers = oob.buffers
+    return spill
 
 
 def _encode_with_fallback(job_id: int, value: object) -> _transport.Outcome:
@@ -380,6 +430,16 @@ def in_file(outcome: _transport.Outcome) -> bool:
     return outcome[1] == _protocol.OK_PICKLED and outcome[3] is not None
 
 
+def sent(fd: int) -> None:
+    """The host holds a descriptor of the result file *fd* of its own now: close ours.
+
+    For a process worker, once the descriptor crossed (:mod:`aiointerp._channels`):
+    a result the host maps is then freed as soon as the host drops it.
+    """
+    if _result.fd == fd:
+        _result.close()
+
+
 class _ResultFile:
     """The worker's one open result file, closed at its next call or at its exit."""
 
@@ -397,14 +457,7 @@ class _ResultFile:
 
             atexit.register(self.close)
             self.registered = True
-        try:
-            self.fd = os.memfd_create("aiointerp-result", os.MFD_CLOEXEC)
-        except (AttributeError, OSError):  # pragma: no cover - no memfd (macOS...)
-            import tempfile
-
-            fd, path = tempfile.mkstemp(prefix="aiointerp-result-")
-            os.unlink(path)
-            self.fd = fd
+        self.fd = _segments.create("aiointerp-result")
         return self.fd
 
     def close(self) -> None:
@@ -419,18 +472,24 @@ _result = _ResultFile()
 class _SpillWriter:
     """A result's pickle: kept in memory up to :data:`SPILL_MIN`, then in a file.
 
-    One is reused (with its pickler: creating one costs more than pickling a small
-    result); :meth:`outcome` or :meth:`discard` make it ready for the next result.
+    Its big out-of-band buffers (:class:`aiointerp._segments.OutOfBand`) go to the
+    file after the stream, laid out as a segment's (:mod:`aiointerp._segments`), and
+    the outcome's ``(size, inode)`` gains their table: the host maps them. One is
+    reused (with its pickler: creating one costs more than pickling a small result);
+    :meth:`outcome` or :meth:`discard` make it ready for the next result.
     """
 
-    __slots__ = ("busy", "fd", "pickler", "pieces", "size")
+    __slots__ = ("busy", "fd", "oob", "pickler", "pieces", "size")
 
     def __init__(self) -> None:
         self.pieces: list[Any] = []
         self.size = 0
         self.fd = -1
         self.busy = False
-        self.pickler = pickle.Pickler(self, _transport._PROTOCOL)
+        self.oob = _segments.OutOfBand()
+        self.pickler = pickle.Pickler(
+            self, _transport._PROTOCOL, buffer_callback=self.oob
+        )
 
     def write(self, data: Any) -> None:
         size = len(data) if type(data) is bytes else memoryview(data).nbytes
@@ -455,17 +514,29 @@ class _SpillWriter:
         self.size = 0
         self.fd = -1
         self.busy = False
+        self.oob.buffers = []
 
     def outcome(self, job_id: int) -> _transport.Outcome:
-        fd, size, pieces = self.fd, self.size, self.pieces
+        fd, size, pieces, buffers = self.fd, self.size, self.pieces, self.oob.buffers
         self.reset()
-        if fd < 0:
+        if fd < 0 and not buffers:
             blob = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             if type(blob) is not bytes:
                 blob = bytes(blob)
             return (job_id, _protocol.OK_PICKLED, blob, None, False)
+        if fd < 0:  # a small stream, and big buffers
+            fd = _result.create()
+            for piece in pieces:
+                _write_all(fd, piece)
+        if not buffers:
+            inode = os.fstat(fd).st_ino
+            return (job_id, _protocol.OK_PICKLED, fd, (size, inode), False)
+        table, end = _segments.layout(size, [buffer.nbytes for buffer in buffers])
+        os.ftruncate(fd, end)
+        for (offset, _), buffer in zip(table, buffers, strict=True):
+            _segments.write_at(fd, buffer, offset)
         inode = os.fstat(fd).st_ino
-        return (job_id, _protocol.OK_PICKLED, fd, (size, inode), False)
+        return (job_id, _protocol.OK_PICKLED, fd, (size, inode, table), False)
 
 
 _spill = _SpillWriter()

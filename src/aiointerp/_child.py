@@ -1,7 +1,7 @@
 """The entry point of a process worker: ``python -c`` runs :func:`main` in the child.
 
 Stdlib only, and cheap to import (it runs before every process worker's first call).
-The host started this process with :func:`subprocess.Popen` and passed it five fds
+The host started this process with :func:`subprocess.Popen` and passed it six fds
 (see :class:`aiointerp._channels.PipeLink`); the first message on the job pipe is
 the pool's :class:`~aiointerp._protocol.WorkerConfig`. The child then runs the
 worker loop of every kind, :func:`aiointerp._inside.serve`.
@@ -45,12 +45,12 @@ def _watch_host(alive_r: int, cancel: object) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Serve the host that started this process (argv: the five fds)."""
+    """Serve the host that started this process (argv: the six fds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    job_r, done_w, cancel_r, cancel_w, alive_r = (int(arg) for arg in argv)
+    job_r, done_w, cancel_r, cancel_w, alive_r, sock = (int(arg) for arg in argv)
     from . import _channels, _protocol
 
-    channel = _channels.PipeChannel(job_r, done_w, cancel_r, cancel_w)
+    channel = _channels.PipeChannel(job_r, done_w, cancel_r, cancel_w, sock)
     kind, payload = channel.receive()
     if kind != _protocol.CONFIG:  # the host is gone before it sent the config
         return

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
         """The worker end of a kind's channels (see :mod:`aiointerp._channels`)."""
 
         cancel_fd: int
-        #: the host can open this worker's file descriptors (same process)
+        #: the host can open this worker's result files (their fds reach it)
         shares_fds: bool
+        #: an isolated subinterpreter, where extension modules may refuse to load
+        isolated: bool
 
         def receive(self) -> tuple[bytes, Any]: ...
         def send(
@@ -100,8 +102,10 @@ def _own_files() -> frozenset[str]:
 
 
 class _Loop:
-    def __init__(self, config: _protocol.WorkerConfig, spill: bool) -> None:
-        #: big results go to a file whose descriptor the host opens (same process)
+    def __init__(
+        self, config: _protocol.WorkerConfig, spill: bool, isolated: bool
+    ) -> None:
+        #: big results go to a file whose descriptor the host opens
         self.spill = spill
         self.main = _Main(config.main_spec)
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
@@ -113,18 +117,17 @@ class _Loop:
         self.state.settle = self.interrupter.settle
         #: threads started by calls: ident -> the function that started it
         self.thread_owners: dict[int, str] = {}
-        #: modules may refuse to load here: a subinterpreter (which shares the
-        #: host's fds), not a process's main interpreter
-        self.refusals = spill
+        #: modules may refuse to load here: a subinterpreter, not a process
+        self.refusals = isolated
 
-    def loads(self, blob: bytes) -> Any:
+    def loads(self, blob: bytes, buffers: Any = None) -> Any:
         try:
-            return pickle.loads(blob)
+            return pickle.loads(blob, buffers=buffers)
         except (AttributeError, ImportError):
             if self.main.loaded:
                 raise
         self.main.load()
-        return pickle.loads(blob)
+        return pickle.loads(blob, buffers=buffers)
 
     def func(self, blob: bytes) -> Any:
         func = self.funcs.get(blob)
@@ -183,7 +186,10 @@ class _Loop:
         labels = {
             owners.get(thread.ident or 0, "the pool's initializer")
             for thread in threading.enumerate()
-            if thread.ident != self.thread_id and thread.is_alive()
+            # a daemon thread (a process's orphan watch...) never keeps it alive
+            if thread.ident != self.thread_id
+            and thread.is_alive()
+            and not thread.daemon
         }
         return tuple(sorted(labels))
 
@@ -284,7 +290,7 @@ def _call(func: Any, args: tuple[Any, ...]) -> Any:
 def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
     """Serve jobs from *channel* until told to quit (or the host is gone)."""
     sys.setswitchinterval(config.switch_interval)  # fast interrupt delivery
-    loop = _Loop(config, channel.shares_fds)
+    loop = _Loop(config, channel.shares_fds, channel.isolated)
     logs = None
     if config.levels is not None:
         logs = channel.forward_logs(config.levels)

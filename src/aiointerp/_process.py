@@ -2,7 +2,7 @@
 
 **How the child starts.** :func:`subprocess.Popen` of ``sys.executable -c`` (a
 two-line bootstrap that imports :mod:`aiointerp._child`), with ``close_fds=True``
-and the five fds of its channels in ``pass_fds``, run on one of anyio's worker
+and the six fds of its channels in ``pass_fds``, run on one of anyio's worker
 threads so that the event loop never waits for it. Never ``fork``: the host runs
 threads (the event loop's, anyio's, other workers'), and a forked child of a threaded
 process may deadlock on a lock another thread held. ``Popen`` uses ``posix_spawn``
@@ -13,8 +13,8 @@ cost is a fresh interpreter's start (tens of milliseconds, see the docs), paid o
 per worker, off the event loop, usually in the background (``min_idle``).
 
 The child (:mod:`aiointerp._child`) ignores SIGINT and exits when the host dies; see
-there. The channels are pipes carrying framed pickles
-(:class:`aiointerp._channels.PipeLink`). A process can be killed: code that does not
+there. The channels are pipes carrying framed pickles, big ones in shared memory
+whose descriptors cross a Unix socket (:class:`aiointerp._channels.PipeLink`). A process can be killed: code that does not
 stop within ``cancel_grace`` after it was interrupted is killed with SIGKILL, and
 its slot freed at once (:meth:`ProcessWorker.kill`).
 """

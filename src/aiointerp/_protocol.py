@@ -31,6 +31,31 @@ signal          payload               meaning
 ``EXITED``      none                  the worker ended (its very last signal)
 =============== ===================== ===============================================
 
+**How a job's arguments travel** (``Job.args_mode``).
+
+=============== ============================== =====================================
+args_mode       ``Job.args``                   the worker
+=============== ============================== =====================================
+``SHARED``      the arguments, shareable       takes them as they are
+``PICKLED``     one pickle (``bytes``)         unpickles it
+``FRAMES``      a pickle in pieces: ``bytes``  unpickles their concatenation
+                and ``memoryview``
+``BUFFERS``     ``(pieces, buffers)``: as      copies each buffer (views of the
+                FRAMES, and the pickle's       caller's memory), then unpickles
+                out-of-band buffers            with them (``buffers=``)
+                (``memoryview``)
+``MAPPED``      ``(pieces, buffers)``, the     unpickles with the buffers as they
+                buffers the worker's own       are: a process worker's are in the
+                                               shared memory its link mapped
+``ABANDONED``   a reason (``str``), or None    does not run the call: the host gave
+                                               it up (None: cancelled) while its
+                                               arguments were being sent
+=============== ============================== =====================================
+
+The host makes ``FRAMES`` and ``BUFFERS`` (:mod:`aiointerp._bigvalues`); a process
+link turns ``BUFFERS`` into ``MAPPED`` and sends ``ABANDONED`` in place of a job whose
+arguments it stopped writing (:mod:`aiointerp._channels`).
+
 **Cancel channel** (host → the worker's watchdog): job ids, :data:`JOB_ID_SIZE`
 bytes little-endian each; :data:`STOP_WATCHDOG` (0) stops the watchdog. A cancel
 names the job it is for, so it can never hit another one.
@@ -47,11 +72,14 @@ if TYPE_CHECKING:
     from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "ABANDONED",
     "ARGUMENTS",
+    "BUFFERS",
     "CALL",
     "CONFIG",
     "DONE",
     "EXITED",
+    "FRAMES",
     "FUNCTION",
     "INITIALIZER",
     "INIT_FAILED",
@@ -61,6 +89,7 @@ __all__ = [
     "LEVELS",
     "LINGER",
     "LOG",
+    "MAPPED",
     "OK_PICKLED",
     "OK_SHARED",
     "PICKLED",
@@ -96,13 +125,19 @@ EXITED: Final = b"X"
 JOB_ID_SIZE: Final = 8
 STOP_WATCHDOG: Final = 0
 
-# -- how a job's arguments travel (Job.args_mode)
+# -- how a job's arguments travel (Job.args_mode; see the table above)
 SHARED: Final = 0  # as they are: shareable values
 PICKLED: Final = 1  # one pickle (protocol 5)
+FRAMES: Final = 2  # a pickle in pieces (aiointerp._bigwire)
+BUFFERS: Final = 3  # pieces and out-of-band buffers of the caller's memory
+MAPPED: Final = 4  # pieces and out-of-band buffers that are the worker's own
+ABANDONED: Final = 5  # no call: the host gave it up while sending its arguments
 
 # -- Outcome.status
 OK_SHARED: Final = 0  # value: the result, shareable
-OK_PICKLED: Final = 1  # value: the pickled result
+# value: the pickled result; or, for a result in a file (aiointerp._bigwire), the
+# file's descriptor, with text (size, inode) or (size, inode, out-of-band buffers)
+OK_PICKLED: Final = 1
 RAISED: Final = 2  # value: _exceptions.encode(exc), text: the remote traceback
 RAISED_RAW: Final = 3  # value: (type name, message), text: the remote traceback
 INTERRUPTED: Final = 4  # the code stopped on Interrupted; text: what was raised
@@ -131,7 +166,7 @@ if TYPE_CHECKING:
         deadline: float | None
         #: the pickled function (the worker caches what it loaded, by this key)
         func: bytes
-        #: :data:`SHARED` or :data:`PICKLED`
+        #: :data:`SHARED`, :data:`PICKLED`, :data:`FRAMES`... (the table above)
         args_mode: int
         #: the arguments, encoded as ``args_mode`` says
         args: Any
