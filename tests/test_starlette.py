@@ -107,6 +107,9 @@ async def test_shed_load_then_disconnect_stops_the_work(server: Server) -> None:
         )
         assert after["abandoned"] == before["abandoned"]  # interrupted in time
         assert after["completed"] == before["completed"]
+        # the interrupted worker retires; until it is gone there is no room to start
+        # another, and max_waiting=0 sheds a call that would wait for one
+        await wait_for_stats(client, lambda s: s["workers"] == 0)
         ok = await client.get("/work", params={"n": 10_000})  # the pool serves on
         assert ok.json() == {"n": 10_000, "primes": PRIMES[10_000]}
 
