@@ -1,6 +1,6 @@
 """Dask tasks in subinterpreters: all cores in one worker process, cancels that stop.
 
-Run: python examples/dask_cluster.py   (needs: pip install 'aiointerp[dask]')
+Run: python examples/dask_cluster.py   (needs: pip install distributed)
 
 A local cluster of one worker process with two threads; InterpreterPlugin gives it a
 pool of two interpreters, so two pure-Python tasks run at once in that one process.

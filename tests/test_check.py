@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 
 import aiointerp
@@ -29,7 +31,17 @@ from aiointerp._defects import KNOWN_DEFECTS, defects_of
 #: where aiointerp is imported from, also when it is not installed in this Python
 SOURCE = Path(aiointerp.__file__).resolve().parent.parent
 GENERATOR = Path(__file__).resolve().parent.parent / "scripts" / "compatibility.py"
-KEYS = ["module", "status", "extension", "error", "seconds", "fallbacks"]
+KEYS = [
+    "module",
+    "status",
+    "extension",
+    "error",
+    "seconds",
+    "fallbacks",
+    "submodules",
+    "runs",
+    "note",
+]
 REFUSAL = "does not support loading in subinterpreters"
 
 MODULES = {
@@ -115,7 +127,9 @@ def test_cli_all_load_exit_status_0() -> None:
         ["sqlite3", "loads"],
         ["ctypes", "loads"],
     ]
-    assert all(row[3] == "ms" for row in rows)
+    assert all(row[3].startswith("ms") for row in rows)
+    # json is a package: its submodules were imported too
+    assert "submodules checked" in lines[1]
     assert "refused:" not in process.stdout
 
 
@@ -182,7 +196,7 @@ def test_cli_human_table_is_aligned(modules_dir: Path) -> None:
     if importlib.util.find_spec("readline") is not None:
         assert table[3][detail_column:] == "by readline"
         hint = " ".join(lines[len(modules) + 2 :])
-        assert "anyio.to_process.run_sync" in hint
+        assert 'InterpreterPool(kind="process")' in hint
 
 
 def test_cli_module_output_does_not_break_the_report(modules_dir: Path) -> None:
@@ -204,8 +218,13 @@ def test_cli_uses_the_callers_sys_path(modules_dir: Path) -> None:
     [
         ([], "required: COMMAND"),
         (["check"], "the following arguments are required: MODULE"),
-        (["check", "json", "foo-bar"], "not a module name: 'foo-bar'"),
-        (["check", ".relative"], "not a module name: '.relative'"),
+        (
+            ["check", "json", "foo-bar"],
+            "not a module name or module:function: 'foo-bar'",
+        ),
+        (["check", ".relative"], "not a module name or module:function: '.relative'"),
+        (["check", "json:"], "not a module name or module:function: 'json:'"),
+        (["check", "a:b:c"], "not a module name or module:function: 'a:b:c'"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
 )
@@ -363,6 +382,350 @@ def test_import_aiointerp_does_not_load_the_cli() -> None:
         check=False,
     )
     assert process.returncode == 0, process.stderr
+
+
+# -- packages: their submodules are checked too
+
+
+def _write_package(root: Path, name: str, files: dict[str, str]) -> None:
+    for relative, code in files.items():
+        path = root / name / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
+
+
+@pytest.fixture
+def packages_dir(tmp_path: Path) -> Path:
+    """Packages whose submodules refuse, fail, or must not be imported."""
+    _write_package(
+        tmp_path,
+        "aiointerp_pkg",
+        {
+            "__init__.py": "",
+            "plain.py": "",
+            "fast.py": "import readline\n",  # imports the extension itself
+            "uses_fast.py": "from . import fast\n",  # refused through it
+            "broken.py": "raise ValueError('not a refusal')\n",
+            "__main__.py": "print('MAIN RAN')\nraise SystemExit(4)\n",
+            "tests/__init__.py": "print('TESTS RAN')\n",
+            "test_things.py": "print('TESTS RAN')\n",
+            "sub/__init__.py": "",
+            "sub/deep.py": "import readline\n",
+        },
+    )
+    _write_package(tmp_path, "aiointerp_clean_pkg", {"__init__.py": "", "a.py": ""})
+    return tmp_path
+
+
+@needs_readline_extension
+def test_cli_package_with_refused_submodules(packages_dir: Path) -> None:
+    process = _cli("check", "--json", "aiointerp_pkg", path=[packages_dir])
+    assert process.returncode == 1, process.stderr
+    result = _json(process)["aiointerp_pkg"]
+    assert result["status"] == "refused"
+    assert result["extension"] == "readline"
+    assert result["fallbacks"] == []
+    submodules = result["submodules"]
+    assert isinstance(submodules, dict)
+    # fast, sub.deep import readline themselves: listed first; uses_fast after
+    assert submodules["refused"] == [
+        {"module": "aiointerp_pkg.fast", "extension": "readline"},
+        {"module": "aiointerp_pkg.sub.deep", "extension": "readline"},
+        {"module": "aiointerp_pkg.uses_fast", "extension": "readline"},
+    ]
+    # broken, fast, plain, sub, uses_fast, sub.deep; not __main__ nor the tests
+    assert (submodules["checked"], submodules["complete"]) == (6, True)
+    assert "RAN" not in process.stderr
+    assert "3 of its 6 submodules are refused" in str(result["error"])
+    table = _cli("check", "aiointerp_pkg", path=[packages_dir])
+    assert table.returncode == 1
+    row = table.stdout.splitlines()[1]
+    assert row.split()[:3] == ["aiointerp_pkg", "refused", "by"]
+    assert row.endswith(
+        "by readline: 3 of its 6 submodules are refused: aiointerp_pkg.fast, "
+        "aiointerp_pkg.sub.deep, aiointerp_pkg.uses_fast"
+    )
+
+
+def test_cli_package_whose_submodules_load(packages_dir: Path) -> None:
+    process = _cli("check", "--json", "aiointerp_clean_pkg", path=[packages_dir])
+    assert process.returncode == 0, process.stderr
+    result = _json(process)["aiointerp_clean_pkg"]
+    assert result["status"] == "loads"
+    assert result["submodules"] == {"checked": 1, "complete": True, "refused": []}
+
+
+@needs_readline_extension
+def test_cli_no_submodules(packages_dir: Path) -> None:
+    process = _cli(
+        "check", "--json", "--no-submodules", "aiointerp_pkg", path=[packages_dir]
+    )
+    assert process.returncode == 0, process.stderr
+    result = _json(process)["aiointerp_pkg"]
+    assert (result["status"], result["submodules"]) == ("loads", None)
+
+
+def test_cli_pillow_is_refused_by_name() -> None:
+    # `import PIL` loads: everything useful is in PIL.Image, which needs PIL._imaging
+    pytest.importorskip("PIL")  # in requirements-dev.txt: installed in CI
+    process = _cli("check", "--json", "PIL")
+    assert process.returncode == 1, process.stderr
+    result = _json(process)["PIL"]
+    assert result["status"] == "refused"
+    assert result["extension"] == "PIL._imaging"
+    submodules = result["submodules"]
+    assert isinstance(submodules, dict)
+    refused = [item["module"] for item in submodules["refused"]]
+    assert refused[0] == "PIL.Image"
+    assert {"PIL.Image", "PIL._imaging", "PIL.PngImagePlugin"} <= set(refused)
+    table = _cli("check", "PIL")
+    assert "by PIL._imaging" in table.stdout
+    assert "PIL.Image, " in table.stdout
+
+
+@needs_readline_extension
+def test_a_fallen_back_extension_does_not_refuse_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PyYAML's way: `import yaml` goes on without yaml._yaml; the submodules that
+    # need it are listed, the package is not refused for them
+    spec = importlib.util.find_spec("readline")
+    assert spec is not None
+    assert spec.origin is not None
+    _write_package(
+        tmp_path,
+        "aiointerp_fb_pkg",
+        {
+            "__init__.py": (
+                "try:\n    from . import readline\nexcept ImportError:\n"
+                "    readline = None\n"
+            ),
+            "uses.py": "import aiointerp_fb_pkg.readline\n",
+        },
+    )
+    shutil.copy(spec.origin, tmp_path / "aiointerp_fb_pkg" / Path(spec.origin).name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    [result] = _check.check(["aiointerp_fb_pkg"])
+    assert result.status == "loads"
+    assert result.fallbacks == ("aiointerp_fb_pkg.readline",)
+    assert result.submodules is not None
+    assert [name for name, _ in result.submodules.refused] == [
+        "aiointerp_fb_pkg.readline",
+        "aiointerp_fb_pkg.uses",
+    ]
+    assert result.ok
+    detail = _check.format_results([result])
+    assert "aiointerp_fb_pkg.readline, aiointerp_fb_pkg.uses need what it" in detail
+
+
+@pytest.mark.parametrize(("limit", "seconds"), [(2, 60.0), (100, 0.0)])
+def test_the_walk_is_bounded(
+    packages_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limit: int,
+    seconds: float,
+) -> None:
+    monkeypatch.syspath_prepend(str(packages_dir))
+    monkeypatch.setattr(_check, "SUBMODULE_LIMIT", limit)
+    monkeypatch.setattr(_check, "SUBMODULE_SECONDS", seconds)
+    [result] = _check.check(["aiointerp_clean_pkg"])
+    assert result.submodules is not None
+    if seconds:  # one submodule: within the count
+        assert (result.submodules.checked, result.submodules.complete) == (1, True)
+    else:  # no time left for any
+        assert (result.submodules.checked, result.submodules.complete) == (0, False)
+        assert "the walk stopped there" in _check.format_results([result])
+
+
+# -- functions: module:function
+
+
+FUNCTIONS = {
+    "aiointerp_cpu_mod.py": (
+        "import hashlib\n"
+        "def hash_pw(pw):\n    return hashlib.sha256(pw).hexdigest()\n"
+        "class Hasher:\n    @staticmethod\n    def run(x):\n        return x\n"
+        "square = lambda x: x * x\n"
+        "VALUE = 3\n"
+        "async def later():\n    pass\n"
+    ),
+    "aiointerp_app_mod.py": (
+        "import readline\n"
+        "print('the app module prints at import')\n"
+        "def helper(x):\n    return 2 * x\n"
+        "def work(x):\n    return helper(x) + 1\n"
+        "def history():\n    return readline.get_history_length()\n"
+        "def pid_here():\n    import os\n    return os.getpid()\n"
+        "def pid_with_readline():\n    import os\n"
+        "    readline.get_history_length()\n    return os.getpid()\n"
+    ),
+}
+
+
+@pytest.fixture
+def functions_dir(tmp_path: Path) -> Path:
+    for name, code in FUNCTIONS.items():
+        (tmp_path / name).write_text(code)
+    return tmp_path
+
+
+def test_cli_function_by_reference(functions_dir: Path) -> None:
+    targets = [
+        "aiointerp_cpu_mod:hash_pw",
+        "aiointerp_cpu_mod:Hasher.run",
+        "json:dumps",
+    ]
+    process = _cli("check", "--json", *targets, path=[functions_dir])
+    assert process.returncode == 0, process.stderr
+    results = _json(process)
+    assert list(results) == targets
+    for target in targets:
+        assert (results[target]["status"], results[target]["runs"]) == (
+            "loads",
+            "reference",
+        )
+    table = _cli("check", targets[0], path=[functions_dir])
+    assert table.returncode == 0
+    row = table.stdout.splitlines()[1]
+    assert row.startswith(
+        "aiointerp_cpu_mod:hash_pw  by reference  runs in an interpreter"
+    )
+
+
+@needs_readline_extension
+def test_cli_function_by_value_and_in_a_process(functions_dir: Path) -> None:
+    pytest.importorskip("cloudpickle")
+    work, history = "aiointerp_app_mod:work", "aiointerp_app_mod:history"
+    process = _cli("check", "--json", work, path=[functions_dir])
+    # its module is refused, but its code (and helper's) loads sent by value
+    assert process.returncode == 0, process.stderr
+    result = _json(process)[work]
+    assert (result["status"], result["extension"], result["runs"]) == (
+        "refused",
+        "readline",
+        "value",
+    )
+    assert "sent by value (cloudpickle), its code loads" in str(result["note"])
+    # the host imported the module to pickle the function: its print went to stderr
+    assert "the app module prints at import" in process.stderr
+    # the function uses readline: sent by value, loading it imports readline
+    process = _cli("check", "--json", history, path=[functions_dir])
+    assert process.returncode == 1, process.stderr
+    result = _json(process)[history]
+    assert (result["status"], result["runs"]) == ("refused", "process")
+    assert "its code is refused too (by readline)" in str(result["note"])
+    table = _cli("check", work, history, path=[functions_dir])
+    assert table.returncode == 1
+    rows = [line.split("  ")[0:2] for line in table.stdout.splitlines()[1:3]]
+    assert [row[0] for row in rows] == [work, history]
+    assert 'InterpreterPool(kind="process")' in table.stdout
+
+
+@needs_readline_extension
+@pytest.mark.anyio
+async def test_the_verdicts_are_what_a_pool_does(
+    functions_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("cloudpickle")
+    monkeypatch.syspath_prepend(str(functions_dir))
+    here, there = "aiointerp_app_mod:pid_here", "aiointerp_app_mod:pid_with_readline"
+    verdicts = await anyio.to_thread.run_sync(_check.check, [here, there])
+    assert [r.runs for r in verdicts] == ["value", "process"]
+    import aiointerp_app_mod  # type: ignore[import-not-found]
+
+    try:
+        async with aiointerp.InterpreterPool(2, kind="auto") as pool:
+            # "value": in an interpreter of this process; "process": in a child
+            assert await pool.run_sync(aiointerp_app_mod.pid_here) == os.getpid()
+            assert await pool.run_sync(aiointerp_app_mod.pid_with_readline) != (
+                os.getpid()
+            )
+    finally:
+        sys.modules.pop("aiointerp_app_mod", None)
+
+
+def test_cli_function_that_cannot_be_pickled_by_reference(functions_dir: Path) -> None:
+    pytest.importorskip("cloudpickle")
+    process = _cli("check", "--json", "aiointerp_cpu_mod:square", path=[functions_dir])
+    assert process.returncode == 0, process.stderr
+    result = _json(process)["aiointerp_cpu_mod:square"]
+    assert (result["status"], result["runs"]) == ("loads", "value")
+    assert "cannot be pickled by reference" in str(result["note"])
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "error"),
+    [
+        (
+            "aiointerp_cpu_mod:nope",
+            "failed",
+            "AttributeError: module 'aiointerp_cpu_mod' has no attribute 'nope'",
+        ),
+        (
+            "aiointerp_cpu_mod:VALUE",
+            "failed",
+            "aiointerp_cpu_mod:VALUE cannot be called (a int)",
+        ),
+        (
+            "aiointerp_cpu_mod:later",
+            "failed",
+            "aiointerp_cpu_mod:later is async: pools run synchronous functions",
+        ),
+        ("aiointerp_no_such_mod:f", "not_installed", "not found on sys.path"),
+    ],
+)
+def test_cli_functions_that_cannot_run(
+    functions_dir: Path, target: str, status: str, error: str
+) -> None:
+    process = _cli("check", "--json", target, "json:loads", path=[functions_dir])
+    assert process.returncode == 1, process.stderr
+    result = _json(process)[target]
+    assert (result["status"], result["error"], result["runs"]) == (status, error, None)
+
+
+@needs_readline_extension
+def test_functions_without_cloudpickle(
+    functions_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(functions_dir))
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    work, square = _check.check(["aiointerp_app_mod:work", "aiointerp_cpu_mod:square"])
+    assert (work.status, work.runs) == ("refused", "process")
+    assert work.note is not None
+    assert "pip install cloudpickle" in work.note
+    assert not work.ok
+    assert (square.status, square.runs) == ("failed", None)
+    assert square.note is not None
+    assert "install cloudpickle (pip install cloudpickle) to send it by value" in (
+        square.note
+    )
+    assert not square.ok
+    assert "aiointerp_app_mod" not in sys.modules  # the host did not import it
+
+
+@needs_readline_extension
+def test_by_value_leaves_cloudpickle_as_it_was(
+    functions_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloudpickle = pytest.importorskip("cloudpickle")
+    monkeypatch.syspath_prepend(str(functions_dir))
+    before = set(cloudpickle.list_registry_pickle_by_value())
+    try:
+        [result] = _check.check(["aiointerp_app_mod:work"])
+    finally:
+        sys.modules.pop("aiointerp_app_mod", None)
+    assert result.runs == "value"
+    assert set(cloudpickle.list_registry_pickle_by_value()) == before
+
+
+def test_is_target() -> None:
+    assert _check.is_target("pkg.mod")
+    assert _check.is_target("pkg.mod:func")
+    assert _check.is_target("pkg.mod:Class.method")
+    for bad in ("pkg.mod:", ":func", "a:b:c", "pkg mod:f", "pkg:1f"):
+        assert not _check.is_target(bad), bad
+    with pytest.raises(ValueError, match="not module:function: 'json'"):
+        _check.check_function("json")
 
 
 # -- info

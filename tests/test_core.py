@@ -628,3 +628,19 @@ async def test_closing_a_pool_releases_everything() -> None:
     assert _interp.live_ids() == interps
     assert _aiointerp_threads() == threads
     assert _pipe_fds() == pipes
+
+
+async def test_a_module_added_to_sys_path_after_the_start_is_not_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "aiointerp_tests_late_mod.py").write_text("def f():\n    return 1\n")
+    async with InterpreterPool(1) as pool:  # sys.path is taken here
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import aiointerp_tests_late_mod  # type: ignore[import-not-found]
+
+        with pytest.raises(ModuleNotFoundError) as excinfo:
+            await pool.run_sync(aiointerp_tests_late_mod.f)
+    notes = " ".join(getattr(excinfo.value, "__notes__", ()))
+    assert "could not load the function or its arguments" in notes
+    assert "sys.path is the one the host had when the pool started" in notes
+    sys.modules.pop("aiointerp_tests_late_mod", None)

@@ -33,6 +33,7 @@ import dask.config
 import distributed
 import psutil
 import pytest
+from conftest import child_env
 from dask.utils import key_split
 from distributed import Client, LocalCluster
 
@@ -208,6 +209,35 @@ async def wait_for(fd: int, text: str) -> None:
 
 
 # -- in_interpreter: what Dask sees ------------------------------------------------------
+
+
+def test_import_without_distributed_says_what_to_install() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["distributed"] = None  # as if it were not installed
+        try:
+            import aiointerp.dask
+        except ModuleNotFoundError as exc:
+            print(exc.name)
+            print(exc)
+            print(type(exc.__cause__).__name__)
+        """
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    name, message, cause = process.stdout.splitlines()
+    assert name == "distributed"
+    assert message.startswith("aiointerp.dask needs Dask's distributed package")
+    assert "pip install distributed" in message
+    assert cause == "ModuleNotFoundError"
 
 
 def test_in_interpreter_is_an_async_function_with_the_users_name() -> None:

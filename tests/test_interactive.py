@@ -96,7 +96,8 @@ def test_without_cloudpickle_the_error_says_what_to_do() -> None:
     message, result = process.stdout.splitlines()
     assert message.startswith("cannot send function __main__.double")
     assert "notebook, the REPL, python -c or code piped on stdin" in message
-    assert "pip install 'aiointerp[cloudpickle]'" in message
+    assert "(pip install cloudpickle)" in message
+    assert "aiointerp[" not in message  # aiointerp is not on PyPI
     assert result == "5"
 
 
@@ -180,4 +181,26 @@ def test_notebook_cells(kernel: Kernel) -> None:
         "True 5 -5\n",
         "-1\n",
         "interrupted\n",
+    ]
+
+
+def test_worker_prints_show_in_the_cell_output(kernel: Kernel) -> None:
+    # forward_output: the worker's sys.stdout writes reach the kernel's sys.stdout,
+    # which sends them to the notebook as the output of the running cell
+    cells = [
+        "import aiointerp",
+        "def shout(x):\n    print('from the worker', x)\n    print('partial', end='')\n"
+        "    return x + 1",
+        "print(await aiointerp.run_sync_in_interpreter(shout, 1))",
+        "async with aiointerp.InterpreterPool(1, kind='process') as pool:\n"
+        "    print(await pool.run_sync(shout, 2))",
+    ]
+    outputs = []
+    for cell in cells:
+        out, errors = kernel.run(cell)
+        assert errors == [], errors
+        outputs.append(out)
+    assert outputs[2:] == [
+        "from the worker 1\npartial2\n",
+        "from the worker 2\npartial3\n",
     ]

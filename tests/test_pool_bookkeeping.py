@@ -29,10 +29,10 @@ class FakeWorker:
     def __init__(self, fakes: Fakes) -> None:
         self.fakes = fakes
         self.interp_id = next(fakes.ids)
-        self.ident = self.interp_id  # as Worker.ident, in the pool's events
+        self.ident = self.interp_id  # the worker interface names it so
         self.kind = "interpreter"  # the kind the pool asks its roster for
         self.lingering: tuple[str, ...] = ()
-        self.refused: str | None = None  # no module refused it (see Worker.refused)
+        self.refused: str | None = None
         self.job_id = 0
         self.job_label = ""
         self.spent = False

@@ -125,6 +125,7 @@ def test_signatures() -> None:
         "forward_logging",
         "max_waiting",
         "kind",
+        "forward_output",
         "preload",
     ]
     assert init["max_workers"].default is None
@@ -143,8 +144,10 @@ def test_signatures() -> None:
         "interrupt_on_cancel",
         "forward_logging",
         "kind",
+        "forward_output",
     ]
     assert all(p.kind is keyword_only for p in list(executor.values())[1:])
+    assert executor["forward_output"].default is init["forward_output"].default is True
     # the default kind is the pool's
     assert executor["kind"].default == init["kind"].default == "interpreter"
 

@@ -1,13 +1,15 @@
-"""``python -m aiointerp``: will my module work in an interpreter? What is this Python?
+"""``python -m aiointerp``: will my code work in an interpreter? What is this Python?
 
 ::
 
-    python -m aiointerp check MODULE [MODULE ...] [--json]
+    python -m aiointerp check MODULE|MODULE:FUNCTION [...] [--json] [--no-submodules]
     python -m aiointerp info [--json]
 
-``check`` imports each module in a fresh isolated interpreter and exits with status 0
-only when all of them load (1 otherwise, 2 for usage errors). ``info`` describes this
-Python, its subinterpreters and the known CPython defects of this exact version.
+``check`` imports each module in a fresh isolated interpreter (a package's submodules
+too), tells for each function how a pool runs it, and exits with status 0 only when
+all of them can run in an interpreter (1 otherwise, 2 for usage errors). ``info``
+describes this Python, its subinterpreters and the known CPython defects of this
+exact version.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiointerp",
-        description="Check modules against isolated subinterpreters; describe this Python.",
+        description=(
+            "Check modules and functions against isolated subinterpreters; describe "
+            "this Python."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
@@ -35,16 +40,24 @@ def _parser() -> argparse.ArgumentParser:
             "Import each MODULE in a fresh isolated interpreter (the kind aiointerp's "
             "pool uses) and report: loads, refused (the extension module that does "
             "not support subinterpreters), failed (another error), or not installed. "
-            "Exit status: 0 when every module loads, 1 otherwise."
+            "A package's submodules are imported too. For MODULE:FUNCTION, report "
+            "how a pool runs the function: in an interpreter by reference, in an "
+            "interpreter by value (cloudpickle), or only in a process. Exit status: "
+            "0 when everything can run in an interpreter, 1 otherwise."
         ),
     )
     check.add_argument(
         "modules",
         nargs="+",
         metavar="MODULE",
-        help="module names, e.g. numpy lxml.etree",
+        help="module names or module:function, e.g. numpy lxml.etree myapp.cpu:hash",
     )
     check.add_argument("--json", action="store_true", help="print a JSON list")
+    check.add_argument(
+        "--no-submodules",
+        action="store_true",
+        help="do not import the submodules of packages",
+    )
     info = commands.add_parser(
         "info",
         help="describe this Python, its subinterpreters and known CPython defects",
@@ -63,7 +76,9 @@ def _stdout_to_stderr() -> Iterator[None]:
     """Send what the checked modules write to file descriptor 1 to stderr instead.
 
     Interpreters share the process's file descriptors: a module printing at import
-    (from C or from Python) must not break the report, ``--json`` above all.
+    (from C or from Python) must not break the report, ``--json`` above all. A
+    function's module imported by this process (to send the function by value)
+    prints to ``sys.stdout``: flushed before fd 1 is given back.
     """
     sys.stdout.flush()
     saved = os.dup(1)
@@ -71,8 +86,11 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.dup2(2, 1)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        try:
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,12 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(_check.format_info(description))
         return 0
-    bad = [name for name in args.modules if not _check.is_module_name(name)]
+    bad = [name for name in args.modules if not _check.is_target(name)]
     if bad:
-        parser.error(f"not a module name: {', '.join(map(repr, bad))}")
+        parser.error(
+            f"not a module name or module:function: {', '.join(map(repr, bad))}"
+        )
     try:
         with _stdout_to_stderr():
-            results = _check.check(args.modules)
+            results = _check.check(args.modules, submodules=not args.no_submodules)
     except ImportError as exc:  # this Python has no subinterpreters
         print(f"python -m aiointerp: {exc}", file=sys.stderr)
         return 1
@@ -104,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps([result.as_dict() for result in results], indent=2))
     else:
         print(_check.format_results(results))
-    return 0 if all(result.status == "loads" for result in results) else 1
+    return 0 if all(result.ok for result in results) else 1
 
 
 if __name__ == "__main__":

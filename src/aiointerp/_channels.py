@@ -8,7 +8,8 @@ else of the kind). The worker end offers:
 * ``receive() -> (signal, payload)``: the next job-channel message (blocking);
 * ``send(signal, payload=None)``: a done-channel message;
 * ``cancel_fd``: the fd the watchdog reads job ids from; ``stop_watchdog()``;
-* ``forward_logs(levels)``: route this worker's log records to the host.
+* ``forward_logs(levels, output)``: route this worker's log records (and, with
+  *output*, its ``sys.stdout``/``sys.stderr``) to the host.
 
 **Interpreters.** Wake-ups travel as one byte on a pipe per direction; payloads on a
 cross-interpreter queue per direction, put *before* the byte that announces them, so
@@ -206,11 +207,13 @@ class InterpreterChannel:
         stop = _protocol.STOP_WATCHDOG.to_bytes(_protocol.JOB_ID_SIZE, "little")
         os.write(self._cancel_w, stop)
 
-    def forward_logs(self, levels: _logs.Levels) -> _logs._Forwarding:
+    def forward_logs(
+        self, levels: _logs.Levels | None, output: bool
+    ) -> _logs._Forwarding:
         assert self._log_qid is not None
         put_log, _ = _interp.open_queue(self._log_qid)
         size = _interp.queue_size(self._log_qid)
-        return _logs.install(put_log, size, self._done_w, levels)
+        return _logs.install(put_log, size, self._done_w, levels, output)
 
 
 # -- processes ---------------------------------------------------------------------
@@ -760,9 +763,11 @@ class PipeChannel:
         """Interrupt *job_id* from inside the child (the host is gone)."""
         os.write(self._cancel_w, job_id.to_bytes(_protocol.JOB_ID_SIZE, "little"))
 
-    def forward_logs(self, levels: _logs.Levels) -> _logs._Forwarding:
+    def forward_logs(
+        self, levels: _logs.Levels | None, output: bool
+    ) -> _logs._Forwarding:
         def put(item: Any) -> None:
             self.send(_protocol.LOG, item)
 
         # every record is a frame of its own: no queue to count, no wake-up byte
-        return _logs.install(put, lambda: 0, -1, levels)
+        return _logs.install(put, lambda: 0, -1, levels, output)

@@ -83,8 +83,8 @@ class NotShareableError(AiointerpError, TypeError):
 
     Raised *before* a worker is taken for the function and arguments; raised in the
     caller for a result that could not be sent back. The message names the object
-    and what to do (define functions at module level, or install
-    ``aiointerp[cloudpickle]`` for lambdas and closures).
+    and what to do (define functions at module level, or install cloudpickle,
+    ``pip install cloudpickle``, for lambdas and closures).
     """
 
     __module__ = "aiointerp"

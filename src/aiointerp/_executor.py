@@ -209,6 +209,9 @@ class InterpreterExecutor(Executor):
         ``"process"`` (warm child processes, where every extension module loads;
         a call that does not stop within ``cancel_grace`` after it was interrupted
         is killed with its process, and its slot freed at once)
+    :param forward_output: write what the calls write to ``sys.stdout`` and
+        ``sys.stderr`` to this process's current ones (see
+        :class:`~aiointerp.InterpreterPool`)
     :raises ValueError: ``max_workers`` is not positive, or another option is
         out of range, or ``kind`` is unknown
 
@@ -257,6 +260,7 @@ class InterpreterExecutor(Executor):
         interrupt_on_cancel: bool = False,
         forward_logging: bool = True,
         kind: str = "interpreter",
+        forward_output: bool = True,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -271,6 +275,7 @@ class InterpreterExecutor(Executor):
             cancel_grace=cancel_grace,
             forward_logging=forward_logging,
             kind=kind,
+            forward_output=forward_output,
         )
         self._lock = threading.RLock()  # future.cancel() runs _on_done
         self._shutdown = False

@@ -47,14 +47,16 @@ if TYPE_CHECKING:
             self, signal: bytes, payload: tuple[Any, ...] | None = None
         ) -> None: ...
         def stop_watchdog(self) -> None: ...
-        def forward_logs(self, levels: Any) -> Any: ...
+        def forward_logs(self, levels: Any, output: bool) -> Any: ...
 
 
 _LOAD_NOTE = (
     "aiointerp: the worker interpreter could not load the function or its arguments. "
     "They must be importable there: defined at module level in a module on sys.path, "
     "or in a __main__ script whose top-level code is guarded by "
-    "`if __name__ == '__main__':` (not in `python -c` or the REPL)."
+    "`if __name__ == '__main__':` (not in `python -c` or the REPL). The worker's "
+    "sys.path is the one the host had when the pool started: a directory added to "
+    "sys.path after that is not on it."
 )
 _FUNC_CACHE_SIZE = 128
 #: The note on the exception of a failed ``preload`` import (the host looks for it).
@@ -292,8 +294,8 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
     sys.setswitchinterval(config.switch_interval)  # fast interrupt delivery
     loop = _Loop(config, channel.shares_fds, channel.isolated)
     logs = None
-    if config.levels is not None:
-        logs = channel.forward_logs(config.levels)
+    if config.levels is not None or config.output:
+        logs = channel.forward_logs(config.levels, config.output)
     worker._state = loop.state
     watchdog = threading.Thread(
         target=_watch,
@@ -308,6 +310,8 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
             config.init_blob, channel
         ):
             return
+        if logs is not None:
+            logs.end_call()  # what the initializer wrote comes first
         channel.send(READY)
         while True:
             signal, payload = channel.receive()
@@ -322,12 +326,16 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
                 # the job's values (a memoryview's export of the host's buffer...)
                 # are released before the host learns that the call is over
                 del job
+                if logs is not None:
+                    logs.end_call()  # its output is written before its result
                 channel.send(DONE, outcome)
             elif signal == LEVELS and logs is not None:  # the host's levels changed
                 logs.set_levels(payload)
             else:  # QUIT, or the host is gone
                 break
     finally:
+        if logs is not None:
+            logs.stop()
         channel.stop_watchdog()
         watchdog.join()
         lingering = loop.lingering()

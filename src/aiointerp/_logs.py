@@ -1,4 +1,4 @@
-"""Log records and warnings of worker interpreters, handled by the host's logging.
+"""Log records, warnings and output of workers, handled by the host's logging and streams.
 
 Stdlib only; both ends live here, as in :mod:`aiointerp._transport`.
 
@@ -25,10 +25,22 @@ logged them. An error raised by the host's filters, handlers or warning machiner
 reported as :meth:`logging.Handler.handleError` does (a traceback on stderr, unless
 :data:`logging.raiseExceptions` is false) and goes no further: the worker's code is
 running and must not be interrupted for it.
+
+Output (``forward_output``). The worker's :data:`sys.stdout` and :data:`sys.stderr`
+become :class:`_Output` streams whose text travels as items of the same queue, in
+order with the records: line-buffered (a write that ends a line, or a big one, is
+sent; a partial line waits for the end of its line, a ``flush()``, a write to the
+other stream or the end of the call), so a ``print()`` costs one item, not one per
+piece. The loop sends what is left before every outcome (:meth:`_Forwarding.end_call`),
+so a call's output, partial line included, is written before its result is
+returned. The host writes each item to its *current* ``sys.stdout`` or
+``sys.stderr``, whatever replaced them (``contextlib.redirect_stdout``, pytest's
+``capsys``, a notebook's cell output), and flushes it when the worker's code flushed.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from _thread import RLock
@@ -48,6 +60,10 @@ __all__ = ["Levels", "LevelTable", "handle", "install", "level_table"]
 
 LOG: Final = 0
 WARNING: Final = 1
+OUTPUT: Final = 2  # (OUTPUT, 1 or 2 for stdout or stderr, text, flush)
+
+#: buffered output beyond which a write is sent even without a newline (characters)
+_OUTPUT_BUFFER: Final = 8192
 
 #: LogRecord attributes that travel (strings, numbers or None in the worker)
 _FIELDS: Final = (
@@ -97,6 +113,10 @@ class _Forwarding:
         #: held to queue an item and look at the size; the root handler's lock too
         self.lock = RLock()
         self.sending = False  # a send() of this thread is under way (lock held)
+        #: output not sent yet: pieces of text of one stream (fd 1 or 2), in order
+        self.pending: list[str] = []
+        self.pending_fd = 1
+        self.pending_size = 0
 
     def send(self, item: tuple[Any, ...]) -> None:
         """Queue *item*; wake the host unless items it has not drained yet are queued.
@@ -118,6 +138,52 @@ class _Forwarding:
                     os.write(self.done_w, b"L")  # _protocol.LOG
             finally:
                 self.sending = nested
+
+    def write(self, fd: int, text: str) -> None:
+        """Output of the worker's code: queue *text*, send it at a line's end."""
+        with self.lock:
+            if self.pending and fd != self.pending_fd:
+                self.send_output(False)  # the other stream's text goes first
+            self.pending.append(text)
+            self.pending_fd = fd
+            self.pending_size += len(text)
+            if "\n" in text or self.pending_size >= _OUTPUT_BUFFER:
+                self.send_output(False)
+
+    def send_output(self, flush: bool) -> None:
+        """Send the pending output (with *flush*: and have the host flush its stream)."""
+        with self.lock:
+            if not self.pending and not flush:
+                return
+            text = "".join(self.pending)
+            self.pending.clear()
+            self.pending_size = 0
+            self.send((OUTPUT, self.pending_fd, text, flush))
+
+    def end_call(self) -> None:
+        """The loop is about to send an outcome: what the code wrote goes first.
+
+        Never raises :class:`OSError`: a host that is gone is the loop's to notice.
+        """
+        if self.pending:
+            try:
+                self.send_output(False)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """The loop ends: send what is left, give the streams back.
+
+        What is written from here on (threads that outlive the loop, the flush of
+        the streams when the worker ends) goes to the replaced streams: the host
+        may not read this worker's items any more.
+        """
+        self.end_call()
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if isinstance(stream, _Output) and stream._forwarding is self:
+                stream.detached = True
+                setattr(sys, name, stream._replaced)
 
     def set_levels(self, levels: Levels) -> None:
         self.levels = levels
@@ -230,15 +296,87 @@ def _show_warning(
     )
 
 
+class _Output(io.TextIOBase):
+    """The worker's ``sys.stdout`` or ``sys.stderr`` with ``forward_output``.
+
+    Text only (as :class:`io.TextIOWrapper`: ``write(bytes)`` raises
+    :class:`TypeError`); there is no ``buffer``. :meth:`fileno` is the replaced
+    stream's, so code that hands the descriptor to a child process or to
+    :mod:`faulthandler` still works (what is written there is not forwarded).
+    """
+
+    def __init__(self, forwarding: _Forwarding, fd: int, replaced: Any) -> None:
+        super().__init__()
+        self._forwarding = forwarding
+        self._fd = fd
+        self._replaced = replaced
+        #: the loop ended: what is still written here goes to the replaced stream
+        self.detached = False
+
+    @property
+    def name(self) -> str:
+        return "<stdout>" if self._fd == 1 else "<stderr>"
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False  # the host's stream, wherever it goes now, is not ours to ask
+
+    def fileno(self) -> int:
+        if self._replaced is None:
+            raise io.UnsupportedOperation("fileno")
+        return int(self._replaced.fileno())
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if self.detached:  # a reference kept past the loop's end (a log handler's)
+            if self._replaced is not None:
+                self._replaced.write(text)
+            return len(text)
+        if text:
+            self._forwarding.write(self._fd, text)
+        return len(text)
+
+    def flush(self) -> None:
+        # close() flushes, and so does __del__: not once the loop ended
+        if not self.closed and not self.detached:
+            self._forwarding.send_output(True)
+        elif self.detached and self._replaced is not None:
+            self._replaced.flush()
+
+
 _forwarding: _Forwarding | None = None
 
 
 def install(
-    put: Callable[[Any], None], size: Callable[[], int], done_w: int, levels: Levels
+    put: Callable[[Any], None],
+    size: Callable[[], int],
+    done_w: int,
+    levels: Levels | None,
+    output: bool = False,
 ) -> _Forwarding:
-    """Forward this worker's log records and warnings to the host (call once)."""
+    """Forward this worker's log records and warnings (unless *levels* is ``None``)
+    and, with *output*, what it writes to ``sys.stdout``/``sys.stderr`` (call once).
+    """
     global _forwarding
-    forwarding = _forwarding = _Forwarding(put, size, done_w, levels)
+    forwarding = _forwarding = _Forwarding(put, size, done_w, levels or (0, 0, ()))
+    if output:
+        sys.stdout = _Output(forwarding, 1, sys.stdout)
+        sys.stderr = _Output(forwarding, 2, sys.stderr)
+    if levels is None:
+        return forwarding
     logging = sys.modules.get("logging")
     if logging is not None:  # pragma: no cover - imported by sitecustomize...
         forwarding.configure(logging)
@@ -304,14 +442,19 @@ def level_table() -> LevelTable:
     return _table
 
 
-def handle(item: tuple[Any, ...], interpreter: int | None) -> None:
-    """Handle a record or a warning forwarded by the worker of *interpreter*.
+def handle(item: object, interpreter: int | None) -> None:
+    """Handle a record, a warning or output forwarded by the worker of *interpreter*.
 
     Never raises :class:`Exception`: an error of the host's logging or warning
     machinery (a filter or handler that raises) is reported on stderr as
     :meth:`logging.Handler.handleError` reports a failing ``emit()``, once per item.
     It would otherwise surface in the middle of the call whose code logged.
     """
+    if type(item) is not tuple:  # put by an interpreter destroyed since: unbound
+        return
+    if item[0] == OUTPUT:
+        _write(item, interpreter)
+        return
     import logging
 
     if item[0] == WARNING:
@@ -333,6 +476,32 @@ def handle(item: tuple[Any, ...], interpreter: int | None) -> None:
         logger.handle(record)
     except Exception:
         _report_error(record or logging.makeLogRecord(fields))
+
+
+def _write(item: tuple[Any, ...], worker: int | None) -> None:
+    """Write a worker's output to this process's current stdout or stderr."""
+    _, fd, text, flush = item
+    stream = sys.stdout if fd == 1 else sys.stderr
+    if stream is None:  # pythonw, or closed on purpose: nowhere to write
+        return
+    try:
+        if text:
+            stream.write(text)
+        if flush:
+            stream.flush()
+    except Exception:  # a closed stream, an encoding it cannot write...
+        import logging
+
+        name = "stdout" if fd == 1 else "stderr"
+        _report_error(
+            logging.makeLogRecord(
+                {
+                    "name": "aiointerp",
+                    "msg": f"output of worker {worker} to sys.{name}: {text[:200]!r}",
+                    "args": None,
+                }
+            )
+        )
 
 
 def _warn(item: tuple[Any, ...], interpreter: int | None) -> None:

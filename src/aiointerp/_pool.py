@@ -90,6 +90,12 @@ class InterpreterPool:
         subinterpreters (it imports FastAPI, hence pydantic_core) is sent by value
         (with cloudpickle) under ``"interpreter"`` too; see the worker kinds page
         of the documentation
+    :param forward_output: what the workers' code writes to :data:`sys.stdout` and
+        :data:`sys.stderr` (``print()``) is written to this process's *current*
+        ``sys.stdout`` and ``sys.stderr``, so :func:`contextlib.redirect_stdout`,
+        pytest's ``capsys`` and a notebook's cell output show it; a call's output
+        is written before its result is returned. ``False`` leaves the workers'
+        streams on the process's file descriptors 1 and 2
     :param preload: names of modules that every new worker imports, in this
         order, before the ``initializer`` runs and before it serves calls (your
         CPU-bound module, and what it imports: the first call does not pay for
@@ -146,6 +152,7 @@ class InterpreterPool:
         forward_logging: bool = True,
         max_waiting: int | None = None,
         kind: str = "interpreter",
+        forward_output: bool = True,
         preload: Iterable[str] = (),
     ) -> None:
         if kind not in _KINDS:
@@ -193,6 +200,7 @@ class InterpreterPool:
         self._cancel_grace = cancel_grace
         self._init_blob = init_blob
         self._forward_logging = forward_logging
+        self._forward_output = forward_output
         self._preload = preload
         #: workers that must have started before the pool opens (fail fast)
         self._open_with = max(min_idle, 1) if preload or init_blob else 0
@@ -470,7 +478,10 @@ class InterpreterPool:
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
             self._config = worker_config(
-                self._init_blob, self._forward_logging, self._preload
+                self._init_blob,
+                self._forward_logging,
+                self._forward_output,
+                self._preload,
             )
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()

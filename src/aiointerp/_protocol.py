@@ -25,7 +25,7 @@ signal          payload               meaning
                                       ``preload`` (a note of the exception names
                                       it), raised; the worker ends
 ``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
-``LOG``         log records           records or warnings to handle (see ``_logs``)
+``LOG``         log records           records, warnings or output (see ``_logs``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
                                       functions still run: it holds no slot now
 ``EXITED``      none                  the worker ended (its very last signal)
@@ -199,6 +199,8 @@ if TYPE_CHECKING:
         levels: Any
         #: opcodes before which an interrupt is raised (``_interrupt.raise_points``)
         raise_points: tuple[tuple[int, ...], int]
+        #: sys.stdout/sys.stderr writes go to the host's (``forward_output``)
+        output: bool
         #: modules imported, in this order, before the initializer runs
         preload: tuple[str, ...]
 
@@ -209,5 +211,6 @@ else:
     Outcome = namedtuple("Outcome", "job_id status value text injected")
     WorkerConfig = namedtuple(
         "WorkerConfig",
-        "sys_path main_spec init_blob switch_interval levels raise_points preload",
+        "sys_path main_spec init_blob switch_interval levels raise_points output "
+        "preload",
     )

@@ -73,8 +73,8 @@ def _hint(obj: object) -> str:
         return (
             "; lambdas, closures and functions defined inside other functions are "
             "pickled by reference and cannot be found by the worker: define it at "
-            "module level, or install the cloudpickle extra "
-            "(pip install 'aiointerp[cloudpickle]') to send it by value"
+            "module level, or install cloudpickle (pip install cloudpickle) to "
+            "send it by value"
         )
     return "; only picklable objects (or the shareable types) can cross interpreters"
 
@@ -128,9 +128,8 @@ def dumps(obj: object, what: str) -> bytes:
                 f"cannot send {what} to an interpreter: it is defined in (or refers "
                 "to) __main__ of a program whose __main__ workers cannot import again "
                 "(an interactive session: a notebook, the REPL, python -c or code "
-                "piped on stdin). Install cloudpickle (pip install "
-                "'aiointerp[cloudpickle]') to send it by value, or define it in a "
-                "module"
+                "piped on stdin). Install cloudpickle (pip install cloudpickle) to "
+                "send it by value, or define it in a module"
             ) from None
     else:
         try:

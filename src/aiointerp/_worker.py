@@ -54,7 +54,10 @@ SWITCH_INTERVAL = 0.001
 
 
 def worker_config(
-    init_blob: bytes | None, forward_logging: bool, preload: tuple[str, ...] = ()
+    init_blob: bytes | None,
+    forward_logging: bool,
+    forward_output: bool = True,
+    preload: tuple[str, ...] = (),
 ) -> WorkerConfig:
     """What every worker of a pool starting now is started with."""
     from ._interrupt import raise_points
@@ -67,6 +70,7 @@ def worker_config(
         SWITCH_INTERVAL,
         levels,
         raise_points(),
+        forward_output,
         preload,
     )
 
@@ -115,8 +119,9 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self._preload: tuple[str, ...] = config.preload
-        self._forwarding = config.levels is not None
-        self._levels = _logs.level_table() if self._forwarding else None
+        #: the worker sends log records, warnings or output (the same channel)
+        self._forwarding = config.levels is not None or config.output
+        self._levels = _logs.level_table() if config.levels is not None else None
         self._levels_version = self._levels.version if self._levels else 0
         self._reader: SignalReader | None = None
         self._launched = False
@@ -183,7 +188,7 @@ class Worker:
                 return signal
 
     def _forward_logs(self) -> None:
-        """Hand the records and warnings the worker queued to the host's logging."""
+        """Hand the records, warnings and output the worker queued to the host."""
         if self._forwarding:
             for item in self._link.take_logs():
                 _logs.handle(item, self.ident)

@@ -25,8 +25,10 @@ sees the scheduler release a running task (``WorkerPlugin.transition``) and canc
 that await, which interrupts the code. The Dask internals this relies on are kept in
 :mod:`aiointerp._dask_compat`.
 
-Importing this module imports ``distributed`` (``pip install 'aiointerp[dask]'``);
-``import aiointerp`` never does. On Pythons where :func:`sys._current_frames` crashes
+Importing this module imports ``distributed`` (``pip install distributed``, or
+``pip install '.[dask]'`` in a clone of aiointerp), and raises
+:class:`ModuleNotFoundError` saying so when it is not installed; ``import aiointerp``
+never does. On Pythons where :func:`sys._current_frames` crashes
 a process that runs subinterpreters (3.13.0; releases not verified to survive it: 3.13
 before 3.13.18, 3.14 before 3.14.10), it also
 turns Dask's sampling profiler off in this process's Dask configuration, for the
@@ -52,8 +54,19 @@ from typing import (
 
 import anyio
 import anyio.abc
-import distributed
 import sniffio
+
+try:
+    import distributed
+except ModuleNotFoundError as exc:
+    if exc.name not in ("distributed", "dask"):  # installed, but broken: as it is
+        raise
+    raise ModuleNotFoundError(
+        f"aiointerp.dask needs Dask's distributed package ({exc.name} is not "
+        "installed): pip install distributed (in a clone of aiointerp, pip install "
+        "'.[dask]' installs the versions it was tested with)",
+        name=exc.name,
+    ) from exc
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.protocol import pickle as dask_pickle
 
