@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,10 @@ class Server:
 LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
-def start_server(app: str, logs: Path, *, workers: int = 2) -> Server:
-    """Start ``uvicorn app`` with a pool of ``workers`` interpreters; wait for /health.
-
-    uvicorn binds a free port itself (``--port 0``) and logs it: another process
-    cannot take the port between our choice and uvicorn's bind.
-    """
+def launch(
+    app: str, logs: Path, *, workers: int = 2, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``uvicorn app`` with a pool of ``workers`` (and *env*); return it, its log."""
     logs.mkdir(parents=True, exist_ok=True)
     index = len(list(logs.glob("uvicorn-*.err")))
     stderr = logs / f"uvicorn-{index}.err"
@@ -83,10 +81,22 @@ def start_server(app: str, logs: Path, *, workers: int = 2) -> Server:
                 "--no-access-log",
             ],
             cwd=ROOT,
-            env={**os.environ, "AIOINTERP_WORKERS": str(workers)},
+            env={**os.environ, "AIOINTERP_WORKERS": str(workers), **(env or {})},
             stdout=out,
             stderr=err,
         )
+    return process, stderr
+
+
+def start_server(
+    app: str, logs: Path, *, workers: int = 2, env: Mapping[str, str] | None = None
+) -> Server:
+    """Start ``uvicorn app`` with a pool of ``workers`` interpreters; wait for /health.
+
+    uvicorn binds a free port itself (``--port 0``) and logs it: another process
+    cannot take the port between our choice and uvicorn's bind.
+    """
+    process, stderr = launch(app, logs, workers=workers, env=env)
     server: Server | None = None
     for _ in range(600):  # bounded: up to ~60 s on a loaded machine
         if process.poll() is not None:

@@ -264,11 +264,12 @@ async def test_auto_whose_initializer_refuses_interpreters_uses_processes(
 async def test_interpreter_pool_whose_initializer_refuses_says_why() -> None:
     from aiointerp import BrokenWorkerError
 
-    async with InterpreterPool(
+    pool = InterpreterPool(
         1, initializer=_funcs_core.import_module, initargs=("readline",)
-    ) as pool:
-        with pytest.raises(BrokenWorkerError) as excinfo:
-            await pool.run_sync(_funcs_core.identity, 1)
+    )
+    with pytest.raises(BrokenWorkerError) as excinfo:
+        async with pool:  # a pool with an initializer fails its opening
+            pass
     cause = excinfo.value.__cause__
     assert isinstance(cause, ImportError)
     assert str(cause).startswith("the pool's initializer imported readline")

@@ -21,7 +21,7 @@ async def test_failed_bootstrap_is_broken_and_leaks_nothing(
     monkeypatch.setattr(
         _pool,
         "worker_config",
-        lambda blob, forward: real(blob, forward)._replace(sys_path=()),
+        lambda *args: real(*args)._replace(sys_path=()),
     )
     async with aiointerp.InterpreterPool(1) as pool:
         with anyio.fail_after(30), pytest.raises(aiointerp.BrokenWorkerError) as info:

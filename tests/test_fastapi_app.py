@@ -1,8 +1,7 @@
 """examples/fastapi_app.py served by a real uvicorn process on the loopback interface.
 
-Beyond the checks shared with examples/web_app.py (tests/_server.py): the app's
-``/stats`` counts the requests its ClientDisconnected handler answered, and the
-server's log stays clean.
+The checks shared with examples/web_app.py (tests/_server.py), validation, and a
+clean log; aiointerp.starlette itself is tested in tests/test_starlette.py.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from _server import (
     check_health_and_disconnect,
     server_fixture,
     start_server,
-    wait_for_stats,
 )
 
 pytest.importorskip("fastapi", reason="fastapi is not installed")
@@ -37,16 +35,7 @@ async def test_concurrent_cpu_requests(server: Server) -> None:
 
 
 async def test_health_answers_and_disconnect_interrupts(server: Server) -> None:
-    before = (await check_health_and_disconnect(server))["before"]
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        # the handler of ClientDisconnected ran for both requests, after the calls
-        # were interrupted
-        after = await wait_for_stats(
-            client, lambda s: s["disconnected"] >= before["disconnected"] + 2
-        )
-    assert after["disconnected"] == before["disconnected"] + 2
-    assert after["cancelled"] == before["cancelled"] + 2
-    assert after["abandoned"] == before["abandoned"]
+    await check_health_and_disconnect(server)  # cancelled +2, nothing abandoned
 
 
 async def test_validation(server: Server) -> None:

@@ -274,10 +274,17 @@ async def test_initializer_runs_once_per_interpreter(tmp_path: Path) -> None:
 async def test_initializer_failure_fails_waiting_callers(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     attempts = tmp_path / "attempts"
-    marker.touch()
     async with InterpreterPool(
-        2, initializer=f.init_fail_if_exists, initargs=(str(marker), str(attempts))
+        2,
+        max_tasks_per_worker=1,
+        initializer=f.init_fail_if_exists,
+        initargs=(str(marker), str(attempts)),
     ) as pool:
+        # the pool opened with one worker; it retires after one call, and the
+        # workers started for the next callers fail
+        await pool.run_sync(f.interp_id)
+        marker.touch()
+        await wait_for(lambda: pool.stats().workers == 0, "the first worker retired")
         errors: list[BaseException] = []
 
         async def call() -> None:
@@ -296,25 +303,27 @@ async def test_initializer_failure_fails_waiting_callers(tmp_path: Path) -> None
             assert str(error.__cause__) == f"marker {marker} present"
         await wait_for(lambda: pool.stats().workers == 0, "broken workers closed")
         stats = pool.stats()
-        assert (stats.created, stats.completed, stats.failed) == (0, 0, 3)
-        assert len(attempts.read_text().split()) == 3  # one try per failed caller
+        assert (stats.created, stats.completed, stats.failed) == (1, 1, 3)
+        assert len(attempts.read_text().split()) == 4  # one try per failed caller
 
 
 async def test_initializer_failure_keeps_its_exception() -> None:
     hold_r, hold_w = os.pipe()
+    pool = InterpreterPool(1, initializer=f.init_fail_holding, initargs=(hold_r,))
     try:
-        async with InterpreterPool(
-            1, initializer=f.init_fail_holding, initargs=(hold_r,)
-        ) as pool:
-            try:
-                with anyio.fail_after(HANG_GUARD):
-                    with pytest.raises(BrokenWorkerError) as info:
-                        await pool.run_sync(f.interp_id)
-            finally:
-                os.write(hold_w, b"x")  # let the interpreter be destroyed
+        try:
+            with anyio.fail_after(HANG_GUARD):
+                with pytest.raises(BrokenWorkerError) as info:
+                    async with pool:  # a pool with an initializer opens or fails
+                        pytest.fail("the pool opened")
+        finally:
+            os.write(hold_w, b"x")  # let the interpreter be destroyed
     finally:
         os.close(hold_r)
         os.close(hold_w)
+    with pytest.raises(aiointerp.PoolClosedError, match="could not start") as closed:
+        await pool.run_sync(f.interp_id)  # no retry: the pool closed itself
+    assert closed.value.__cause__ is info.value
     error = info.value
     assert "InitError" in str(error)
     assert "the initializer failed" in str(error)
@@ -344,24 +353,24 @@ async def test_initializer_exception_read_after_interpreter_destroyed() -> None:
     ready_r, ready_w = os.pipe()
     ack_r, ack_w = os.pipe()
     before = _interp.live_ids()
+    pool = InterpreterPool(
+        1, initializer=f.init_fail_after_ack, initargs=(ready_w, ack_r)
+    )
     try:
-        async with InterpreterPool(
-            1, initializer=f.init_fail_after_ack, initargs=(ready_w, ack_r)
-        ) as pool:
-            with anyio.fail_after(HANG_GUARD):
-                async with anyio.create_task_group() as tg:
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
 
-                    async def call() -> None:
-                        with pytest.raises(BrokenWorkerError) as info:
-                            await pool.run_sync(f.interp_id)
-                        assert type(info.value.__cause__) is f.InitError
+                async def call() -> None:
+                    with pytest.raises(BrokenWorkerError) as info:
+                        await pool.run_sync(f.interp_id)  # it opens the pool
+                    assert type(info.value.__cause__) is f.InitError
 
-                    tg.start_soon(call)
-                    await anyio.wait_readable(ready_r)
-                    os.read(ready_r, 1)
-                    starting = _interp.live_ids() - before
-                    os.write(ack_w, b"a")
-                    _block_until_destroyed(starting)
+                tg.start_soon(call)
+                await anyio.wait_readable(ready_r)
+                os.read(ready_r, 1)
+                starting = _interp.live_ids() - before
+                os.write(ack_w, b"a")
+                _block_until_destroyed(starting)
     finally:
         for fd in (ready_r, ready_w, ack_r, ack_w):
             os.close(fd)
@@ -373,7 +382,6 @@ async def test_initializer_failure_backs_off_then_recovers(
     caplog.set_level(logging.WARNING, logger="aiointerp")
     marker = tmp_path / "marker"
     attempts = tmp_path / "attempts"
-    marker.touch()
 
     def count() -> int:
         return len(attempts.read_text().split()) if attempts.exists() else 0
@@ -381,16 +389,20 @@ async def test_initializer_failure_backs_off_then_recovers(
     async with InterpreterPool(
         2,
         min_idle=1,
+        max_tasks_per_worker=1,
         initializer=f.init_fail_if_exists,
         initargs=(str(marker), str(attempts)),
     ) as pool:
-        # min_idle makes the watcher retry in the background
-        await wait_for(lambda: count() >= 2, "a retry")
+        # it opened with one worker, which retires after a call; then min_idle makes
+        # the watcher start another one, and retry in the background
+        marker.touch()
+        await pool.run_sync(f.interp_id)
+        await wait_for(lambda: count() >= 3, "a retry")
         await anyio.sleep(1.0)  # an observation window, not synchronisation
         # exponential backoff (50 ms doubling): at most ~6 tries in 1.3 s; a pool that
         # spins would try dozens of times. A slow machine only makes fewer tries.
-        assert count() <= 8
-        assert pool.stats().created == 0
+        assert count() <= 9
+        assert pool.stats().created == 1
         failed = [
             r
             for r in caplog.records
@@ -406,17 +418,22 @@ async def test_initializer_failure_backs_off_then_recovers(
 
         marker.unlink()
         await wait_for(lambda: pool.stats().idle == 1, "recovery after the backoff")
-        assert await pool.run_sync(f.interp_id) in _interp.live_ids()
-        assert pool.stats().created >= 1
+        assert await pool.run_sync(f.interp_id) > 0
+        assert pool.stats().created >= 2
 
 
 async def test_initializer_recovers_for_the_next_call(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     attempts = tmp_path / "attempts"
-    marker.touch()
     async with InterpreterPool(
-        1, initializer=f.init_fail_if_exists, initargs=(str(marker), str(attempts))
+        1,
+        max_tasks_per_worker=2,
+        initializer=f.init_fail_if_exists,
+        initargs=(str(marker), str(attempts)),
     ) as pool:
+        for _ in range(2):  # the worker the pool opened with, retired after two calls
+            await pool.run_sync(f.interp_id)
+        marker.touch()
         with anyio.fail_after(HANG_GUARD), pytest.raises(BrokenWorkerError):
             await pool.run_sync(f.interp_id)
         marker.unlink()
@@ -424,8 +441,8 @@ async def test_initializer_recovers_for_the_next_call(tmp_path: Path) -> None:
             first = await pool.run_sync(f.interp_id)
         assert await pool.run_sync(f.interp_id) == first
         stats = pool.stats()
-        assert (stats.created, stats.completed, stats.failed) == (1, 2, 1)
-    assert len(attempts.read_text().split()) == 2
+        assert (stats.created, stats.completed, stats.failed) == (2, 4, 1)
+    assert len(attempts.read_text().split()) == 3
 
 
 # -- the default pool ends with its event loop ----------------------------------------

@@ -126,6 +126,7 @@ def test_signatures() -> None:
         "max_waiting",
         "kind",
         "forward_output",
+        "preload",
     ]
     assert init["max_workers"].default is None
     assert all(p.kind is keyword_only for p in list(init.values())[1:])

@@ -11,8 +11,12 @@ import functools
 from collections.abc import AsyncIterator
 from typing import Any, assert_type
 
+from starlette.applications import Starlette
+from starlette.requests import Request
+
 import aiointerp
 from aiointerp.asgi import ClientDisconnected, run_until_disconnect
+from aiointerp.starlette import Offloader, pool_lifespan
 
 
 def add(a: int, b: int) -> int:
@@ -91,3 +95,14 @@ async def check_asgi(pool: aiointerp.InterpreterPool) -> None:
     await run_until_disconnect(receive, add, 1, "2")  # type: ignore[arg-type]
     await run_until_disconnect(add, 1, 2)  # type: ignore[arg-type]
     assert_type(ClientDisconnected("f", {}).message, dict[str, Any])
+
+
+async def check_starlette(request: Request) -> None:
+    app = Starlette(lifespan=pool_lifespan(2, preload=["json"], max_waiting=8))
+    assert_type(app, Starlette)
+    pool_lifespan(2, max_wating=8)  # type: ignore[call-arg]
+    offload = Offloader(request)
+    assert_type(offload.pool, aiointerp.InterpreterPool)
+    assert_type(await offload(add, 1, 2), int)
+    assert_type(await offload(add, 1, 2, timeout=1.0), int)
+    await offload(add, 1, "2")  # type: ignore[arg-type]

@@ -59,6 +59,8 @@ _LOAD_NOTE = (
     "sys.path after that is not on it."
 )
 _FUNC_CACHE_SIZE = 128
+#: The note on the exception of a failed ``preload`` import (the host looks for it).
+PRELOAD_NOTE = "aiointerp: raised by `import {}` (InterpreterPool(preload=...))"
 
 
 def _watch(cancel_fd: int, interrupter: Interrupter, state: worker._JobState) -> None:
@@ -258,6 +260,17 @@ class _Loop:
         # encoded with injected=False: replaced (a copy) only after an interrupt
         return outcome._replace(injected=True) if injected else outcome
 
+    def preload(self, modules: tuple[str, ...], channel: Channel) -> bool:
+        """Import the pool's ``preload`` modules; on failure, report it and return False."""
+        for name in modules:
+            try:
+                __import__(name)
+            except BaseException as exc:
+                exc.add_note(PRELOAD_NOTE.format(name))
+                channel.send(INIT_FAILED, self.failed(0, exc, _protocol.PRELOAD))
+                return False
+        return True
+
     def initialize(self, init_blob: bytes, channel: Channel) -> bool:
         """Run the pool's initializer; on failure, report it and return False."""
         try:
@@ -291,6 +304,8 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
     )
     watchdog.start()
     try:
+        if config.preload and not loop.preload(config.preload, channel):
+            return
         if config.init_blob is not None and not loop.initialize(
             config.init_blob, channel
         ):

@@ -96,9 +96,31 @@ class InterpreterPool:
         pytest's ``capsys`` and a notebook's cell output show it; a call's output
         is written before its result is returned. ``False`` leaves the workers'
         streams on the process's file descriptors 1 and 2
+    :param preload: names of modules that every new worker imports, in this
+        order, before the ``initializer`` runs and before it serves calls (your
+        CPU-bound module, and what it imports: the first call does not pay for
+        them). A module that cannot be imported is reported as for a failing
+        ``initializer``, its name in the message
     :raises ValueError: an option is out of range, or ``kind`` is unknown
-    :raises TypeError: ``initializer`` is async or not callable
+    :raises TypeError: ``initializer`` is async or not callable, or ``preload``
+        is a string or holds something else than strings
     :raises NotShareableError: ``initializer`` or ``initargs`` cannot be pickled
+
+    .. rubric:: Opening: fail fast
+
+    A pool with a ``preload`` or an ``initializer`` opens (``async with``, or the
+    first call) only once ``max(min_idle, 1)`` workers have started, so that a
+    worker that can never start fails the application's startup instead of its
+    requests: if one fails, the pool is closed and the opening raises
+    :class:`~aiointerp.BrokenWorkerError`, the worker's exception as its
+    ``__cause__``, without trying again (later calls raise
+    :class:`~aiointerp.PoolClosedError`). The opening goes on if the first caller
+    is cancelled meanwhile (the next one waits for it); ``async with`` cancelled
+    while it waits closes the pool. The wait is not part of a call's ``timeout``.
+    Other pools open at once and start their
+    workers in the background; a start failure then fails the call that waited for
+    that worker, and the pool tries again after a backoff (logged once, with a
+    count of the failures, until a worker starts).
 
     .. rubric:: Cancellation
 
@@ -131,6 +153,7 @@ class InterpreterPool:
         max_waiting: int | None = None,
         kind: str = "interpreter",
         forward_output: bool = True,
+        preload: Iterable[str] = (),
     ) -> None:
         if kind not in _KINDS:
             raise ValueError(
@@ -156,6 +179,14 @@ class InterpreterPool:
             raise ValueError(f"cancel_grace must be >= 0, not {cancel_grace}")
         if max_waiting is not None and max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0 or None, not {max_waiting}")
+        if isinstance(preload, str):
+            raise TypeError(
+                f"preload takes module names, not one string: preload=({preload!r},)"
+            )
+        preload = tuple(preload)
+        for name in preload:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"preload takes module names (str), not {name!r}")
         init_blob = None
         if initializer is not None:
             reject_async(initializer)
@@ -170,6 +201,10 @@ class InterpreterPool:
         self._init_blob = init_blob
         self._forward_logging = forward_logging
         self._forward_output = forward_output
+        self._preload = preload
+        #: workers that must have started before the pool opens (fail fast)
+        self._open_with = max(min_idle, 1) if preload or init_blob else 0
+        self._start_error: BrokenWorkerError | None = None
         self._roster = Roster(
             self._make_worker,
             kinds=("interpreter", "process") if kind == "auto" else (kind,),
@@ -185,13 +220,20 @@ class InterpreterPool:
         self._loop: object = None
         self._watcher: Any = None
         self._started = anyio.Event()
+        self._ready = anyio.Event()  # opened: _open_with workers started (or closed)
         self._closed = anyio.Event()
         self._completed = self._failed = self._cancelled = self._timed_out = 0
 
     # -- public API
 
     async def __aenter__(self) -> InterpreterPool:
-        await self._ensure_running()
+        opening = self._state is _State.NEW
+        try:
+            await self._ensure_running()
+        except BaseException:
+            if opening:  # it failed or was cancelled: no __aexit__ closes the pool
+                await self.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -425,9 +467,9 @@ class InterpreterPool:
     async def _ensure_running(self) -> None:
         if self._state is _State.RUNNING:
             self._check_loop()
-            if self._started.is_set():
+            if self._ready.is_set():
                 return
-            await self._started.wait()
+            await self._ready.wait()
         elif self._state is _State.NEW:
             _mainscript.refuse_nested_use()
             if self._kind != "process":  # the defects are of subinterpreters
@@ -436,12 +478,40 @@ class InterpreterPool:
             self._current_loop = current_loop_getter()
             self._loop = self._current_loop()
             self._config = worker_config(
-                self._init_blob, self._forward_logging, self._forward_output
+                self._init_blob,
+                self._forward_logging,
+                self._forward_output,
+                self._preload,
             )
             self._watcher = spawn_detached(self._run_watcher, "aiointerp pool watcher")
             await self._started.wait()
+            if self._open_with and self._roster.tg is not None:
+                # a task of the pool's own: a cancelled opener stops only its wait
+                self._roster.tg.start_soon(self._open)
+            else:
+                self._ready.set()
+            await self._ready.wait()
+            if self._start_error is not None:  # the opener raises the cause
+                await self.aclose()
+                raise self._start_error
         if self._state is not _State.RUNNING:  # closed, possibly while we waited
+            if self._start_error is not None:  # its opening failed
+                raise PoolClosedError(
+                    "the InterpreterPool is closed: its workers could not start"
+                ) from self._start_error
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
+
+    async def _open(self) -> None:
+        """Wait until ``_open_with`` workers started; close the pool if one fails."""
+        try:
+            await self._roster.wait_started(self._open_with)
+        except BrokenWorkerError as exc:
+            self._start_error = exc
+            self._state = _State.CLOSING  # aclose() without its wait: we are a task
+            self._roster.running = False  # of the watcher, which closes the pool
+            self._roster.wake.set()
+        finally:
+            self._ready.set()
 
     @ki_protected
     async def _run_watcher(self) -> None:
@@ -454,6 +524,7 @@ class InterpreterPool:
             self._state = _State.CLOSED
             self._roster.running = False
             self._started.set()
+            self._ready.set()
             self._closed.set()
 
     # -- one call

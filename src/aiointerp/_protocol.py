@@ -21,7 +21,9 @@ signal      payload                     meaning
 signal          payload               meaning
 =============== ===================== ===============================================
 ``READY``       none                  started (initializer done): send jobs
-``INIT_FAILED`` an :class:`Outcome`   the initializer raised; the worker ends
+``INIT_FAILED`` an :class:`Outcome`   the initializer, or the import of a module of
+                                      ``preload`` (a note of the exception names
+                                      it), raised; the worker ends
 ``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
 ``LOG``         log records           records, warnings or output (see ``_logs``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
@@ -91,6 +93,7 @@ __all__ = [
     "OK_PICKLED",
     "OK_SHARED",
     "PICKLED",
+    "PRELOAD",
     "QUIT",
     "RAISED",
     "RAISED_RAW",
@@ -149,6 +152,7 @@ FUNCTION: Final = "function"  # loading the function: nothing ran, it may be ret
 ARGUMENTS: Final = "arguments"  # loading its arguments: nothing ran either
 CALL: Final = "call"  # while the function ran (an import in its body)
 INITIALIZER: Final = "initializer"  # the pool's initializer
+PRELOAD: Final = "preload"  # a module of the pool's preload
 
 
 if TYPE_CHECKING:
@@ -197,6 +201,8 @@ if TYPE_CHECKING:
         raise_points: tuple[tuple[int, ...], int]
         #: sys.stdout/sys.stderr writes go to the host's (``forward_output``)
         output: bool
+        #: modules imported, in this order, before the initializer runs
+        preload: tuple[str, ...]
 
 else:
     from collections import namedtuple
@@ -205,5 +211,6 @@ else:
     Outcome = namedtuple("Outcome", "job_id status value text injected")
     WorkerConfig = namedtuple(
         "WorkerConfig",
-        "sys_path main_spec init_blob switch_interval levels raise_points output",
+        "sys_path main_spec init_blob switch_interval levels raise_points output "
+        "preload",
     )

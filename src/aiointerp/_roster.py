@@ -142,6 +142,9 @@ class Roster:
         self.created = self.retired = self.abandoned = self.shed = 0
         #: start failures since the last success (logged with a count)
         self.start_failures = 0
+        #: the pool's opening, waiting for ``opening_with`` workers (wait_started)
+        self.opening: Waiter | None = None
+        self.opening_with = 0
 
     # -- states
 
@@ -320,6 +323,28 @@ class Roster:
             call=worker.job_label,
         )
 
+    async def wait_started(self, count: int) -> None:
+        """Have *count* workers started (kept idle); raise the first start failure.
+
+        For a pool that opens: it is ready once this returns. The watcher starts
+        the workers (``max(count, min_idle)`` at once).
+
+        :raises BrokenWorkerError: a worker could not start (the pool does not
+            retry for this opening: close it)
+        """
+        opening = self.opening = Waiter(self.kinds[0])
+        self.opening_with = count
+        self.wake.set()
+        try:
+            while self.created < count and opening.error is None and self.running:
+                await opening.event.wait()
+                opening.event = anyio.Event()
+        finally:
+            self.opening = None
+            self.opening_with = 0
+        if opening.error is not None:
+            raise opening.error
+
     # -- transitions the watcher drives
 
     def _hand_off(self, worker: Worker, old: str) -> None:
@@ -482,8 +507,10 @@ class Roster:
             kinds.append(first)
         for kind in kinds:
             waiting = sum(1 for waiter in self.waiters if waiter.kind == kind)
-            # no reserve while callers wait for another kind: it would take their room
-            reserve = self.min_idle if kind == first and not others_wait else 0
+            # no reserve while callers wait for another kind: it would take their
+            # room; the pool's opening waits for opening_with workers (wait_started)
+            reserve = max(self.min_idle, self.opening_with)
+            reserve = reserve if kind == first and not others_wait else 0
             wanted = waiting + reserve - self._count(self.idle, kind)
             wanted -= self._count(self.starting, kind)
             room = self.max_workers - self.live()
@@ -567,6 +594,8 @@ class Roster:
                 failures=0,
             )
         self._hand_off(worker, STARTING)
+        if self.opening is not None:
+            self.opening.event.set()
 
     def _drop_kind(self, kind: str, module: str) -> None:
         """Workers of *kind* cannot start (*module* refuses them): use the others.
@@ -583,8 +612,8 @@ class Roster:
             logging.WARNING,
             "kind_dropped",
             None,
-            "the pool's initializer needs %s, which refuses subinterpreters: this "
-            'kind="auto" pool runs every call in a %s from now on',
+            "the pool's initializer or preload needs %s, which refuses "
+            'subinterpreters: this kind="auto" pool runs every call in a %s from now on',
             module,
             self.kinds[0],
             worker_kind=kind,
@@ -603,7 +632,21 @@ class Roster:
             "backoff": self.backoff,
             "error": exc,
         }
-        if self.start_failures == 1:
+        if self.opening is not None and self.opening.error is None:
+            # the pool's opening raises it: no retry, and no warning of it here
+            self.opening.error = exc
+            self.opening.event.set()
+            _event(
+                logging.DEBUG,
+                "worker_start_failed",
+                None,
+                "could not start %s while the pool opened: %s",
+                what,
+                exc,
+                worker_kind=kind,
+                **fields,
+            )
+        elif self.start_failures == 1:
             _event(
                 logging.WARNING,
                 "worker_start_failed",
@@ -637,6 +680,8 @@ class Roster:
 
     async def _shutdown(self, tg: anyio.abc.TaskGroup) -> None:
         self.running = False
+        if self.opening is not None:  # closed while it opened
+            self.opening.event.set()
         error = PoolClosedError("the InterpreterPool was closed")
         while self.waiters:
             waiter = self.waiters.popleft()

@@ -27,7 +27,7 @@ from typing import Any, Final, NamedTuple
 
 from . import _exceptions, _transport
 from ._offload import _SyncRef
-from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER
+from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
 
 __all__ = ["Route", "Router", "pickle_by_value", "refusal_error"]
 
@@ -188,6 +188,10 @@ def refusal_error(
     path = " → ".join((*chain, module))
     if stage == INITIALIZER:
         what = f"the pool's initializer imported {module}"
+    elif stage == PRELOAD and chain:  # the chain starts with the module of preload
+        what = f"preloading {chain[0]} imports {module}"
+    elif stage == PRELOAD:
+        what = f"the pool's preload imports {module}"
     elif stage == CALL:
         what = f"{label} imported {module} while it ran"
     elif stage == ARGUMENTS:
@@ -197,7 +201,7 @@ def refusal_error(
         if route.by_value is not None:
             what += " (also when sent by value: the globals it uses import it)"
     lines = [f"{what}, which does not support subinterpreters (import chain: {path})."]
-    if stage == INITIALIZER:
+    if stage in (INITIALIZER, PRELOAD):
         lines.append(
             "Workers that must import it need InterpreterPool(kind='process')."
         )

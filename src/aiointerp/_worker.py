@@ -54,7 +54,10 @@ SWITCH_INTERVAL = 0.001
 
 
 def worker_config(
-    init_blob: bytes | None, forward_logging: bool, forward_output: bool = True
+    init_blob: bytes | None,
+    forward_logging: bool,
+    forward_output: bool = True,
+    preload: tuple[str, ...] = (),
 ) -> WorkerConfig:
     """What every worker of a pool starting now is started with."""
     from ._interrupt import raise_points
@@ -68,6 +71,7 @@ def worker_config(
         levels,
         raise_points(),
         forward_output,
+        preload,
     )
 
 
@@ -114,6 +118,7 @@ class Worker:
     _link: Link
 
     def __init__(self, config: WorkerConfig) -> None:
+        self._preload: tuple[str, ...] = config.preload
         #: the worker sends log records, warnings or output (the same channel)
         self._forwarding = config.levels is not None or config.output
         self._levels = _logs.level_table() if config.levels is not None else None
@@ -210,12 +215,32 @@ class Worker:
             try:
                 _transport.decode_outcome(outcome, "initializer")
             except BaseException as exc:
-                raise BrokenWorkerError(
-                    f"the pool's initializer raised {type(exc).__name__}: {exc}"
-                ) from exc
+                raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(
             f"could not start the {self.kind} worker: {self._failure!r}"
         ) from self._failure
+
+    def _init_failure(self, exc: BaseException) -> str:
+        """What failed before the worker was ready: the import of a ``preload``
+        module (the worker noted which on the exception), or the initializer."""
+        from ._inside import PRELOAD_NOTE
+
+        text = str(exc).strip()
+        if "\n" in text:  # numpy's 30 lines: the last one says what failed
+            text = f"{text.splitlines()[-1].strip()} [...] (in full: the cause)"
+        what = f"{type(exc).__name__}: {text}"
+        # the worker's exception, or its cause under aiointerp's refusal ImportError
+        notes = [
+            *(getattr(exc, "__notes__", None) or ()),
+            *(getattr(exc.__cause__, "__notes__", None) or ()),
+        ]
+        for name in self._preload:
+            if PRELOAD_NOTE.format(name) in notes:
+                return (
+                    f"a new {self.kind} worker could not import {name!r} "
+                    f"(preload): {what}"
+                )
+        return f"the pool's initializer raised {what}"
 
     @ki_protected
     def send(self, job: Job) -> None:

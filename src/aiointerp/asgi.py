@@ -16,7 +16,10 @@ channel, and cancels the call, which interrupts its code, when the client leaves
             return Response(status_code=499)  # nobody reads it
         return JSONResponse({"primes": primes})
 
-The module depends on no web framework: ``receive`` is the plain ASGI callable.
+The module depends on no web framework: ``receive`` is the plain ASGI callable, and
+it makes no response. :mod:`aiointerp.starlette` builds on it for Starlette and
+FastAPI (a lifespan-managed pool, and a dependency that answers a shed call,
+:class:`~aiointerp.PoolBusyError`, with a 503 and a departed client with a 499).
 Importing :mod:`aiointerp` does not import it.
 """
 
@@ -106,6 +109,8 @@ async def run_until_disconnect(
     :raises ClientDisconnected: the client disconnected before the call finished;
         the call was cancelled
     :raises TimeoutError: ``timeout`` expired; the code was interrupted
+    :raises PoolBusyError: the pool's ``max_waiting`` callers already wait: answer
+        it with a 503 (:class:`aiointerp.starlette.Offloader` does)
     :raises Exception: whatever ``func`` raised, with its type (as for
         :meth:`~aiointerp.InterpreterPool.run_sync`: also
         :class:`~aiointerp.NotShareableError`, :class:`~aiointerp.PoolClosedError`...)
