@@ -262,8 +262,12 @@ class Roster:
         return waiter.worker
 
     def _queued(self) -> int:
-        """Callers that wait for lack of room (not for a worker started for them)."""
-        return len(self.waiters) - max(self.max_workers - self.live(), 0)
+        """Callers that wait for lack of room (not for a worker started for them).
+
+        A retiring worker's slot counts as room: it is freed within milliseconds.
+        """
+        room = self.max_workers - self.live() + len(self.retiring)
+        return len(self.waiters) - max(room, 0)
 
     def scope(self, worker: Worker) -> anyio.CancelScope:
         """The cancel scope of *worker*'s call (the pool's shutdown cancels it)."""

@@ -218,12 +218,17 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
 
 
 def _add_subinterpreter_hint(exc: BaseException) -> None:
+    """A refusal that reached the caller as a plain error (raised in a map batch)."""
     if isinstance(exc, ImportError) and "subinterpreter" in str(exc):
-        module = exc.name or "this extension module"
+        from ._refusal import find
+
+        found = find(exc)
+        module = found[0] if found else exc.name or "an extension module"
         exc.add_note(
-            f"aiointerp: {module} does not support subinterpreters (its C extension "
-            "refuses to load in an isolated interpreter). Run this function in a "
-            "process: InterpreterPool(kind='auto') or kind='process'."
+            f"aiointerp: {module} does not support subinterpreters. Run the code "
+            "that imports it in a process: InterpreterPool(kind='process'), or "
+            "kind='auto' with the import at the top of the function's module (auto "
+            "sees it when it loads the function, before the code runs)."
         )
 
 
