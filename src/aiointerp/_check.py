@@ -40,7 +40,6 @@ from importlib import metadata
 from typing import Any, Final, Literal
 
 from ._defects import Defect, defects_of, free_threaded_refusal
-from ._refusal import PATTERN
 
 __all__ = [
     "SUBMODULE_LIMIT",
@@ -181,9 +180,10 @@ from importlib import import_module
 from importlib.machinery import ExtensionFileLoader
 from time import perf_counter
 from aiointerp._interp import open_queue
+from aiointerp._refusal import NAMED as NAMED_PATTERN, PATTERN, links as chain
 
-REFUSAL = re.compile(REFUSAL_PATTERN, re.IGNORECASE)
-NAMED = re.compile(r"module (\S+) does not support loading in subinterpreters")
+REFUSAL = re.compile(PATTERN, re.IGNORECASE)
+NAMED = re.compile(NAMED_PATTERN)
 refused = []  # (full name, message) of each extension that refused
 
 def watch(method):
@@ -198,13 +198,6 @@ def watch(method):
 
 ExtensionFileLoader.create_module = watch(ExtensionFileLoader.create_module)
 ExtensionFileLoader.exec_module = watch(ExtensionFileLoader.exec_module)
-
-def chain(exc):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__  # also a context raised `from None`
 
 def refusal(exc):
     for link in chain(exc):
@@ -337,9 +330,6 @@ def probe_blob(blob):
     return ("loads", None, None, perf_counter() - start, ())
 """
 
-#: What the refusals of an isolated interpreter say (see :mod:`aiointerp._refusal`).
-_REFUSAL: Final = PATTERN
-
 
 def is_module_name(name: str) -> bool:
     """Whether *name* is an absolute dotted module name (``pkg.sub``)."""
@@ -363,7 +353,7 @@ def _run_probe(what: str, call: str) -> tuple[Any, ...]:
         try:
             prelude = (
                 f"import sys\nsys.path[:] = {list(sys.path)!r}\n"
-                f"REFUSAL_PATTERN = {_REFUSAL!r}\nSKIPPED = {_SKIPPED!r}\n"
+                f"SKIPPED = {_SKIPPED!r}\n"
             )
             code = f"{prelude}{_PROBE}\nopen_queue({qid!r})[0]({call})\n"
             try:

@@ -15,18 +15,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Final
 
-__all__ = ["PATTERN", "find"]
+__all__ = ["NAMED", "PATTERN", "find", "links"]
 
 #: What the refusals say (a regular expression, case-insensitive).
 PATTERN: Final = (
     r"subinterpreter|interpreter change detected|one interpreter per process"
 )
-_NAMED: Final = r"module (\S+) does not support loading in subinterpreters"
+#: CPython's refusal, which names the module
+NAMED: Final = r"module (\S+) does not support loading in subinterpreters"
 #: modules whose frames never count in an import chain (the worker's own)
 _OWN: Final = ("aiointerp", "pickle", "copyreg", "importlib", "cloudpickle")
 
 
-def _links(exc: BaseException) -> Iterator[BaseException]:
+def links(exc: BaseException) -> Iterator[BaseException]:
     """*exc*, then its causes and contexts (a context raised ``from None`` too)."""
     seen: set[int] = set()
     link: BaseException | None = exc
@@ -43,18 +44,19 @@ def find(exc: BaseException) -> tuple[str, tuple[str, ...]] | None:
     per top-level package (``("myapp.main", "fastapi", "pydantic")``); the refused
     module itself is not in it.
     """
-    links = [link for link in _links(exc) if isinstance(link, ImportError)]
-    if not links:  # the common error: no regular expression compiled for it
+    every = list(links(exc))
+    imports = [link for link in every if isinstance(link, ImportError)]
+    if not imports:  # the common error: no regular expression compiled for it
         return None
     import re
 
     refusing = next(
-        (link for link in links if re.search(PATTERN, str(link), re.IGNORECASE)), None
+        (link for link in imports if re.search(PATTERN, str(link), re.IGNORECASE)), None
     )
     if refusing is None:
         return None
     modules: list[tuple[str, str | None]] = []  # (__name__, __package__) of <module>s
-    for link in _links(exc):  # the outermost link's traceback holds the top frames
+    for link in every:  # the outermost link's traceback holds the top frames
         tb = link.__traceback__
         found: list[tuple[str, str | None]] = []
         while tb is not None:
@@ -68,7 +70,7 @@ def find(exc: BaseException) -> tuple[str, tuple[str, ...]] | None:
             tb = tb.tb_next
         # an inner link's frames come after the outer ones it was raised under
         modules.extend(item for item in found if item not in modules)
-    match = re.search(_NAMED, str(refusing))
+    match = re.search(NAMED, str(refusing))
     short = match.group(1) if match else (refusing.name or "")
     name = _full_name(short, modules[-1][1] if modules else None)
     return name or "an extension module", _chain(modules, name)
