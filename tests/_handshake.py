@@ -5,6 +5,7 @@ Not imported by workers (it needs anyio): worker functions live in ``_funcs_*.py
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,3 +49,48 @@ def ready_byte(fd: int) -> bytes | None:
 
 def text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+class OperatorEvents(logging.Handler):
+    """The pool's operator events (``aiointerp`` records with ``record.event``).
+
+    The roster logs them on the event loop's thread: :meth:`wait` is woken by the
+    record itself, no polling.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed: anyio.Event | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "event"):
+            self.records.append(record)
+            if self._changed is not None:
+                self._changed.set()
+
+    def of(self, event: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if r.event == event]  # type: ignore[attr-defined]
+
+    async def wait(self, event: str, count: int = 1) -> list[logging.LogRecord]:
+        """Wait until *count* records of *event* were logged; return them."""
+        with anyio.fail_after(HANG):
+            while len(self.of(event)) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+        return self.of(event)
+
+
+@contextmanager
+def operator_events() -> Iterator[OperatorEvents]:
+    """Collect the operator events logged in the block."""
+    logger = logging.getLogger("aiointerp")
+    handler = OperatorEvents()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

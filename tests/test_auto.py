@@ -18,9 +18,11 @@ from pathlib import Path
 
 import _funcs_auto as web
 import _funcs_core
+import _funcs_lifecycle
+import _funcs_packages as packages
 import anyio
 import pytest
-from _handshake import HANG, wait_started
+from _handshake import HANG, operator_events, pipe, wait_started
 
 from aiointerp import InterpreterPool, RemoteTraceback
 
@@ -311,3 +313,94 @@ async def test_min_idle_reserve_does_not_starve_a_process_caller() -> None:
             assert await pool.run_sync(_funcs_core.identity, 2) == 2
         stats = pool.stats()
     assert stats.created <= 4  # no churn: each kind started about once per change
+
+
+# -- capacity across kinds: the policy's rows (tests/test_policy.py) on real workers ---
+
+
+def conversions(events: list[logging.LogRecord]) -> list[str]:
+    """The reasons of the workers retired to make room for another kind."""
+    return [
+        r.reason  # type: ignore[attr-defined]
+        for r in events
+        if r.event == "worker_retired" and r.reason.startswith("making room")  # type: ignore[attr-defined]
+    ]
+
+
+async def test_a_mixed_burst_converts_no_worker() -> None:
+    # row "share: a steady mix on two workers keeps one of each (no thrash)": 60
+    # calls at once, 1 in 4 pure Python, the rest numpy (34 to 85 starts before)
+    with operator_events() as events:
+        async with InterpreterPool(2, kind="auto", idle_timeout=None) as pool:
+            assert await pool.run_sync(packages.pid) != os.getpid()  # learned: process
+            assert await pool.run_sync(_funcs_core.identity, 0) == 0
+            warm = len(events.of("worker_started"))
+            results: dict[int, object] = {}
+
+            async def call(index: int) -> None:
+                if index % 4:
+                    results[index] = await pool.run_sync(packages.pid)
+                else:
+                    results[index] = await pool.run_sync(_funcs_core.identity, index)
+
+            with anyio.fail_after(HANG):
+                async with anyio.create_task_group() as tg:
+                    for index in range(60):
+                        tg.start_soon(call, index)
+            stats = pool.stats()
+    assert all(results[i] == i for i in range(0, 60, 4))
+    assert all(results[i] != os.getpid() for i in range(60) if i % 4)
+    assert len(events.of("worker_started")) - warm <= pool.max_workers + 1
+    assert conversions(events.records) == []
+    assert (stats.interpreters, stats.processes) == (1, 1)
+
+
+async def test_a_kind_without_a_worker_takes_a_freed_worker_of_another() -> None:
+    # row "starving: a freed worker of a kind with two makes room"
+    with (
+        operator_events() as events,
+        pipe() as (started_r, started_w),
+        pipe() as (release_r, release_w),
+    ):
+        async with InterpreterPool(2, kind="auto", idle_timeout=None) as pool:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    pool.run_sync, _funcs_lifecycle.block, started_w, release_r
+                )
+                with anyio.fail_after(HANG):
+                    await anyio.wait_readable(started_r)
+                # a second interpreter loads it (refused), then a process is needed:
+                # no room, and no process worker: the idle interpreter makes room
+                with anyio.fail_after(HANG):
+                    assert await pool.run_sync(packages.pid) != os.getpid()
+                stats = pool.stats()
+                assert (stats.interpreters, stats.processes, stats.busy) == (1, 1, 1)
+                os.write(release_w, b"r")  # the blocked call ran all along
+    assert conversions(events.records) == [
+        "making room for a process worker (starving)"
+    ]
+
+
+async def test_kinds_take_turns_on_one_slot() -> None:
+    # rows "turn: ...": max_workers=1, both kinds in use: every caller is served
+    with operator_events() as events:
+        async with InterpreterPool(1, kind="auto") as pool:
+            assert await pool.run_sync(packages.pid) != os.getpid()
+            results: list[object] = []
+
+            async def call(index: int) -> None:
+                if index % 2:
+                    results.append(await pool.run_sync(packages.pid))
+                else:
+                    results.append(await pool.run_sync(_funcs_core.identity, index))
+
+            with anyio.fail_after(HANG):
+                async with anyio.create_task_group() as tg:
+                    for index in range(12):
+                        tg.start_soon(call, index)
+    assert sorted(r for r in results if isinstance(r, int) and r < 12) == list(
+        range(0, 12, 2)
+    )
+    assert len(results) == 12
+    # each turn costs a conversion, and a turn serves every caller that waits
+    assert 1 <= len(conversions(events.records)) <= 11

@@ -20,6 +20,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import _funcs_cancel as funcs
+import _funcs_core
+import _funcs_lifecycle
 import anyio
 import anyio.lowlevel
 import pytest
@@ -702,3 +704,29 @@ async def test_aclose_interrupts_running_call(tmp_path: Path) -> None:
     assert (stats.workers, stats.busy, stats.abandoned) == (0, 0, 0)
     with pytest.raises(PoolClosedError):
         await pool.run_sync(funcs.interp_id)
+
+
+async def test_a_timeout_says_whether_the_code_ran() -> None:
+    async with InterpreterPool(1) as pool:
+        with pipe() as (started_r, started_w), pipe() as (release_r, release_w):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    pool.run_sync, _funcs_lifecycle.block, started_w, release_r
+                )
+                with anyio.fail_after(HANG):
+                    await anyio.wait_readable(started_r)
+                # the only worker is busy: this call waits for it, and times out so
+                with pytest.raises(TimeoutError) as waited:
+                    await pool.run_sync(_funcs_core.identity, 1, timeout=0.05)
+                os.write(release_w, b"r")
+            with pytest.raises(TimeoutError) as ran:
+                await pool.run_sync(_funcs_lifecycle.spin, started_w, timeout=0.05)
+        stats = pool.stats()
+    message = str(waited.value)
+    assert message.startswith("_funcs_core.identity did not start within 0.05 s")
+    assert "never ran" in message
+    assert "1 of max_workers=1 were busy" in message
+    assert str(ran.value) == (
+        "_funcs_lifecycle.spin did not finish within 0.05 s and was interrupted"
+    )
+    assert stats.timed_out == 2

@@ -7,14 +7,19 @@ Real interpreters, real event loops (asyncio, uvloop and trio).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import _funcs_lifecycle as f
 import anyio
 import anyio.lowlevel
 import pytest
+from conftest import child_env
 
 from aiointerp import InterpreterPool, NotShareableError, PoolBusyError
 
@@ -129,3 +134,29 @@ async def test_max_waiting_zero_never_sheds_a_call_a_worker_is_started_for() -> 
                     tg.start_soon(pool.run_sync, core.identity, tag)
         stats = pool.stats()
     assert (stats.completed, stats.shed) == (2, 0)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_out_of_fds_the_workers_that_started_serve_every_call(backend: str) -> None:
+    # a real fd limit in a child process: room for about two of six process workers;
+    # twelve calls: the callers whose workers could not start take the ones that
+    # did (five failed before), and the warning says what to do
+    script = Path(__file__).parent / "scripts" / "few_fds.py"
+    done = subprocess.run(
+        [sys.executable, str(script), backend],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,  # hang guard
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["failed"] == []
+    assert report["served"] == 12
+    assert 1 <= report["created"] < 6
+    [warning, *_] = [w for w in report["warnings"] if "could not start" in w]
+    assert "could not start a process worker" in warning
+    assert "out of file descriptors" in warning
+    assert "ulimit -n" in warning
+    assert "lower max_workers" in warning

@@ -31,6 +31,9 @@ class FakeWorker:
         self.interp_id = next(fakes.ids)
         self.ident = self.interp_id  # the worker interface names it so
         self.kind = "interpreter"  # the kind the pool asks its roster for
+        self.killable = False
+        self.unstarted = False
+        self.busy_since = 0.0
         self.lingering: tuple[str, ...] = ()
         self.refused: str | None = None
         self.job_id = 0
@@ -209,6 +212,40 @@ async def test_each_failed_start_fails_one_waiting_caller(fakes: Fakes) -> None:
                     tg.start_soon(call)
         await anyio.wait_all_tasks_blocked()
         assert failures == 3
-        assert len(fakes.attempts) == 3  # no caller left: no more tries
+        # a caller whose start failed while another worker still started waits for
+        # that one: each caller fails once nothing else could serve it
+        attempts = len(fakes.attempts)
+        assert attempts >= 3
+        await anyio.wait_all_tasks_blocked()
+        assert len(fakes.attempts) == attempts  # no caller left: no more tries
         stats = pool.stats()
         assert (stats.failed, stats.created, stats.workers) == (3, 0, 0)
+
+
+# real test: tests/test_faults.py::test_out_of_fds_the_workers_that_started_serve_every_call
+async def test_a_caller_whose_start_failed_takes_the_next_freed_worker(
+    fakes: Fakes,
+) -> None:
+    fakes.hold_calls = True
+    async with InterpreterPool(2) as pool:
+        results: list[int] = []
+
+        async def call() -> None:
+            results.append(await pool.run_sync(f.interp_id))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await wait_for(lambda: len(fakes.running()) == 1)
+            [first] = fakes.workers
+            fakes.fail_start = True  # out of fds, say: the next start fails
+            tg.start_soon(call)
+            await wait_for(lambda: len(fakes.attempts) == 2)
+            await anyio.wait_all_tasks_blocked()
+            # not failed: the busy worker will serve it
+            assert (pool.stats().waiting, pool.stats().failed) == (1, 0)
+            first.release.set()
+            await wait_for(lambda: len(fakes.finished) == 1)
+            await wait_for(lambda: len(fakes.running()) == 1)  # the second call
+            first.release.set()
+    assert results == [first.interp_id, first.interp_id]
+    assert pool.stats().failed == 0

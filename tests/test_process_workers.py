@@ -23,10 +23,15 @@ import _funcs_logging
 import _funcs_process as funcs
 import anyio
 import pytest
-from _handshake import HANG, LONG_GRACE, text, wait_started
+from _handshake import HANG, LONG_GRACE, operator_events, text, wait_started
 from conftest import child_env
 
-from aiointerp import BrokenWorkerError, InterpreterPool, RemoteTraceback
+from aiointerp import (
+    BrokenWorkerError,
+    InterpreterPool,
+    PoolClosedError,
+    RemoteTraceback,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -181,7 +186,9 @@ async def test_kill_after_grace(
                         await pool.run_sync(funcs.sleep_forever, name)
         stats = pool.stats()
         assert (stats.abandoned, stats.cancelled) == (1, 1)
-        assert (stats.workers, stats.quarantined) == (0, 0)  # the slot is free now
+        assert (stats.busy, stats.quarantined, stats.retiring) == (0, 0, 0)
+        # its slot is free now, or taken by its replacement, started at once
+        assert stats.workers == stats.starting + stats.idle <= 1
         with anyio.fail_after(HANG):
             assert await pool.run_sync(funcs.pid) != pids[0]
         await wait_gone(pids[0])
@@ -270,3 +277,104 @@ async def test_no_orphans_when_the_host_is_killed() -> None:
             host.wait()
         if host.stdout is not None:
             host.stdout.close()
+
+
+# -- workers lost for cause: replaced at once; a dead worker is never handed out -------
+
+
+async def test_an_interrupted_worker_is_replaced_at_once(tmp_path: Path) -> None:
+    # the next caller must not wait for a start (a process importing numpy takes a
+    # second): the replacement starts when the interrupted worker is retired
+    with operator_events() as events, fifo(tmp_path) as (name, fd):
+        async with InterpreterPool(1, kind="process", idle_timeout=None) as pool:
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    first.append(await wait_started(fd))
+                    scope.cancel()
+
+                first: list[int] = []
+                with anyio.fail_after(HANG):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(cancel)
+                        await pool.run_sync(funcs.spin, name, str(tmp_path / "f"))
+            # no caller waits: the watcher starts the replacement by itself
+            started = await events.wait("worker_started", 2)
+            assert pool.stats().waiting == 0
+            replacement = started[1].worker_id  # type: ignore[attr-defined]
+            assert replacement != first[0]
+            assert await pool.run_sync(funcs.pid) == replacement  # it was ready
+            assert pool.stats().created == 2
+
+
+async def test_a_worker_killed_while_idle_is_reaped_and_replaced() -> None:
+    with operator_events() as events:
+        async with InterpreterPool(2, kind="process", idle_timeout=None) as pool:
+            pid = await pool.run_sync(funcs.pid)
+            os.kill(pid, signal.SIGKILL)  # the OOM killer, an operator's kill
+            [died] = await events.wait("worker_died")
+            assert died.worker_id == pid  # type: ignore[attr-defined]
+            assert died.levelno == logging.WARNING
+            assert "killed by signal 9 (SIGKILL)" in died.reason  # type: ignore[attr-defined]
+            await events.wait("worker_started", 2)  # its replacement, unasked
+            new = await pool.run_sync(funcs.pid)
+            stats = pool.stats()
+    assert new != pid
+    assert (stats.failed, stats.completed, stats.workers) == (0, 2, 1)
+
+
+async def test_a_worker_dead_before_it_took_the_call_is_passed_over() -> None:
+    # the worker dies, and the call comes before (or after: either way) the pool
+    # noticed: the call never started there, so it runs on another worker
+    async with InterpreterPool(1, kind="process", idle_timeout=None) as pool:
+        for _ in range(3):
+            pid = await pool.run_sync(funcs.pid)
+            pidfd = os.pidfd_open(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                with anyio.fail_after(HANG):
+                    await anyio.wait_readable(pidfd)  # it has ended
+            finally:
+                os.close(pidfd)
+            assert await pool.run_sync(funcs.pid) not in (pid, os.getpid())
+        stats = pool.stats()
+    assert (stats.failed, stats.completed) == (0, 6)
+
+
+async def test_a_call_running_when_its_worker_dies_fails(tmp_path: Path) -> None:
+    # only the call that was running fails, naming how its worker ended
+    async with InterpreterPool(1, kind="process") as pool:
+        with fifo(tmp_path) as (name, fd):
+
+            async def kill() -> None:
+                os.kill(await wait_started(fd), signal.SIGKILL)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill)
+                with pytest.raises(BrokenWorkerError, match="SIGKILL"):
+                    await pool.run_sync(funcs.spin, name, str(tmp_path / "f"))
+        assert await pool.run_sync(funcs.pid) != os.getpid()
+
+
+async def test_closing_while_a_worker_starts_kills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a preload stuck in its import: the pool's opening is cancelled, the pool
+    # closes, and the starting process is killed at once (it waited 5 s before)
+    with fifo(tmp_path) as (name, fd):
+        monkeypatch.setenv("AIOINTERP_TEST_STUCK_FIFO", name)
+        pool = InterpreterPool(1, kind="process", preload=["_preload_stuck"])
+        with anyio.fail_after(3.0):  # a hang guard below the 5 s stop deadline
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_when_stuck() -> None:
+                    pids.append(await wait_started(fd))
+                    tg.cancel_scope.cancel()
+
+                pids: list[int] = []
+                tg.start_soon(cancel_when_stuck)
+                async with pool:
+                    pytest.fail("the pool opened")  # pragma: no cover
+            await wait_gone(pids[0])
+    with pytest.raises(PoolClosedError):
+        await pool.run_sync(funcs.pid)

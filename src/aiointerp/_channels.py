@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 from collections import deque
 
@@ -153,6 +154,10 @@ class InterpreterLink:
                     self.leftovers.append(self._get())
                 except Exception:  # empty
                     return
+
+    def unread(self) -> bool:
+        """An interpreter's thread takes every job it is sent (it cannot die first)."""
+        return False
 
     def cancel(self, job_id: int) -> None:
         """Ask the watchdog to interrupt *job_id* (if it is still the running job)."""
@@ -522,6 +527,8 @@ class PipeLink:
         self._abandoned = 0
         #: the tag of the last descriptor sent
         self._tag = 0
+        #: a write to the job pipe failed: the child had closed its end (it died)
+        self._refused = False
 
     def close_child_ends(self) -> None:
         """The child started (or could not): this process needs its ends no more.
@@ -595,7 +602,7 @@ class PipeLink:
                 why = f"{type(error).__name__}: {error}"
                 self._send_now(_frame(_protocol.JOB, self._stub(job, why)))
         except ConnectionError:  # BrokenPipeError, ConnectionRefusedError...
-            pass  # the child died: its done pipe says so, with why
+            self._refused = True  # the child died: its done pipe says so, with why
 
     @staticmethod
     def _stub(job: tuple[Any, ...], why: str | None) -> tuple[Any, ...]:
@@ -649,6 +656,28 @@ class PipeLink:
         if reader is None or reader.last != _protocol.LOG or reader.payload is None:
             return []
         return [self.take()]
+
+    def unread(self) -> bool:
+        """Does the job pipe hold what the worker never read (the child died)?
+
+        The job in flight is the last message sent: if any byte is left in the pipe
+        (or in the writer thread's queue), or the pipe refused it, the child never
+        took the job, and none of its code ran.
+        """
+        import fcntl
+        import termios
+
+        with self._lock:
+            if self._queue or self._refused:
+                return True
+            if not self._open:
+                return False
+            count = bytearray(4)
+            try:
+                fcntl.ioctl(self._job_w, termios.FIONREAD, count)
+            except OSError:  # pragma: no cover - FIONREAD on a pipe is Linux's
+                return False
+            return int.from_bytes(count, sys.byteorder) > 0
 
     def cancel(self, job_id: int) -> None:
         """Interrupt *job_id*; if its segment is still being written, abandon it."""

@@ -34,6 +34,19 @@ PosArgsT = TypeVarTuple("PosArgsT")
 
 _job_ids = itertools.count(1)
 _KINDS = ("interpreter", "process", "auto")
+#: workers a call tries when each died before it took the call
+_UNSTARTED_TRIES = 3
+
+
+class _Timeout:
+    """A call's ``timeout=``: its scope, and whether the call reached a worker."""
+
+    __slots__ = ("scope", "started")
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        #: the job was handed to a worker (else it waited for one all along)
+        self.started = False
 
 
 class _State(Enum):
@@ -290,11 +303,9 @@ class InterpreterPool:
         deadline = time.monotonic() + timeout
         job = Job(next(_job_ids), deadline, func_blob, args_mode, payload)
         with anyio.move_on_after(timeout) as scope:
-            return await self._run(job, func, scope)  # type: ignore[no-any-return]
-        raise TimeoutError(
-            f"{_transport.describe(func)} did not finish within {timeout} s "
-            "and was interrupted"
-        )
+            timer = _Timeout(scope)
+            return await self._run(job, func, timer)  # type: ignore[no-any-return]
+        raise self._timeout_error(func, timeout, timer.started)
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
         """Close the pool: destroy every interpreter and join every thread.
@@ -529,10 +540,25 @@ class InterpreterPool:
 
     # -- one call
 
+    def _timeout_error(
+        self, func: object, timeout: float, started: bool
+    ) -> TimeoutError:
+        """The error of a call whose ``timeout`` expired, saying where it was."""
+        label = _transport.describe(func)
+        if started:
+            return TimeoutError(
+                f"{label} did not finish within {timeout} s and was interrupted"
+            )
+        roster = self._roster
+        return TimeoutError(
+            f"{label} did not start within {timeout} s: it waited for a worker all "
+            f"that time and never ran ({len(roster.busy)} of max_workers="
+            f"{self._max_workers} were busy, {len(roster.starting)} starting, "
+            f"{len(roster.waiters)} callers waiting)"
+        )
+
     @ki_protected
-    async def _run(
-        self, job: Job, func: object, timeout: anyio.CancelScope | None
-    ) -> Any:
+    async def _run(self, job: Job, func: object, timeout: _Timeout | None) -> Any:
         """Run *job* where its function can run (see :mod:`aiointerp._routing`)."""
         key = job.func
         route = self._router.route(func, key)
@@ -562,42 +588,59 @@ class InterpreterPool:
 
     @ki_protected
     async def _call(
-        self, job: Job, func: object, timeout: anyio.CancelScope | None, kind: str
+        self, job: Job, func: object, timeout: _Timeout | None, kind: str
     ) -> Outcome:
         """Take a worker of *kind*, run *job* there, give the worker back.
+
+        A worker that turns out to have died before it took the job (its job pipe
+        still holds it) is replaced by another one: the job never started.
 
         Returns the outcome, to be decoded at once (:meth:`_result`): the worker may
         be handed to another caller before that, so nothing may await in between.
         """
         roster = self._roster
-        try:
-            worker = await roster.acquire(kind)
-        except BaseException as exc:
-            self._count_failure(exc, timeout)
-            raise
-        worker.job_label = _transport.describe(func)
-        scope = roster.scope(worker)
-        with scope:
+        for attempt in itertools.count(1):
             try:
-                worker.send(job)
-            except BaseException:
-                self._failed += 1
-                if worker.job_id:  # in flight after all (a Ctrl-C on asyncio)
-                    await self._stop_call(worker)
-                else:  # nothing was sent (NotShareableError): the worker serves on
-                    roster.release(worker)
-                raise
-            try:
-                outcome = await worker.receive()
-            except BrokenWorkerError:
-                self._failed += 1
-                roster.release(worker)
-                raise
+                worker = await roster.acquire(kind)
             except BaseException as exc:
-                # interrupted by aclose(): the caller gets PoolClosedError, a failure
-                self._count_failure(exc, timeout, closed=scope.cancel_called)
-                await self._stop_call(worker)
+                self._count_failure(exc, timeout)
                 raise
+            worker.job_label = _transport.describe(func)
+            scope = roster.scope(worker)
+            with scope:
+                try:
+                    worker.send(job)
+                except BaseException:
+                    self._failed += 1
+                    if worker.job_id:  # in flight after all (a Ctrl-C on asyncio)
+                        await self._stop_call(worker)
+                    else:  # nothing was sent (NotShareableError): it serves on
+                        roster.release(worker)
+                    raise
+                if timeout is not None:
+                    timeout.started = True
+                try:
+                    outcome = await worker.receive()
+                except BrokenWorkerError:
+                    roster.release(worker)
+                    if worker.unstarted and attempt < _UNSTARTED_TRIES:
+                        logger.debug(
+                            "%r had died before it took %s: sending it to another",
+                            worker,
+                            worker.job_label,
+                        )
+                        if timeout is not None:
+                            timeout.started = False
+                        continue
+                    self._failed += 1
+                    raise
+                except BaseException as exc:
+                    # interrupted by aclose(): the caller gets PoolClosedError, a
+                    # failure
+                    self._count_failure(exc, timeout, closed=scope.cancel_called)
+                    await self._stop_call(worker)
+                    raise
+            break
         if scope.cancelled_caught:
             raise PoolClosedError(
                 f"the InterpreterPool was closed while {worker.job_label} ran; "
@@ -630,12 +673,12 @@ class InterpreterPool:
     def _count_failure(
         self,
         exc: BaseException,
-        timeout: anyio.CancelScope | None,
+        timeout: _Timeout | None,
         closed: bool = False,
     ) -> None:
         if closed or not isinstance(exc, anyio.get_cancelled_exc_class()):
             self._failed += 1
-        elif timeout is not None and timeout.cancel_called:
+        elif timeout is not None and timeout.scope.cancel_called:
             self._timed_out += 1
         else:
             self._cancelled += 1

@@ -22,6 +22,7 @@ its slot freed at once (:meth:`ProcessWorker.kill`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -72,6 +73,7 @@ class ProcessWorker(Worker):
 
     kind = "process"
     ident_name = "pid"
+    killable = True
     _link: PipeLink
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -81,6 +83,8 @@ class ProcessWorker(Worker):
         self._process: subprocess.Popen[bytes] | None = None
         self._released = False
         self._release_lock = threading.Lock()
+        #: a pidfd of the child: readable once it has ended (-1: none)
+        self._pidfd = -1
 
     # -- what a kind provides
 
@@ -110,6 +114,10 @@ class ProcessWorker(Worker):
         finally:
             link.close_child_ends()
         self.ident = self._process.pid
+        try:  # before anything could reap the child: the pid is still its own
+            self._pidfd = os.pidfd_open(self.ident)
+        except OSError:  # out of fds...: its death while idle goes unwatched
+            pass
         link.send(CONFIG, self._config)
 
     async def _signal(self) -> bytes:
@@ -135,6 +143,22 @@ class ProcessWorker(Worker):
         with anyio.CancelScope(shield=True):
             returncode = await anyio.to_thread.run_sync(wait)
         return returncode
+
+    async def wait_exited(self) -> str:
+        """Wait until the child has ended (its pidfd is readable); say how.
+
+        Returns ``""`` at once when its end cannot be watched (no pidfd).
+        """
+        with self._release_lock:
+            fd = -1 if self._released or self._pidfd < 0 else os.dup(self._pidfd)
+        if fd < 0:
+            return ""
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+        assert self._process is not None
+        return f"the worker process {describe_status(self._process.poll())}"
 
     async def _finish(self) -> None:
         if await self._reap() is None:  # pragma: no cover - its exit is stuck
@@ -175,6 +199,8 @@ class ProcessWorker(Worker):
             if self._released:
                 return
             self._released = True
+            if self._pidfd >= 0:
+                os.close(self._pidfd)
         _exit.unregister(self)  # first: the exit hook must not write to closed fds
         self._link.close()
 

@@ -23,18 +23,24 @@ while no caller waits for its kind (a freed worker goes to the first waiter of i
 kind, FIFO); a busy worker belongs to one caller (its cancel scope lets the pool's
 shutdown interrupt it).
 
-The watcher task keeps ``min_idle`` workers of the first kind warm, starts one for
-each waiting caller while there is room (and retires idle workers of another kind
-when a caller waits for lack of room), retires idle workers after ``idle_timeout`` (oldest first),
-backs off when workers fail to start, and, when the pool closes, fails the waiters,
-lets running calls finish (or interrupts them) and stops every worker. Launching and
-stopping run as tasks of its task group; all of it is KI-protected on trio.
+Which worker to start, and which idle worker to retire to make room for another
+kind, is decided by :func:`aiointerp._policy.plan` from a snapshot of this roster;
+the roster measures what the policy needs (start costs and call times per kind, the
+demand for each kind) and carries its plans out. The watcher task retires idle
+workers after ``idle_timeout`` (oldest first, down to ``min_idle`` of the first
+kind), replaces workers lost for cause (interrupted, killed, dead while idle) at
+once, backs off when workers fail to start, and, when the pool closes, fails the
+waiters, lets running calls finish (or interrupts them) and stops every worker.
+Launching and stopping run as tasks of its task group; all of it is KI-protected
+on trio.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import resource
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -42,6 +48,7 @@ from typing import Final
 import anyio
 import anyio.abc
 
+from . import _policy
 from ._backends import ki_protected
 from ._errors import BrokenWorkerError, PoolBusyError, PoolClosedError
 from ._worker import Worker
@@ -77,18 +84,43 @@ def _event(
 
 #: Deadline to stop a worker that runs no call (normally a few milliseconds).
 STOP_DEADLINE: Final = 5.0
-#: seconds a caller waiting for a worker of one kind lets callers of another kind
-#: take the workers freed before it (a pool of several kinds): then a freed worker
-#: of the other kind is retired to make room for it
-FAIR_WAIT: Final = 0.05
 BACKOFF_MIN: Final = 0.05
 BACKOFF_MAX: Final = 5.0
+#: what a start of each kind is assumed to cost until one was measured (seconds)
+START_COST_GUESS: Final = {"interpreter": 0.02, "process": 0.15}
+#: the weight of a new measure in the averages of start costs and call times
+COST_WEIGHT: Final = 0.3
+#: seconds between two plans made when a worker is freed (unless a kind starves):
+#: a plan costs tens of microseconds, and conversions by share are seconds apart
+PLAN_EVERY: Final = 0.01
 
 STARTING: Final = "starting"
 IDLE: Final = "idle"
 BUSY: Final = "busy"
 QUARANTINED: Final = "quarantined"
 RETIRING: Final = "retiring"
+
+
+def a_worker(kind: str) -> str:
+    """``an interpreter worker``, ``a process worker``."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
+
+
+def _out_of_fds(exc: BaseException) -> str:
+    """A hint when *exc* (or what caused it) says the process is out of fds."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return ""
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            return (
+                f" (this process is out of file descriptors: its limit is {soft}; "
+                "each worker holds several: raise the limit, e.g. with `ulimit -n` "
+                "or resource.setrlimit(), or lower max_workers)"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 class Waiter:
@@ -134,6 +166,8 @@ class Roster:
         self.retiring: set[Worker] = set()
         self.states: dict[Worker, str] = {}
         self.waiters: deque[Waiter] = deque()
+        #: callers waiting, per kind
+        self.waiting: dict[str, int] = dict.fromkeys(kinds, 0)
         self.running = True  # False once the pool closes: no new work
         self.tg: anyio.abc.TaskGroup | None = None
         self.wake = anyio.Event()
@@ -145,6 +179,21 @@ class Roster:
         #: the pool's opening, waiting for ``opening_with`` workers (wait_started)
         self.opening: Waiter | None = None
         self.opening_with = 0
+        # -- what the allocation policy is fed (a pool of several kinds)
+        self.several = len(kinds) > 1
+        self.demand = _policy.Demand(kinds)
+        self.start_cost = _policy.Average(START_COST_GUESS, COST_WEIGHT)
+        self.call_time = _policy.Average({}, COST_WEIGHT)
+        #: when a call of each kind last ended (pool clock)
+        self.last_used: dict[str, float] = {}
+        #: workers lost for cause (interrupted, killed, dead), to replace, per kind
+        self.replace: dict[str, int] = dict.fromkeys(kinds, 0)
+        #: when a worker was last retired to make room for another kind
+        self.last_conversion = -math.inf
+        #: when a freed worker was last checked against the policy
+        self.last_plan = -math.inf
+        #: workers holding a slot, per kind
+        self.live_count: dict[str, int] = dict.fromkeys(kinds, 0)
 
     # -- states
 
@@ -154,7 +203,7 @@ class Roster:
 
     def live_of(self, kind: str) -> int:
         """Workers of *kind* that hold a capacity slot."""
-        return self._count(self.states.keys(), kind)
+        return self.live_count.get(kind, 0)
 
     def _move(self, worker: Worker, old: str | None, new: str | None) -> None:
         """Move *worker* from state *old* to *new* (None: not live)."""
@@ -168,14 +217,18 @@ class Roster:
             del self.busy[worker]
         elif old is not None:
             self._set(old).discard(worker)
+        else:
+            self.live_count[worker.kind] = self.live_count.get(worker.kind, 0) + 1
         if new is None:
             del self.states[worker]
+            self.live_count[worker.kind] -= 1
             return
         self.states[worker] = new
         if new == IDLE:
             worker.idle_since = anyio.current_time()
             self.idle.append(worker)
         elif new == BUSY:
+            worker.busy_since = anyio.current_time()
             self.busy[worker] = anyio.CancelScope()
         else:
             self._set(new).add(worker)
@@ -185,10 +238,6 @@ class Roster:
             assert all(w.kind not in idle for w in self.waiters), (
                 "idle while waited for"
             )
-
-    def _waited_for(self, kind: str) -> bool:
-        """Does a caller wait for a worker of *kind*?"""
-        return any(waiter.kind == kind for waiter in self.waiters)
 
     def _idle_of(self, kind: str) -> Worker | None:
         """The warmest idle worker of *kind*."""
@@ -204,6 +253,38 @@ class Roster:
             return self.quarantined
         return self.retiring
 
+    # -- callers
+
+    def _enqueue(self, waiter: Waiter) -> None:
+        self.waiters.append(waiter)
+        self.waiting[waiter.kind] = self.waiting.get(waiter.kind, 0) + 1
+
+    def _dequeue(self, waiter: Waiter) -> None:
+        self.waiters.remove(waiter)
+        self.waiting[waiter.kind] -= 1
+
+    def _first_waiter(self, kind: str) -> Waiter | None:
+        """Take the first caller waiting for a worker of *kind* off the queue."""
+        if not self.waiting.get(kind):
+            return None
+        for waiter in self.waiters:
+            if waiter.kind == kind:
+                self._dequeue(waiter)
+                return waiter
+        return None  # pragma: no cover - the count says one waits
+
+    def _came(self, kind: str) -> None:
+        """A caller of *kind* takes a worker or waits for one (the policy's demand)."""
+        if self.several:
+            self.demand.change(kind, 1, anyio.current_time())
+
+    def _went(self, kind: str) -> None:
+        """A caller of *kind* is done with the pool."""
+        if self.several:
+            now = anyio.current_time()
+            self.demand.change(kind, -1, now)
+            self.last_used[kind] = now
+
     # -- one call
 
     @ki_protected
@@ -212,7 +293,8 @@ class Roster:
 
         :raises PoolClosedError: the pool is closed, or closed while we waited
         :raises PoolBusyError: ``max_waiting`` callers wait already
-        :raises BrokenWorkerError: the worker started for this caller failed
+        :raises BrokenWorkerError: no worker of *kind* could be started, and none
+            runs that could serve the caller instead
         """
         if not self.running:
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
@@ -222,8 +304,9 @@ class Roster:
             worker = self.idle[-1]
             if worker.kind != kind:  # a pool of several kinds (kind="auto")
                 worker = self._idle_of(kind)  # type: ignore[assignment]
-            if worker is not None and not (self.waiters and self._waited_for(kind)):
+            if worker is not None and not self.waiting.get(kind):
                 self._move(worker, IDLE, BUSY)
+                self._came(kind)
                 if self.min_idle and (
                     len(self.idle) < self.min_idle
                     or self._count(self.idle, self.kinds[0]) < self.min_idle
@@ -245,18 +328,25 @@ class Roster:
                 f"(max_waiting={self.max_waiting}); try again later"
             )
         waiter = Waiter(kind)
-        self.waiters.append(waiter)
-        if self.live() < self.max_workers or len(self.kinds) > 1:
-            self.wake.set()  # room to start a worker for this caller (or to make it)
+        self._enqueue(waiter)
+        self._came(kind)
+        if self.live() < self.max_workers or (self.several and self.idle):
+            # room to start a worker for this caller, or an idle worker of another
+            # kind that the policy may retire to make room for it
+            self.wake.set()
         try:
             await waiter.event.wait()
         except BaseException:
             if waiter.worker is not None:
                 self.release(waiter.worker)
             elif waiter.error is None:
-                self.waiters.remove(waiter)
+                self._dequeue(waiter)
+                self._went(waiter.kind)
+            else:
+                self._went(waiter.kind)
             raise
         if waiter.error is not None:
+            self._went(waiter.kind)
             raise waiter.error
         assert waiter.worker is not None
         return waiter.worker
@@ -275,8 +365,14 @@ class Roster:
 
     def release(self, worker: Worker) -> None:
         """A call is done with *worker*: reuse it, or retire it."""
+        kind = worker.kind
+        self._went(kind)
+        if self.several:
+            elapsed = anyio.current_time() - worker.busy_since
+            self.call_time.add(kind, elapsed)
         if worker.spent:
             self._move(worker, BUSY, RETIRING)
+            self._replace(kind)
             self._stop(worker, "interrupted or broken")
         elif self.max_tasks is not None and worker.tasks >= self.max_tasks:
             self._move(worker, BUSY, RETIRING)
@@ -286,9 +382,20 @@ class Roster:
         if not self.running:
             self.wake.set()  # the shutdown waits for the busy calls to end
 
+    def _replace(self, kind: str) -> None:
+        """A worker of *kind* is lost for cause: the watcher starts another at once.
+
+        So that the next caller does not wait for a start (a process importing
+        numpy takes a second) because the last one was interrupted.
+        """
+        if self.running:
+            self.replace[kind] = self.replace.get(kind, 0) + 1
+            self.wake.set()
+
     def quarantine(self, worker: Worker, cancel_grace: float) -> None:
         """*worker*'s code did not stop within ``cancel_grace``: keep its slot."""
         self._move(worker, BUSY, QUARANTINED)
+        self._went(worker.kind)
         self.abandoned += 1
         self.wake.set()
         _event(
@@ -308,13 +415,15 @@ class Roster:
     def kill(self, worker: Worker, cancel_grace: float) -> None:
         """*worker*'s code did not stop within ``cancel_grace``; it was killed.
 
-        Its slot is free at once: a thread reaps the process.
+        Its slot is free at once: a thread reaps the process, and a new worker of its
+        kind is started in its place.
         """
         self._move(worker, BUSY, None)
+        self._went(worker.kind)
         self.abandoned += 1
         self.retired += 1
         worker.discard()
-        self.wake.set()
+        self._replace(worker.kind)
         _event(
             logging.WARNING,
             "worker_killed",
@@ -349,33 +458,85 @@ class Roster:
         if opening.error is not None:
             raise opening.error
 
+    # -- the allocation policy
+
+    def snapshot(self, freed: Worker | None = None) -> _policy.Snapshot:
+        """What :func:`aiointerp._policy.plan` decides from, now.
+
+        *freed*: a worker just freed by its call or its start, counted as idle.
+        """
+        now = anyio.current_time()
+        counts = {kind: [0, 0, 0, 0, 0] for kind in self.kinds}
+        slot = {IDLE: 0, BUSY: 1, STARTING: 2, RETIRING: 3, QUARANTINED: 4}
+        for worker, state in self.states.items():
+            row = counts.get(worker.kind)
+            if row is None:  # a kind the pool dropped: its workers hold slots
+                row = counts[worker.kind] = [0, 0, 0, 0, 0]
+            row[0 if worker is freed else slot[state]] += 1
+        heads: dict[str, float] = {}
+        for waiter in self.waiters:
+            if waiter.kind not in heads:
+                heads[waiter.kind] = now - waiter.since
+                if len(heads) == len(self.kinds):
+                    break
+        kinds = {}
+        for kind, (idle, busy, starting, stopping, stuck) in counts.items():
+            used = self.last_used.get(kind)
+            kinds[kind] = _policy.Kind(
+                idle=idle,
+                busy=busy,
+                starting=starting,
+                stopping=stopping,
+                stuck=stuck,
+                waiting=self.waiting.get(kind, 0),
+                head_wait=heads.get(kind, 0.0),
+                demand=self.demand.average(kind, now),
+                start_cost=self.start_cost.get(kind),
+                call_time=self.call_time.get(kind),
+                since_used=math.inf if used is None else now - used,
+                replace=self.replace.get(kind, 0),
+            )
+        return _policy.Snapshot(
+            max_workers=self.max_workers,
+            kinds=kinds,
+            reserve=max(self.min_idle, self.opening_with),
+            can_start=now >= self.backoff_until,
+            since_conversion=now - self.last_conversion,
+        )
+
+    def _convert(
+        self, worker: Worker, old: str, conversion: tuple[str, str, str]
+    ) -> None:
+        """Retire *worker* to make room for a worker of another kind."""
+        _, kind, rule = conversion
+        self.last_conversion = anyio.current_time()
+        self._move(worker, old, RETIRING)
+        self._stop(worker, f"making room for {a_worker(kind)} ({rule})")
+
     # -- transitions the watcher drives
 
     def _hand_off(self, worker: Worker, old: str) -> None:
-        """Give a ready worker to the first waiting caller, or make it idle."""
+        """Give a ready worker to the first waiting caller, or make it idle.
+
+        In a pool of several kinds where callers of another kind wait, the policy
+        may retire it instead, to make room for a worker of their kind.
+        """
         if not self.running:
             self._move(worker, old, RETIRING)
             self._stop(worker, "pool closed")
             return
-        if self.waiters:
-            head = self.waiters[0]
-            if (
-                head.kind != worker.kind
-                and self.live() >= self.max_workers
-                and anyio.current_time() - head.since >= FAIR_WAIT
-            ):
-                # the longest waiting caller needs another kind and there is no
-                # room: this worker makes room for it (callers of its own kind
-                # must not overtake it for ever)
-                self._move(worker, old, RETIRING)
-                self._stop(worker, f"making room for a {head.kind} worker")
+        kind = worker.kind
+        if self.several and len(self.waiters) > self.waiting.get(kind, 0):
+            conversion = self._conversion(worker)
+            if conversion is not None:
+                self._convert(worker, old, conversion)
                 return
-            waiter = self._first_waiter(worker.kind)
-            if waiter is not None:
-                waiter.worker = worker
-                self._move(worker, old, BUSY)
-                waiter.event.set()
-                return
+        waiter = self._first_waiter(kind)
+        if waiter is not None:
+            waiter.worker = worker
+            self._move(worker, old, BUSY)
+            waiter.event.set()
+            return
         self._move(worker, old, IDLE)
         if self.waiters:  # for another kind: the watcher may retire this one for them
             self.wake.set()
@@ -384,13 +545,31 @@ class Roster:
             # with no idle deadline to watch (later ones expire after this one)
             self.wake.set()
 
-    def _first_waiter(self, kind: str) -> Waiter | None:
-        """Take the first caller waiting for a worker of *kind* off the queue."""
-        for waiter in self.waiters:
-            if waiter.kind == kind:
-                self.waiters.remove(waiter)
-                return waiter
-        return None
+    def _conversion(self, worker: Worker) -> tuple[str, str, str] | None:
+        """Should *worker*, just freed, make room for a caller of another kind?
+
+        The policy decides; it is asked at most every :data:`PLAN_EVERY` seconds
+        here (a plan costs tens of microseconds, and is made on a release only under
+        a mixed load), unless a caller waits for a kind that has no worker.
+        """
+        now = anyio.current_time()
+        if now - self.last_plan < PLAN_EVERY and not self._starving():
+            return None
+        self.last_plan = now
+        plan = _policy.plan(self.snapshot(freed=worker))
+        conversion = plan.converts(worker.kind)
+        if conversion is None and (
+            plan.conversions or plan.recheck < math.inf or any(plan.start.values())
+        ):
+            self.wake.set()  # the rest of the plan is the watcher's
+        return conversion
+
+    def _starving(self) -> bool:
+        """Does a caller wait for a kind that has no worker at all?"""
+        return any(
+            count and not self.live_count.get(kind)
+            for kind, count in self.waiting.items()
+        )
 
     def _stop(
         self, worker: Worker, reason: str, deadline: float = STOP_DEADLINE
@@ -445,7 +624,7 @@ class Roster:
                 worker,
                 "%r did not stop (%s): it still runs %s, which did not stop when "
                 "interrupted (a C call, or code that caught aiointerp.Interrupted); "
-                "it is left to finish",
+                + ("it was killed" if worker.killable else "it is left to finish"),
                 worker,
                 reason,
                 worker.job_label or "its initializer",
@@ -466,6 +645,7 @@ class Roster:
             self._stop(worker, "pool closed", deadline=0.0)
             raise
         self._move(worker, QUARANTINED, RETIRING)
+        self._replace(worker.kind)
         self._stop(worker, "abandoned call ended")
 
     # -- the watcher
@@ -504,36 +684,36 @@ class Roster:
                     reserve -= 1
                 self._move(worker, IDLE, RETIRING)
                 self._stop(worker, "idle")
-        # the kinds callers wait for, the longest waiting first; then the reserve
-        kinds = list(dict.fromkeys(waiter.kind for waiter in self.waiters))
-        others_wait = any(kind != first for kind in kinds)
-        if first not in kinds:
-            kinds.append(first)
-        for kind in kinds:
-            waiting = sum(1 for waiter in self.waiters if waiter.kind == kind)
-            # no reserve while callers wait for another kind: it would take their
-            # room; the pool's opening waits for opening_with workers (wait_started)
-            reserve = max(self.min_idle, self.opening_with)
-            reserve = reserve if kind == first and not others_wait else 0
-            wanted = waiting + reserve - self._count(self.idle, kind)
-            wanted -= self._count(self.starting, kind)
-            room = self.max_workers - self.live()
-            if min(wanted, room) > 0:
-                if now < self.backoff_until:
-                    next_check = min(next_check, self.backoff_until)
-                    continue
-                if not self._launch(kind, min(wanted, room)):
-                    break
-            # callers wait, no room: idle workers of another kind make room
-            short = min(waiting, wanted) - max(room, 0) - len(self.retiring)
-            for worker in list(self.idle) if short > 0 else ():
-                if worker.kind != kind:
-                    self._move(worker, IDLE, RETIRING)
-                    self._stop(worker, f"making room for a {kind} worker")
-                    short -= 1
-                    if not short:
-                        break
-        return next_check - now
+        if not self.several:
+            return self._maintain_one(now, next_check) - now
+        plan = _policy.plan(self.snapshot())
+        for conversion in plan.conversions:
+            worker = next(w for w in self.idle if w.kind == conversion[0])  # the oldest
+            self._convert(worker, IDLE, conversion)
+        for kind, count in plan.replaced.items():
+            self.replace[kind] -= count
+        for kind, count in plan.start.items():
+            if count and not self._launch(kind, count):
+                break
+        if now < self.backoff_until and (self.waiters or any(self.replace.values())):
+            next_check = min(next_check, self.backoff_until)
+        return min(next_check, now + plan.recheck) - now
+
+    def _maintain_one(self, now: float, next_check: float) -> float:
+        """The starts of a pool of one kind (the policy's rule 1, without kinds)."""
+        kind = self.kinds[0]
+        reserve = max(self.min_idle, self.opening_with)
+        wanted = len(self.waiters) + reserve - len(self.idle) - len(self.starting)
+        replace = self.replace[kind]
+        wanted = max(wanted, replace)
+        room = self.max_workers - self.live()
+        if min(wanted, room) > 0:
+            if now < self.backoff_until:
+                return min(next_check, self.backoff_until)
+            count = min(wanted, room)
+            self.replace[kind] = max(0, replace - count)
+            self._launch(kind, count)
+        return next_check
 
     @staticmethod
     def _count(workers: Iterable[Worker], kind: str) -> int:
@@ -547,7 +727,10 @@ class Roster:
                 worker = self.make_worker(kind)
             except OSError as exc:  # out of file descriptors...
                 self._start_failed(
-                    BrokenWorkerError(f"could not start a worker: {exc!r}"), kind
+                    BrokenWorkerError(
+                        f"could not start {a_worker(kind)}: {exc!r}{_out_of_fds(exc)}"
+                    ),
+                    kind,
                 )
                 return False
             self._move(worker, None, STARTING)
@@ -556,25 +739,33 @@ class Roster:
 
     @ki_protected
     async def _start_worker(self, worker: Worker) -> None:
+        began = anyio.current_time()
         try:
             await worker.start()
         except (BrokenWorkerError, OSError, RuntimeError) as exc:
             if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
-                exc = BrokenWorkerError(f"could not start a worker: {exc!r}")
+                exc = BrokenWorkerError(
+                    f"could not start {a_worker(worker.kind)}: {exc!r}"
+                    f"{_out_of_fds(exc)}"
+                )
             self._move(worker, STARTING, RETIRING)
             if worker.refused is not None and worker.kind not in self.kinds:
                 pass  # a start that failed as the one that dropped its kind did
-            elif worker.refused is not None and len(self.kinds) > 1:
+            elif worker.refused is not None and self.several:
                 self._drop_kind(worker.kind, worker.refused)
             else:
                 self._start_failed(exc, worker.kind)
             await self._close(worker, "broken", counted=False)
             return
         except BaseException:
+            # the pool closes: a worker that can be killed is, at once (its
+            # preload or initializer may be stuck)
             self._move(worker, STARTING, RETIRING)
-            await self._close(worker, "pool closed", counted=False)
+            deadline = 0.0 if worker.killable else STOP_DEADLINE
+            await self._close(worker, "pool closed", deadline, counted=False)
             raise
         self.created += 1
+        self.start_cost.add(worker.kind, anyio.current_time() - began)
         self.backoff = 0.0
         self.backoff_until = -math.inf
         if self.start_failures:
@@ -600,6 +791,21 @@ class Roster:
         self._hand_off(worker, STARTING)
         if self.opening is not None:
             self.opening.event.set()
+        if worker.killable:  # it may die while idle (OOM killer, kill): watch for it
+            how = await worker.wait_exited()
+            if how and self.states.get(worker) == IDLE:
+                self._move(worker, IDLE, RETIRING)
+                self._replace(worker.kind)
+                _event(
+                    logging.WARNING,
+                    "worker_died",
+                    worker,
+                    "%r %s while idle; it will be replaced",
+                    worker,
+                    how,
+                    reason=how,
+                )
+                self._stop(worker, f"{how} while idle")
 
     def _drop_kind(self, kind: str, module: str) -> None:
         """Workers of *kind* cannot start (*module* refuses them): use the others.
@@ -609,25 +815,35 @@ class Roster:
         callers waiting for *kind* wait for the next kind instead.
         """
         self.kinds = tuple(k for k in self.kinds if k != kind)
+        self.several = len(self.kinds) > 1
+        now = anyio.current_time()
         for waiter in self.waiters:
             if waiter.kind == kind:
                 waiter.kind = self.kinds[0]
+        moved = self.waiting.pop(kind, 0)
+        self.waiting[self.kinds[0]] = self.waiting.get(self.kinds[0], 0) + moved
+        self.demand.move(kind, self.kinds[0], now)
+        self.replace.pop(kind, None)
         _event(
             logging.WARNING,
             "kind_dropped",
             None,
             "the pool's initializer or preload needs %s, which refuses "
-            'subinterpreters: this kind="auto" pool runs every call in a %s from now on',
+            'subinterpreters: this kind="auto" pool runs every call in %s from now on',
             module,
-            self.kinds[0],
+            f"{'an' if self.kinds[0][:1] == 'i' else 'a'} {self.kinds[0]}",
             worker_kind=kind,
             refused_module=module,
         )
         self.wake.set()
 
     def _start_failed(self, exc: BrokenWorkerError, kind: str) -> None:
-        """Back off, and fail the first caller waiting for *kind*: it waited for this."""
-        what = f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
+        """Back off; fail the first caller waiting for *kind* if nothing else serves it.
+
+        A caller waiting while other workers of its kind run calls or start takes the
+        first of them that is ready instead.
+        """
+        what = a_worker(kind)
         self.backoff = min(max(self.backoff * 2, BACKOFF_MIN), BACKOFF_MAX)
         self.backoff_until = anyio.current_time() + self.backoff
         self.start_failures += 1
@@ -676,7 +892,12 @@ class Roster:
                 worker_kind=kind,
                 **fields,
             )
-        waiter = self._first_waiter(kind)
+        serving = sum(
+            1
+            for worker, state in self.states.items()
+            if worker.kind == kind and state in (IDLE, BUSY, STARTING)
+        )
+        waiter = None if serving else self._first_waiter(kind)
         if waiter is not None:
             waiter.error = exc
             waiter.event.set()
@@ -689,6 +910,7 @@ class Roster:
         error = PoolClosedError("the InterpreterPool was closed")
         while self.waiters:
             waiter = self.waiters.popleft()
+            self.waiting[waiter.kind] -= 1
             waiter.error = error
             waiter.event.set()
         if self.busy:

@@ -85,6 +85,7 @@ class Link(Protocol):
     def take(self) -> Any: ...
     def take_logs(self) -> list[Any]: ...
     def cancel(self, job_id: int) -> None: ...
+    def unread(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -115,6 +116,9 @@ class Worker:
     kind: ClassVar[str] = ""
     #: what :attr:`ident` is, in messages
     ident_name: ClassVar[str] = "id"
+    #: workers of this kind can be killed (:meth:`kill`), and may die of something
+    #: else than their code (the OOM killer, an operator): :meth:`wait_exited`
+    killable: ClassVar[bool] = False
     _link: Link
 
     def __init__(self, config: WorkerConfig) -> None:
@@ -139,6 +143,10 @@ class Worker:
         self.tasks = 0
         #: time (pool clock) since when the worker is idle
         self.idle_since = 0.0
+        #: time (pool clock) since when the worker runs its current call
+        self.busy_since = 0.0
+        #: the worker died before it took the job in flight: none of its code ran
+        self.unstarted = False
         #: the functions whose threads keep the worker alive after it quit
         self.lingering: tuple[str, ...] = ()
         #: the module that refused subinterpreters when the worker started, if any
@@ -167,6 +175,13 @@ class Worker:
         A killed worker is then :meth:`discard`-ed, not closed.
         """
         return False
+
+    async def wait_exited(self) -> str:
+        """Wait until the worker has ended, whatever ended it; say how.
+
+        Only for kinds that are :attr:`killable`.
+        """
+        raise NotImplementedError
 
     def discard(self) -> None:
         """Forget a killed worker: reap it and release its link in the background."""
@@ -289,6 +304,7 @@ class Worker:
             self.job_id = 0
             self.spent = True
             self._exited = True
+            self.unstarted = self._link.unread()
             raise BrokenWorkerError(
                 f"{self.kind} worker {self.ident} stopped during the call: "
                 f"{self._failure!r}"

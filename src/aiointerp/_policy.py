@@ -1,0 +1,387 @@
+"""Which workers a pool of several kinds starts and retires: its allocation policy.
+
+One pure function, :func:`plan`, from a :class:`Snapshot` of a pool (its workers of
+each kind by state, the callers waiting for each kind and for how long, the demand
+for each kind, what a start and a call of each kind cost) to a :class:`Plan` (how
+many workers of each kind to start, how many idle workers of each kind to retire to
+make room for another kind). The roster (:mod:`aiointerp._roster`) takes a snapshot
+when its watcher wakes and when a worker is freed while callers of another kind
+wait, and carries the plan out. A freed worker that the plan does not retire goes to
+the first caller waiting for its kind (callers of one kind are served first come,
+first served), or idles.
+
+The rules, in order:
+
+1. **Room first.** While fewer than ``max_workers`` workers hold a slot, each kind
+   gets one start per waiting caller that no idle or starting worker will serve:
+   kinds with no worker first, then the kind furthest below its share, then the one
+   whose first caller has waited longest. A worker lost for cause (interrupted,
+   killed, dead) is replaced at once. The first kind's reserve (``min_idle``) takes
+   the room left.
+2. **No kind starves.** A kind with waiting callers and no worker takes an idle
+   worker of another kind (retired to make room for it), as long as ``max_workers``
+   allows one worker per kind in use; the last worker of a kind in use is never
+   taken. A caller of a kind that has no worker thus waits about one call of
+   another kind (until a worker is freed) plus one start of its own kind.
+3. **Shares follow demand, with hysteresis.** Each kind in use has a *share* of
+   ``max_workers`` in proportion to its demand (callers waiting or running, averaged
+   over :data:`DEMAND_WINDOW`), at least one worker each. An idle worker of a kind
+   above its share is converted for a kind below its share only when all of these
+   hold: both are at least :data:`HYSTERESIS` of a worker away from their shares
+   (so two kinds never trade a slot back and forth: undoing a conversion takes a
+   shift of demand); the callers waiting for the kind below its share would keep its
+   workers busy for longer than one of its starts takes (a conversion pays for its
+   start); and no conversion happened in the last :func:`cooldown` seconds (a few
+   starts of the two kinds: conversions are rate-limited).
+4. **Too few slots for every kind** (``max_workers`` is smaller than the number of
+   kinds in use): kinds take turns. A freed worker goes to the other kind once the
+   first caller of that kind has waited as long as the two starts of a conversion
+   take, so that at least half the time goes to calls.
+
+A kind is *in use* while callers wait for it or run in its workers, and until
+``max(HOLD_MIN, HOLD_STARTS * start cost)`` seconds after its last call ended.
+Costs are measured by the roster per kind (an average of recent starts, the
+initializer and ``preload`` included, and of recent calls).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "COOLDOWN_MIN",
+    "COOLDOWN_STARTS",
+    "DEMAND_WINDOW",
+    "HOLD_MIN",
+    "HOLD_STARTS",
+    "HYSTERESIS",
+    "Demand",
+    "Kind",
+    "Plan",
+    "Snapshot",
+    "cooldown",
+    "plan",
+    "shares",
+]
+
+#: how far (in workers) a kind must be below its share, and the donor above its
+#: own, before an idle worker is converted from one to the other
+HYSTERESIS: Final = 0.75
+#: conversions by share (rule 3) are at least this many seconds apart...
+COOLDOWN_MIN: Final = 0.25
+#: ...and at least this many times the two starts of the last one
+COOLDOWN_STARTS: Final = 2.0
+#: a kind stays in use this long after its last call ended, at least...
+HOLD_MIN: Final = 1.0
+#: ...and at least this many of its starts
+HOLD_STARTS: Final = 10.0
+#: seconds over which demand is averaged (an exponential moving average)
+DEMAND_WINDOW: Final = 2.0
+#: demand below this counts as none when shares are computed
+_EPSILON: Final = 1e-3
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of worker in a :class:`Snapshot`."""
+
+    #: workers waiting for a call (a worker just freed counts here)
+    idle: int = 0
+    #: workers running a call
+    busy: int = 0
+    #: workers being started
+    starting: int = 0
+    #: workers being stopped: they hold their slot until they end (soon)
+    stopping: int = 0
+    #: workers whose code did not stop when interrupted: they hold their slot
+    stuck: int = 0
+    #: callers waiting for a worker of this kind
+    waiting: int = 0
+    #: seconds the first of them has waited
+    head_wait: float = 0.0
+    #: callers waiting or running, averaged over :data:`DEMAND_WINDOW`
+    demand: float = 0.0
+    #: seconds a start of this kind takes (measured; initializer and preload included)
+    start_cost: float = 0.0
+    #: seconds a call of this kind takes (measured), or 0 when unknown
+    call_time: float = 0.0
+    #: seconds since a call of this kind last ended (0 while calls run)
+    since_used: float = math.inf
+    #: workers lost for cause (interrupted, killed, dead), not replaced yet
+    replace: int = 0
+
+    @property
+    def live(self) -> int:
+        """Workers of this kind that hold a slot."""
+        return self.idle + self.busy + self.starting + self.stopping + self.stuck
+
+    @property
+    def in_use(self) -> bool:
+        """Callers wait for this kind or run in it, or did very recently."""
+        if self.waiting or self.busy:
+            return True
+        return self.since_used < max(HOLD_MIN, HOLD_STARTS * self.start_cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the policy knows of a pool at one moment."""
+
+    max_workers: int
+    #: each kind of the pool, in its order (the first keeps the reserve)
+    kinds: Mapping[str, Kind]
+    #: idle workers of the first kind to keep ready (``min_idle``, or the opening's)
+    reserve: int = 0
+    #: workers may be started (``False`` while the pool backs off after failures)
+    can_start: bool = True
+    #: seconds since the last conversion by share (rule 3)
+    since_conversion: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do now (see :func:`plan`)."""
+
+    #: workers to start, per kind
+    start: Mapping[str, int]
+    #: of the starts, how many replace a worker lost for cause, per kind
+    replaced: Mapping[str, int]
+    #: idle workers to retire to make room for another kind (a worker just freed
+    #: first, then the oldest), one ``(from kind, to kind, rule)`` each; ``rule`` is
+    #: ``"starving"``, ``"turn"`` or ``"share"``
+    conversions: tuple[tuple[str, str, str], ...] = ()
+    #: seconds after which the plan may change with nothing else happening (a
+    #: cooldown or a turn ends); ``math.inf``: only an event changes it
+    recheck: float = math.inf
+
+    def converts(self, kind: str) -> tuple[str, str, str] | None:
+        """The first conversion of an idle worker of *kind*, if any."""
+        for conversion in self.conversions:
+            if conversion[0] == kind:
+                return conversion
+        return None
+
+
+def cooldown(first: Kind, second: Kind) -> float:
+    """Seconds between two conversions by share involving these two kinds."""
+    return max(COOLDOWN_MIN, COOLDOWN_STARTS * (first.start_cost + second.start_cost))
+
+
+def shares(total: int, demand: Mapping[str, float]) -> dict[str, float]:
+    """Each kind's share of *total* workers, in proportion to its *demand*.
+
+    Every kind gets at least one worker when *total* allows one each; the rest is
+    shared in proportion to demand. The shares add up to *total*.
+    """
+    if not demand:
+        return {}
+    floor = 1.0 if len(demand) <= total else 0.0
+    fixed: dict[str, float] = {}
+    free = dict(demand)
+    while free:
+        rest = total - sum(fixed.values())
+        weight = sum(max(value, _EPSILON) for value in free.values())
+        share = {
+            name: rest * max(value, _EPSILON) / weight for name, value in free.items()
+        }
+        low = [name for name, value in share.items() if value < floor]
+        if not low:
+            fixed.update(share)
+            break
+        for name in low:
+            fixed[name] = floor
+            del free[name]
+    return fixed
+
+
+def plan(snapshot: Snapshot) -> Plan:
+    """What a pool should start and retire now (see the module documentation)."""
+    kinds = snapshot.kinds
+    names = list(kinds)
+    live = {name: kinds[name].live for name in names}
+    used = [name for name in names if kinds[name].in_use]
+    share = shares(snapshot.max_workers, {name: kinds[name].demand for name in used})
+    scarce = len(used) > snapshot.max_workers
+    # callers that no idle or starting worker of their kind will serve
+    need = {
+        name: max(0, kinds[name].waiting - kinds[name].idle - kinds[name].starting)
+        for name in names
+    }
+    start = dict.fromkeys(names, 0)
+    room = snapshot.max_workers - sum(live.values())
+
+    def urgency(name: str) -> tuple[bool, float, float]:
+        # no worker at all first, then the furthest below its share, then the
+        # longest waiting
+        return (
+            live[name] + start[name] > 0,
+            live[name] - share.get(name, 0.0),
+            -kinds[name].head_wait,
+        )
+
+    # 1. room: a start for each caller nothing serves, then replacements, the reserve
+    if snapshot.can_start and room > 0:
+        for name in sorted((n for n in names if need[n]), key=urgency):
+            count = min(need[name], room)
+            start[name] += count
+            need[name] -= count
+            room -= count
+            if not room:
+                break
+        for name in names:
+            missing = kinds[name].replace - start[name]
+            if room and missing > 0 and name in used:
+                count = min(missing, room)
+                start[name] += count
+                room -= count
+        first = names[0]
+        reserve = snapshot.reserve - kinds[first].idle - kinds[first].starting
+        reserve -= start[first]
+        if room and reserve > 0 and not any(need.values()):
+            start[first] += min(reserve, room)
+            room -= min(reserve, room)
+    replaced = {name: min(start[name], kinds[name].replace) for name in names}
+
+    # 2-4. no room for some callers: convert idle workers of other kinds
+    conversions: list[tuple[str, str, str]] = []
+    recheck = math.inf
+    # slots being freed (workers stopping) go to the neediest kind when they are
+    pending = sum(kinds[name].stopping for name in names)
+    idle = {name: kinds[name].idle for name in names}
+    shared = False  # one conversion by share per plan: they are rate-limited
+    for name in sorted((n for n in names if need[n]), key=urgency):
+        if not snapshot.can_start:
+            break
+        if pending:
+            pending -= min(pending, need[name])
+            continue
+        wanted = kinds[name]
+        donor = _donor(name, idle, live, share, used, scarce)
+        if donor is None:
+            continue
+        giver = kinds[donor]
+        if live[name] == 0 and not scarce:
+            rule = "starving"
+        elif scarce:
+            turn = giver.start_cost + wanted.start_cost
+            if giver.waiting and wanted.head_wait < turn:
+                recheck = min(recheck, turn - wanted.head_wait)
+                continue
+            rule = "turn"
+        else:
+            if shared:
+                continue
+            wait = cooldown(giver, wanted) - snapshot.since_conversion
+            if wait > 0:
+                recheck = min(recheck, wait)
+                continue
+            if (
+                share.get(name, 0.0) - live[name] < HYSTERESIS
+                or live[donor] - share.get(donor, 0.0) < HYSTERESIS
+            ):
+                continue
+            call = wanted.call_time or wanted.start_cost
+            if need[name] * call / max(live[name], 1) < wanted.start_cost:
+                continue  # its callers are served before a new worker would start
+            rule = "share"
+            shared = True
+        idle[donor] -= 1
+        live[donor] -= 1
+        live[name] += 1  # the slot is its own once freed
+        conversions.append((donor, name, rule))
+    return Plan(start, replaced, tuple(conversions), recheck)
+
+
+def _donor(
+    name: str,
+    idle: Mapping[str, int],
+    live: Mapping[str, int],
+    share: Mapping[str, float],
+    used: list[str],
+    scarce: bool,
+) -> str | None:
+    """The kind whose idle worker makes room for *name*, or ``None``.
+
+    Never the last worker of a kind in use, unless kinds take turns (``scarce``);
+    the kind furthest above its share first.
+    """
+    best: str | None = None
+    best_surplus = -math.inf
+    for other, count in idle.items():
+        if other == name or count <= 0:
+            continue
+        if not scarce and other in used and live[other] < 2:
+            continue
+        surplus = live[other] - share.get(other, 0.0)
+        if surplus > best_surplus:
+            best, best_surplus = other, surplus
+    return best
+
+
+class Demand:
+    """The callers of each kind in a pool (waiting or running), averaged over time.
+
+    An exponential moving average over :data:`DEMAND_WINDOW` seconds, weighted by
+    time: :meth:`change` is called whenever a caller comes or goes.
+    """
+
+    __slots__ = ("_at", "_average", "_count", "window")
+
+    def __init__(self, kinds: tuple[str, ...], window: float = DEMAND_WINDOW) -> None:
+        self.window = window
+        self._count = dict.fromkeys(kinds, 0)
+        self._average = dict.fromkeys(kinds, 0.0)
+        self._at = dict.fromkeys(kinds, 0.0)
+
+    def _settle(self, kind: str, now: float) -> None:
+        elapsed = now - self._at[kind]
+        if elapsed > 0:
+            weight = 1.0 - math.exp(-elapsed / self.window)
+            self._average[kind] += weight * (self._count[kind] - self._average[kind])
+            self._at[kind] = now
+
+    def change(self, kind: str, delta: int, now: float) -> None:
+        """*delta* callers of *kind* came (positive) or went (negative) at *now*."""
+        if kind not in self._count:
+            self._count[kind] = 0
+            self._average[kind] = 0.0
+            self._at[kind] = now
+        self._settle(kind, now)
+        self._count[kind] = max(0, self._count[kind] + delta)
+
+    def average(self, kind: str, now: float) -> float:
+        """The average number of callers of *kind* up to *now*."""
+        if kind not in self._count:
+            return 0.0
+        self._settle(kind, now)
+        return self._average[kind]
+
+    def move(self, old: str, new: str, now: float) -> None:
+        """Callers of *old* now wait for *new* (a kind the pool dropped)."""
+        count = self._count.get(old, 0)
+        self.change(old, -count, now)
+        self.change(new, count, now)
+
+
+class Average:
+    """An exponential moving average per kind (start costs, call times)."""
+
+    __slots__ = ("_values", "weight")
+
+    def __init__(self, initial: Mapping[str, float], weight: float) -> None:
+        self._values = dict(initial)
+        #: the weight of a new sample
+        self.weight = weight
+
+    def add(self, kind: str, value: float) -> None:
+        old = self._values.get(kind)
+        if old is None or old <= 0:
+            self._values[kind] = value
+        else:
+            self._values[kind] = old + self.weight * (value - old)
+
+    def get(self, kind: str) -> float:
+        return self._values.get(kind, 0.0)
