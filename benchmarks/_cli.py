@@ -32,6 +32,9 @@ from ._report import (
     write_plots,
 )
 from ._scenarios import ROOT, SCENARIOS, SETTINGS, Runner, add_ratios, settings_dict
+from ._web_report import evaluate_web_targets, write_web_markdown
+from ._web_scenarios import BASELINE as WEB_BASELINE
+from ._web_scenarios import WEB_SCENARIOS, web_contenders
 
 BACKENDS = ("asyncio", "trio")
 
@@ -47,6 +50,14 @@ class Suite:
     evaluate: Callable[[dict[str, Any]], list[dict[str, Any]]]
     #: output files: results-<prefix><python>.json, report-<prefix><python>.md
     prefix: str
+    #: writes report-<prefix><python>.md
+    markdown: Callable[[dict[str, Any], Path, dict[str, str], str], None] = (
+        write_markdown
+    )
+    #: distributions whose versions the results name, besides the common ones
+    versions: tuple[str, ...] = ()
+    #: whether write_plots draws anything for it
+    plots: bool = True
 
 
 SUITES = {
@@ -57,6 +68,16 @@ SUITES = {
         AIOINTERP_PROCESS,
         evaluate_process_targets,
         "process-",
+    ),
+    "web": Suite(
+        WEB_SCENARIOS,
+        web_contenders,
+        WEB_BASELINE,
+        evaluate_web_targets,
+        "web-",
+        write_web_markdown,
+        ("fastapi", "uvicorn", "uvloop", "pandas", "pydantic", "Pillow"),
+        plots=False,
     ),
 }
 
@@ -99,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(SCENARIOS)
         + "; process suite: "
         + ", ".join(PROCESS_SCENARIOS)
+        + "; web suite: "
+        + ", ".join(WEB_SCENARIOS)
         + ")",
     )
     parser.add_argument(
@@ -111,6 +134,25 @@ def _parser() -> argparse.ArgumentParser:
         "--backends", default=",".join(BACKENDS), help="default: %(default)s"
     )
     parser.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    web = parser.add_argument_group("web suite")
+    web.add_argument(
+        "--web-workers",
+        type=int,
+        default=None,
+        help="workers of every contender of the web app (default 2)",
+    )
+    web.add_argument(
+        "--web-requests",
+        type=int,
+        default=None,
+        help="requests of each load (default 200; --quick 40)",
+    )
+    web.add_argument(
+        "--web-concurrency",
+        type=int,
+        default=None,
+        help="requests in flight at once (default 40; --quick 10)",
+    )
     return parser
 
 
@@ -143,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     settings = SETTINGS[mode]
+    overrides = {
+        "web_workers": args.web_workers,
+        "web_requests": args.web_requests,
+        "web_concurrency": args.web_concurrency,
+    }
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if any(value < 1 for value in given.values()):
+        print(f"--web-* options take positive numbers: {given}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(settings, **given)
     suite = SUITES[args.suite]
     chosen = args.scenarios if args.scenarios is not None else ",".join(suite.scenarios)
     names = [name.strip() for name in chosen.split(",") if name.strip()]
@@ -220,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "loadavg_start": load_start,
             "loadavg_end": _loadavg(),
-            "workers": settings.workers,
+            "workers": settings.web_workers
+            if args.suite == "web"
+            else settings.workers,
             "backends": list(backends),
             "settings": settings_dict(settings),
             "contenders": [c.name for c in contenders],
@@ -235,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                     "pebble",
                     "numpy",
                     "matplotlib",
+                    *suite.versions,
                 )
                 if (version := _version(dist)) is not None
             },
@@ -247,14 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     plots: dict[str, str] = {}
     plot_note = "No plots: --no-plots." if args.no_plots else ""
-    if not args.no_plots:
+    if not args.no_plots and suite.plots:
         try:
             plots = write_plots(results, out, tag)
         except ImportError:
             plot_note = "No plots: matplotlib is not installed."
             log("matplotlib is not installed: no plots (pip install matplotlib)")
     report_path = out / f"report-{tag}.md"
-    write_markdown(results, report_path, plots, plot_note)
+    suite.markdown(results, report_path, plots, plot_note)
 
     log("== targets (reported, not asserted)")
     for target in results["targets"]:

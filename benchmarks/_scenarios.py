@@ -90,6 +90,18 @@ class Settings:
     array_reps: int = 3
     auto_blocks: int = 20
     auto_block_calls: int = 200
+    # -- the web suite (benchmarks._web_scenarios)
+    #: workers of every contender of the web app (threads for anyio.to_thread)
+    web_workers: int = 2
+    web_requests: int = 200
+    web_concurrency: int = 40
+    #: times every contender's server is measured, in turns
+    web_passes: int = 3
+    #: warm-up requests of each endpoint, per worker
+    web_warmup: int = 2
+    burst_calls: int = 60
+    burst_workers: tuple[int, ...] = (2, 4)
+    burst_reps: int = 3
 
 
 SETTINGS = {
@@ -122,6 +134,13 @@ SETTINGS = {
         array_reps=3,
         auto_blocks=4,
         auto_block_calls=50,
+        web_requests=40,
+        web_concurrency=10,
+        web_passes=1,
+        web_warmup=1,
+        burst_calls=24,
+        burst_workers=(2,),
+        burst_reps=1,
     ),
     "smoke": Settings(
         "smoke",
@@ -155,6 +174,13 @@ SETTINGS = {
         array_reps=1,
         auto_blocks=2,
         auto_block_calls=10,
+        web_requests=24,
+        web_concurrency=6,
+        web_passes=1,
+        web_warmup=1,
+        burst_calls=12,
+        burst_workers=(2,),
+        burst_reps=1,
     ),
 }
 
