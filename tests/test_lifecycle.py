@@ -304,7 +304,9 @@ async def test_initializer_failure_fails_waiting_callers(tmp_path: Path) -> None
         await wait_for(lambda: pool.stats().workers == 0, "broken workers closed")
         stats = pool.stats()
         assert (stats.created, stats.completed, stats.failed) == (1, 1, 3)
-        assert len(attempts.read_text().split()) == 4  # one try per failed caller
+        # a caller whose start failed while another worker still started waits for
+        # that one, so a caller fails after one or two tries (never more)
+        assert 4 <= len(attempts.read_text().split()) <= 1 + 2 * 3
 
 
 async def test_initializer_failure_keeps_its_exception() -> None:

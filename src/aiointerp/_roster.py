@@ -47,6 +47,7 @@ from typing import Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from . import _policy
 from ._backends import ki_protected
@@ -90,6 +91,10 @@ BACKOFF_MAX: Final = 5.0
 START_COST_GUESS: Final = {"interpreter": 0.02, "process": 0.15}
 #: the weight of a new measure in the averages of start costs and call times
 COST_WEIGHT: Final = 0.3
+#: seconds a replacement waits after the loss of a worker: a call cancelled because
+#: the program ends (Ctrl-C) must not start a worker that the end of the event loop
+#: would leave half started
+REPLACE_AFTER: Final = 0.05
 #: seconds between two plans made when a worker is freed (unless a kind starves):
 #: a plan costs tens of microseconds, and conversions by share are seconds apart
 PLAN_EVERY: Final = 0.01
@@ -188,6 +193,8 @@ class Roster:
         self.last_used: dict[str, float] = {}
         #: workers lost for cause (interrupted, killed, dead), to replace, per kind
         self.replace: dict[str, int] = dict.fromkeys(kinds, 0)
+        #: when the replacements may start (pool clock)
+        self.replace_due = -math.inf
         #: when a worker was last retired to make room for another kind
         self.last_conversion = -math.inf
         #: when a freed worker was last checked against the policy
@@ -390,7 +397,14 @@ class Roster:
         """
         if self.running:
             self.replace[kind] = self.replace.get(kind, 0) + 1
+            self.replace_due = anyio.current_time() + REPLACE_AFTER
             self.wake.set()
+
+    def _replacements(self, now: float) -> dict[str, int]:
+        """The workers to replace now, per kind (none before ``replace_due``)."""
+        if now < self.replace_due:
+            return {}
+        return self.replace
 
     def quarantine(self, worker: Worker, cancel_grace: float) -> None:
         """*worker*'s code did not stop within ``cancel_grace``: keep its slot."""
@@ -466,6 +480,7 @@ class Roster:
         *freed*: a worker just freed by its call or its start, counted as idle.
         """
         now = anyio.current_time()
+        replace = self._replacements(now)
         counts = {kind: [0, 0, 0, 0, 0] for kind in self.kinds}
         slot = {IDLE: 0, BUSY: 1, STARTING: 2, RETIRING: 3, QUARANTINED: 4}
         for worker, state in self.states.items():
@@ -494,7 +509,7 @@ class Roster:
                 start_cost=self.start_cost.get(kind),
                 call_time=self.call_time.get(kind),
                 since_used=math.inf if used is None else now - used,
-                replace=self.replace.get(kind, 0),
+                replace=replace.get(kind, 0),
             )
         return _policy.Snapshot(
             max_workers=self.max_workers,
@@ -662,6 +677,10 @@ class Roster:
                     delay = self._maintain()
                     with anyio.move_on_after(delay):
                         await self.wake.wait()
+                    # one more turn of the loop before acting on the wake-up: a call
+                    # cancelled as asyncio.run() ends (Ctrl-C) wakes us in the loop's
+                    # last turn, and a worker started then would never run
+                    await anyio.lowlevel.checkpoint()
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._shutdown(tg)
@@ -697,23 +716,30 @@ class Roster:
                 break
         if now < self.backoff_until and (self.waiters or any(self.replace.values())):
             next_check = min(next_check, self.backoff_until)
-        return min(next_check, now + plan.recheck) - now
+        return min(next_check, now + plan.recheck, self._replace_check(now)) - now
+
+    def _replace_check(self, now: float) -> float:
+        """When the watcher must look again for replacements not yet due."""
+        if now < self.replace_due and any(self.replace.values()):
+            return self.replace_due
+        return math.inf
 
     def _maintain_one(self, now: float, next_check: float) -> float:
         """The starts of a pool of one kind (the policy's rule 1, without kinds)."""
         kind = self.kinds[0]
         reserve = max(self.min_idle, self.opening_with)
         wanted = len(self.waiters) + reserve - len(self.idle) - len(self.starting)
-        replace = self.replace[kind]
+        replace = self._replacements(now).get(kind, 0)
         wanted = max(wanted, replace)
         room = self.max_workers - self.live()
         if min(wanted, room) > 0:
             if now < self.backoff_until:
                 return min(next_check, self.backoff_until)
             count = min(wanted, room)
-            self.replace[kind] = max(0, replace - count)
+            if replace:
+                self.replace[kind] = max(0, replace - count)
             self._launch(kind, count)
-        return next_check
+        return min(next_check, self._replace_check(now))
 
     @staticmethod
     def _count(workers: Iterable[Worker], kind: str) -> int:
@@ -758,11 +784,23 @@ class Roster:
             await self._close(worker, "broken", counted=False)
             return
         except BaseException:
-            # the pool closes: a worker that can be killed is, at once (its
-            # preload or initializer may be stuck)
+            if worker.killable:  # the pool closes: kill it now (its preload or
+                # initializer may be stuck; it serves nothing yet)
+                self._move(worker, STARTING, None)
+                worker.kill()
+                worker.discard()
+                _event(
+                    logging.DEBUG,
+                    "worker_retired",
+                    worker,
+                    "killed %r: the pool closed while it started",
+                    worker,
+                    reason="pool closed while it started",
+                    stopped=False,
+                )
+                raise
             self._move(worker, STARTING, RETIRING)
-            deadline = 0.0 if worker.killable else STOP_DEADLINE
-            await self._close(worker, "pool closed", deadline, counted=False)
+            await self._close(worker, "pool closed", counted=False)
             raise
         self.created += 1
         self.start_cost.add(worker.kind, anyio.current_time() - began)
