@@ -16,7 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from aiointerp import InterpreterPool, NotShareableError, PoolBusyError
+from aiointerp import InterpreterPool, NotShareableError, PoolBusyError, RemoteError
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +129,21 @@ async def test_max_waiting_zero_never_sheds_a_call_a_worker_is_started_for() -> 
                     tg.start_soon(pool.run_sync, core.identity, tag)
         stats = pool.stats()
     assert (stats.completed, stats.shed) == (2, 0)
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+async def test_a_module_that_exits_when_a_worker_imports_it_fails_the_call(
+    kind: str,
+) -> None:
+    import _funcs_exits_in_workers as exits
+
+    async with InterpreterPool(1, kind=kind) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            for _ in range(2):  # not cached: each call loads it, and fails again
+                with pytest.raises(RemoteError, match=r"^SystemExit: 4$") as info:
+                    await pool.run_sync(exits.answer)
+                # the traceback from the worker shows where it exited
+                assert "sys.exit(4)" in info.value.remote_traceback
+            assert await pool.run_sync(abs, -3) == 3  # the same worker serves on
+        stats = pool.stats()
+        assert (stats.created, stats.failed, stats.completed) == (1, 2, 1)

@@ -193,6 +193,7 @@ class InterpreterPool:
             init_blob = _transport.dumps(
                 (initializer, tuple(initargs)),
                 f"initializer {_transport.describe(initializer)}",
+                _transport.RECIPIENT[kind],
             )
         self._kind = kind
         self._router = Router(kind)
@@ -280,7 +281,9 @@ class InterpreterPool:
         re-raised once the code stopped or after ``cancel_grace`` seconds.
         """
         reject_async(func)
-        func_blob, args_mode, payload = await _bigvalues.encode_call(func, args)
+        func_blob, args_mode, payload = await _bigvalues.encode_call(
+            func, args, _transport.RECIPIENT[self._kind]
+        )
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
@@ -542,7 +545,7 @@ class InterpreterPool:
             outcome = await self._call(job, func, timeout, route.kind)
             if outcome.status != REFUSED:
                 # no await since the worker was released (see _call)
-                return await self._result(outcome, job, func)
+                return await self._result(outcome, job, func, route.kind)
             stage = outcome.value[3]
             next_route = self._router.after_refusal(func, key, stage, route)
             if next_route is None:
@@ -608,7 +611,7 @@ class InterpreterPool:
         # of the worker (a big result's file) before its first await
         return outcome
 
-    async def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
+    async def _result(self, outcome: Outcome, job: Job, func: object, kind: str) -> Any:
         if outcome.status == INTERRUPTED and job.deadline is not None:
             # the code saw its own deadline pass (checkpoint) before our timer fired
             self._timed_out += 1
@@ -618,9 +621,9 @@ class InterpreterPool:
                 # shielded: the code finished, its result must not be lost to a
                 # timeout or a cancel that comes while it is decoded (bounded work)
                 with anyio.CancelScope(shield=True):
-                    value = await _bigvalues.decode_result(outcome, func)
+                    value = await _bigvalues.decode_result(outcome, func, kind)
             else:  # the common case: no await, no scope
-                value = _transport.decode_outcome(outcome, func)
+                value = _transport.decode_outcome(outcome, func, kind)
         except BaseException:
             self._failed += 1
             raise

@@ -239,11 +239,18 @@ async def _call(
         exc.add_note(f"aiointerp.dask: raised on Dask worker {address}.")
         raise
     except Exception as exc:
-        if _LOAD_NOTE in getattr(exc, "__notes__", ()):
+        notes = getattr(exc, "__notes__", ())
+        if _LOAD_NOTE.format("interpreter") in notes:
             exc.add_note(
                 f"aiointerp.dask: on Dask worker {address}: the worker process loaded "
                 f"{label}, but its isolated interpreter could not (modules that "
                 "import distributed, numpy... cannot be imported there)."
+            )
+        elif _LOAD_NOTE.format("process") in notes:
+            exc.add_note(
+                f"aiointerp.dask: on Dask worker {address}: the worker process loaded "
+                f"{label}, but the pool's worker process could not (its sys.path is "
+                "the Dask worker's when the pool started)."
             )
         raise
 
