@@ -252,7 +252,7 @@ class InterpreterPool:
         *args: Unpack[PosArgsT],
         timeout: float | None = None,
     ) -> T:
-        """Run ``func(*args)`` in an interpreter of this pool and return its result.
+        """Run ``func(*args)`` in a worker of this pool and return its result.
 
         Use :func:`functools.partial` to pass keyword arguments. ``func``, the
         arguments and the result must be shareable or picklable (see the docs);
@@ -267,11 +267,12 @@ class InterpreterPool:
         :return: what ``func`` returned
         :raises TypeError: ``func`` is a coroutine function or not callable
         :raises NotShareableError: ``func``, the arguments or the result cannot
-            cross interpreters
+            be sent to a worker or back (the message names the kind of worker)
         :raises TimeoutError: ``timeout`` expired; the code was interrupted
         :raises PoolClosedError: the pool is closed, or was closed during the call
         :raises PoolBusyError: ``max_waiting`` callers already wait for a worker
-        :raises BrokenWorkerError: the interpreter could not start or died
+        :raises BrokenWorkerError: the worker could not start or died (a
+            process worker's error says how: its exit status or signal)
         :raises RemoteError: ``func`` raised ``SystemExit``, ``KeyboardInterrupt``
             or an exception that cannot be pickled back
         :raises Exception: whatever ``func`` raised, with its remote traceback as
@@ -300,7 +301,7 @@ class InterpreterPool:
         )
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
-        """Close the pool: destroy every interpreter and join every thread.
+        """Close the pool: stop every worker (interpreter, process), join every thread.
 
         New calls fail at once with :class:`PoolClosedError`, and so do callers
         still waiting for a worker. Running calls get ``timeout`` seconds to finish;
@@ -364,7 +365,7 @@ class InterpreterPool:
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> AsyncIterator[T]:
-        """Run ``func(item)`` for each item in interpreters; iterate over the results.
+        """Run ``func(item)`` for each item in the workers; iterate over the results.
 
         Use it as ``async for result in pool.map(func, items): ...``. A background
         task of the pool reads ``iterable`` lazily, from the moment the iterator is
@@ -439,7 +440,7 @@ class InterpreterPool:
 
     @property
     def max_workers(self) -> int:
-        """The most interpreters this pool runs at once."""
+        """The most workers (interpreters and processes) this pool runs at once."""
         return self._max_workers
 
     # -- lifecycle
