@@ -25,6 +25,17 @@ def fail_if_bad(x: int) -> int:
     return fail_on(x, 3)
 
 
+def time_out_upstream(chained: bool) -> None:
+    """Raise the function's own TimeoutError, as a call to a slow upstream does
+    (with *chained*, while handling another error: a __context__ chain)."""
+    if chained:
+        try:
+            raise ConnectionError("upstream reset")
+        except ConnectionError:
+            raise TimeoutError("upstream did not answer")  # noqa: B904 - on purpose
+    raise TimeoutError("upstream did not answer")
+
+
 def signal(fd: int, data: bytes) -> None:
     """Write ``data`` to the pipe ``fd`` (inherited by every interpreter)."""
     os.write(fd, data)

@@ -1,6 +1,7 @@
 """A Starlette app and a FastAPI app built on :mod:`aiointerp.starlette`, for uvicorn.
 
 tests/test_starlette.py serves them with a real uvicorn process (tests/_server.py).
+``/work?n=N`` counts the primes below ``N`` (``&timeout=S``: with that timeout).
 The environment configures the pool: ``AIOINTERP_WORKERS`` (max_workers),
 ``AIOINTERP_MAX_WAITING`` (unset: no limit) and ``AIOINTERP_PRELOAD`` (module names,
 comma-separated). The CPU function lives in a module that imports no framework.
@@ -34,7 +35,10 @@ lifespan = pool_lifespan(
 
 async def work(request: Request) -> Response:
     n = int(request.query_params["n"])
-    primes = await Offloader(request)(count_primes, n)
+    timeout = request.query_params.get("timeout")
+    primes = await Offloader(request)(
+        count_primes, n, timeout=None if timeout is None else float(timeout)
+    )
     return JSONResponse({"n": n, "primes": primes})
 
 
@@ -59,8 +63,10 @@ fastapi_app = FastAPI(lifespan=lifespan)
 
 
 @fastapi_app.get("/work")
-async def fastapi_work(n: int, offload: Offload) -> dict[str, int]:
-    return {"n": n, "primes": await offload(count_primes, n)}
+async def fastapi_work(
+    n: int, offload: Offload, timeout: float | None = None
+) -> dict[str, int]:
+    return {"n": n, "primes": await offload(count_primes, n, timeout=timeout)}
 
 
 @fastapi_app.get("/health")

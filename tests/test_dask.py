@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import typing
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -40,7 +41,7 @@ from distributed import Client, LocalCluster
 import aiointerp
 from aiointerp import NotShareableError, PoolClosedError, RemoteTraceback
 from aiointerp import _dask_compat as compat
-from aiointerp.dask import DaskPool, InterpreterPlugin, in_interpreter
+from aiointerp.dask import DaskPool, InterpreterPlugin, _PoolOptions, in_interpreter
 
 pytestmark = [
     pytest.mark.anyio,
@@ -728,3 +729,32 @@ def test_public_names() -> None:
     assert repr(plugin) == "InterpreterPlugin(max_workers=2, kind='process')"
     # without max_workers (the worker's nthreads) any min_idle may fit
     assert InterpreterPlugin(min_idle=2)._options == {"min_idle": 2}
+
+
+def test_every_pool_option_passes_through() -> None:
+    # InterpreterPool's options: max_workers and kind, and the others, in its order
+    options = typing.get_type_hints(_PoolOptions)
+    pool = typing.get_type_hints(aiointerp.InterpreterPool.__init__)
+    del pool["return"]
+    assert list(inspect.signature(aiointerp.InterpreterPool).parameters) == list(pool)
+    assert [name for name in pool if name not in ("max_workers", "kind")] == list(
+        options
+    )
+    for name, hint in options.items():
+        assert hint == pool[name], name
+    # iterators become tuples: Dask pickles the plugin, the check must not use them
+    plugin = InterpreterPlugin(
+        preload=iter(["colorsys"]),
+        initargs=iter([1]),
+        initializer=abs,
+        max_waiting=3,
+        forward_output=False,
+    )
+    plugin = pickle.loads(pickle.dumps(plugin))
+    assert plugin._options == {
+        "preload": ("colorsys",),
+        "initargs": (1,),
+        "initializer": abs,
+        "max_waiting": 3,
+        "forward_output": False,
+    }

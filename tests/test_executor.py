@@ -201,6 +201,25 @@ def test_initializer() -> None:
         os.close(w)
 
 
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+def test_initializer_that_raises_breaks_the_executor_saying_why(kind: str) -> None:
+    with aiointerp.InterpreterExecutor(
+        2, initializer=fp.fail, initargs=("no config",), kind=kind
+    ) as executor:
+        for _ in range(2):  # broken for good, and says why each time
+            with pytest.raises(concurrent.futures.BrokenExecutor) as info:
+                executor.submit(funcs.square, 2)
+            assert str(info.value).startswith(
+                "the executor's workers could not start: the pool's initializer "
+                "raised ValueError: no config; this executor is broken"
+            )
+            cause = info.value.__cause__
+            assert type(cause) is ValueError  # the initializer's own exception
+            assert str(cause) == "no config"
+            assert "in fail" in str(cause.__cause__)  # with its remote traceback
+    assert not any(t.name == "aiointerp-executor" for t in threading.enumerate())
+
+
 def test_run_in_executor() -> None:
     async def main(executor: aiointerp.InterpreterExecutor) -> list[int]:
         loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ import anyio.lowlevel
 import pytest
 from conftest import child_env
 
-from aiointerp import InterpreterPool, NotShareableError, PoolBusyError
+from aiointerp import InterpreterPool, NotShareableError, PoolBusyError, RemoteError
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +160,21 @@ def test_out_of_fds_the_workers_that_started_serve_every_call(backend: str) -> N
     assert "out of file descriptors" in warning
     assert "ulimit -n" in warning
     assert "lower max_workers" in warning
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+async def test_a_module_that_exits_when_a_worker_imports_it_fails_the_call(
+    kind: str,
+) -> None:
+    import _funcs_exits_in_workers as exits
+
+    async with InterpreterPool(1, kind=kind) as pool:
+        with anyio.fail_after(HANG_GUARD):
+            for _ in range(2):  # not cached: each call loads it, and fails again
+                with pytest.raises(RemoteError, match=r"^SystemExit: 4$") as info:
+                    await pool.run_sync(exits.answer)
+                # the traceback from the worker shows where it exited
+                assert "sys.exit(4)" in info.value.remote_traceback
+            assert await pool.run_sync(abs, -3) == 3  # the same worker serves on
+        stats = pool.stats()
+        assert (stats.created, stats.failed, stats.completed) == (1, 2, 1)

@@ -13,12 +13,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import _funcs_cancel
+import _funcs_core
 import _funcs_logging
 import _funcs_process as funcs
 import anyio
@@ -29,9 +31,14 @@ from conftest import child_env
 from aiointerp import (
     BrokenWorkerError,
     InterpreterPool,
+    NotShareableError,
     PoolClosedError,
     RemoteTraceback,
 )
+from aiointerp._inside import _LOAD_NOTE
+from aiointerp._interpreter import InterpreterWorker
+from aiointerp._process import ProcessWorker
+from aiointerp._worker import Worker, worker_config
 
 pytestmark = pytest.mark.anyio
 
@@ -227,6 +234,89 @@ async def test_sigint_does_not_reach_the_code() -> None:
         assert await pool.run_sync(funcs.sigint_self) == "survived"
         assert await pool.run_sync(funcs.pid) == pid  # the worker did not die either
         assert pool.stats().completed == 3
+
+
+# -- messages speak of processes ---------------------------------------------------
+
+
+async def test_a_killed_worker_says_how_it_ended() -> None:
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        with pytest.raises(BrokenWorkerError) as info:
+            await pool.run_sync(funcs.kill_self)
+    assert str(info.value) == (
+        f"process worker {pid} stopped during the call to _funcs_process.kill_self: "
+        "the process was killed by signal 9 (SIGKILL)"
+    )
+
+
+async def test_unsendable_calls_name_the_worker_process() -> None:
+    lock = threading.Lock()
+    view = memoryview(b"abc")
+    view.release()  # passes the type check, refused by the channel
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.pid)
+        with pytest.raises(NotShareableError) as info:
+            await pool.run_sync(len, lock)  # type: ignore[arg-type]
+        assert str(info.value).startswith(
+            "cannot send the arguments of builtins.len to a worker process: "
+        )
+        assert str(info.value).endswith("can be sent to a worker process")
+        with pytest.raises(NotShareableError) as info:
+            await pool.run_sync(len, view)
+        assert str(info.value) == (
+            "the arguments of builtins.len cannot be sent to process worker "
+            f"{pid}: argument 0 is a released memoryview"
+        )
+        with pytest.raises(NotShareableError) as info:
+            await pool.run_sync(_funcs_core.make_lock)
+        assert "cannot be sent back from the worker process" in str(info.value)
+        assert await pool.run_sync(funcs.pid) == pid  # it serves on
+    with pytest.raises(NotShareableError, match=r"^cannot send initializer .* to a wo"):
+        InterpreterPool(kind="process", initializer=len, initargs=(lock,))
+
+
+async def test_a_load_failure_names_the_worker_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "aiointerp_tests_late_proc.py").write_text("def f():\n    return 1\n")
+    async with InterpreterPool(1, kind="process") as pool:  # sys.path is taken here
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import aiointerp_tests_late_proc  # type: ignore[import-not-found]
+
+        try:
+            with pytest.raises(ModuleNotFoundError) as info:
+                await pool.run_sync(aiointerp_tests_late_proc.f)
+        finally:
+            del sys.modules["aiointerp_tests_late_proc"]
+    notes = info.value.__notes__
+    assert _LOAD_NOTE.format("process") in notes
+    assert "the worker process could not load the function" in notes[0]
+    assert not any("interpreter" in note for note in notes)
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+async def test_a_worker_loop_that_raises_names_what_it_raised(
+    kind: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # a config the loop rejects: it raises at once, before it is ready
+    config = worker_config(None, False, False)._replace(switch_interval=-1.0)
+    worker: Worker = (ProcessWorker if kind == "process" else InterpreterWorker)(config)
+    try:
+        with anyio.fail_after(HANG):
+            with pytest.raises(BrokenWorkerError) as info:
+                await worker.start()
+    finally:
+        assert await worker.aclose(HANG)
+    message = str(info.value)
+    assert message.startswith(f"could not start the {kind} worker: ")
+    assert "ValueError: switch interval must be strictly positive" in message
+    if kind == "process":  # the child's traceback went to its stderr, ours
+        assert message.endswith(
+            "its worker loop raised ValueError: switch interval must be strictly "
+            "positive"
+        )
+        assert "Traceback" in capfd.readouterr().err
 
 
 # -- the host dies --------------------------------------------------------------------

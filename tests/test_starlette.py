@@ -12,14 +12,17 @@ composed lifespan, a 499 for a departed client, a clear error without the lifesp
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import _funcs_integrations
 import _funcs_preload as f
 import anyio
 import httpx
@@ -43,7 +46,7 @@ from starlette.requests import Request
 
 import aiointerp
 from aiointerp.asgi import ClientDisconnected
-from aiointerp.starlette import Offloader, pool_lifespan
+from aiointerp.starlette import Offloader, _PoolOptions, pool_lifespan
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {
@@ -112,6 +115,23 @@ async def test_shed_load_then_disconnect_stops_the_work(server: Server) -> None:
         await wait_for_stats(client, lambda s: s["workers"] == 0)
         ok = await client.get("/work", params={"n": 10_000})  # the pool serves on
         assert ok.json() == {"n": 10_000, "primes": PRIMES[10_000]}
+
+
+@pytest.mark.anyio
+async def test_a_call_past_its_timeout_gets_504(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        before = await wait_for_stats(client, lambda s: s["busy"] == 0)
+        late = await client.get("/work", params={"n": ENDLESS, "timeout": 0.2})
+        assert late.status_code == 504, late.text
+        # Starlette answers in plain text, FastAPI in JSON
+        assert "the computation did not finish in time" in late.text
+        after = await wait_for_stats(client, lambda s: s["busy"] == 0)
+        assert after["timed_out"] == before["timed_out"] + 1
+        assert after["abandoned"] == before["abandoned"]  # interrupted in time
+        await wait_for_stats(client, lambda s: s["workers"] == 0)  # it retires
+        ok = await client.get("/work", params={"n": 10_000, "timeout": 60})
+        assert ok.json() == {"n": 10_000, "primes": PRIMES[10_000]}
+    # the log has no error for it: checked when the server stops (the fixture)
 
 
 def run_failing_startup(app: str, logs: Path, preload: str) -> tuple[int, str]:
@@ -214,10 +234,56 @@ async def test_a_departed_client_gets_499() -> None:
     assert (stats.busy, stats.cancelled, stats.abandoned) == (0, 1, 0)
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("chained", [False, True], ids=["plain", "chained"])
+async def test_only_the_pools_timeout_becomes_a_504(chained: bool) -> None:
+    async with pool_lifespan(1)(None) as state:
+        offload = Offloader(make_request(state))
+        # the function's own TimeoutError (a slow upstream) is its error, not a 504
+        with pytest.raises(TimeoutError, match="upstream did not answer") as own:
+            await offload(_funcs_integrations.time_out_upstream, chained)
+        if chained:
+            assert type(own.value.__context__) is ConnectionError
+        with pytest.raises(HTTPException) as info:
+            await offload(count_primes, ENDLESS, timeout=0.05)
+        stats = offload.pool.stats()
+    assert info.value.status_code == 504
+    assert type(info.value.__cause__) is TimeoutError
+    assert (stats.failed, stats.timed_out, stats.abandoned) == (1, 1, 0)
+
+
 async def wait_until(predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(30):  # hang guard
         while not predicate():  # noqa: ASYNC110 - the pool sets no event for it
             await anyio.sleep(0.005)
+
+
+def test_every_pool_option_passes_through() -> None:
+    # the same names, in the same order, with the same types as InterpreterPool's
+    options = typing.get_type_hints(_PoolOptions)
+    pool = typing.get_type_hints(aiointerp.InterpreterPool.__init__)
+    del pool["return"]
+    assert ["max_workers", *options] == list(pool)
+    assert list(inspect.signature(aiointerp.InterpreterPool).parameters) == list(pool)
+    for name, hint in options.items():
+        assert hint == pool[name], name
+
+
+@pytest.mark.anyio
+async def test_iterable_options_serve_every_startup() -> None:
+    # iterators: the check when the app is built must not use them up
+    lifespan = pool_lifespan(
+        1,
+        preload=iter(["colorsys"]),
+        initializer=f.init_note_modules,
+        initargs=iter(["colorsys"]),
+        forward_output=False,
+    )
+    for _ in range(2):  # a test client per test: the app starts again
+        async with lifespan(None) as state:
+            offload = Offloader(make_request(state))
+            assert await offload(f.seen_by_initializer) == {"colorsys": True}
+            assert offload.pool._forward_output is False
 
 
 def test_offloader_without_the_lifespan_says_what_to_do() -> None:

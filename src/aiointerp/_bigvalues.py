@@ -70,7 +70,9 @@ type _Dumped = tuple[list[_bigwire.Piece], list[memoryview]]
 """A pickle's pieces, and its out-of-band buffers."""
 
 
-async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, Any]:
+async def encode_call(
+    func: object, args: tuple[Any, ...], to: str = _transport.RECIPIENT["interpreter"]
+) -> tuple[bytes, int, Any]:
     """Serialise a call, before any worker is taken: ``(func_blob, args_mode, payload)``.
 
     As :func:`aiointerp._transport.encode_call`, with two more modes for
@@ -80,7 +82,7 @@ async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, 
 
     :raises NotShareableError: ``func`` or an argument cannot be pickled
     """
-    func_blob = _transport.dumps(func, f"function {_transport.describe(func)}")
+    func_blob = _transport.dumps(func, f"function {_transport.describe(func)}", to)
     kind = _bigwire.classify(args)
     if kind == _bigwire.SMALL:
         return func_blob, _protocol.SHARED, args
@@ -98,9 +100,9 @@ async def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, 
             dumped = await _in_thread(_dump_paced, args)
     except Exception:
         # the error (NotShareableError, with its hint) or cloudpickle, as before
-        return func_blob, _protocol.PICKLED, _transport.dumps(args, what)
+        return func_blob, _protocol.PICKLED, _transport.dumps(args, what, to)
     pieces, buffers = dumped
-    return (func_blob, *await _finish(pieces, buffers, args, what))
+    return (func_blob, *await _finish(pieces, buffers, args, what, to))
 
 
 async def _finish(
@@ -108,12 +110,13 @@ async def _finish(
     buffers: list[memoryview],
     args: tuple[Any, ...],
     what: str,
+    to: str,
 ) -> tuple[int, Any]:
     """``(args_mode, payload)`` of a pickle made of *pieces* and *buffers*."""
     if len(pieces) == 1 and not buffers and type(blob := pieces[0]) is bytes:
         if _MAIN in blob and _transport.main_spec() is None:  # sent as before
             if _transport._names_main(blob):  # cloudpickle, or refused
-                return _protocol.PICKLED, _transport.dumps(args, what)
+                return _protocol.PICKLED, _transport.dumps(args, what, to)
         return _protocol.PICKLED, blob
     if _transport.main_spec() is None:  # workers cannot import __main__ again
         scanned = sum(len(p) for p in pieces if type(p) is bytes)
@@ -122,7 +125,7 @@ async def _finish(
         else:
             found = await _in_thread(_mentions_main, pieces)
         if found:  # rare: let the full check decide, as for a small pickle
-            return _protocol.PICKLED, _transport.dumps(args, what)
+            return _protocol.PICKLED, _transport.dumps(args, what, to)
     if buffers:
         return _protocol.BUFFERS, (tuple(pieces), tuple(buffers))
     return _bigwire.FRAMES, tuple(pieces)
@@ -214,14 +217,16 @@ def _mentions_main(pieces: Sequence[_bigwire.Piece], pace: Callable[[], None]) -
 # -- decoding a result
 
 
-async def decode_result(outcome: _transport.Outcome, func: object) -> Any:
+async def decode_result(
+    outcome: _transport.Outcome, func: object, kind: str = "auto"
+) -> Any:
     """Return the call's result or raise its exception, as the caller should see it.
 
     As :func:`aiointerp._transport.decode_outcome`, for results sent in a file too.
     Call it as soon as the outcome is received, before the worker serves another
     call: the descriptor is duplicated before the first ``await``.
 
-    :raises BrokenWorkerError: the worker's result file is gone (its interpreter
+    :raises BrokenWorkerError: the worker's result file is gone (its worker
         ended before the result was read)
     """
     status = outcome[1]
@@ -230,7 +235,7 @@ async def decode_result(outcome: _transport.Outcome, func: object) -> Any:
     if status == _protocol.OK_PICKLED:
         if outcome[3] is not None:
             return await _load_file(outcome[2], outcome[3], func)
-    return _transport.decode_outcome(outcome, func)
+    return _transport.decode_outcome(outcome, func, kind)
 
 
 async def _load_file(fd: int, meta: tuple[Any, ...], func: object) -> Any:
@@ -247,7 +252,7 @@ async def _load_file(fd: int, meta: tuple[Any, ...], func: object) -> Any:
             # closed when its interpreter ended (and the number maybe reused)
             raise BrokenWorkerError(
                 f"the result of {_transport.describe(func)} was lost: its worker "
-                "interpreter ended before the result was read"
+                "ended before the result was read"
             )
         return await _in_thread(_load_paced, mine, size, table)
     finally:

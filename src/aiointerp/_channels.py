@@ -183,6 +183,8 @@ class InterpreterLink:
 class InterpreterChannel:
     """The worker end of an interpreter worker's channels (inside the interpreter)."""
 
+    #: the worker kind, in messages
+    kind = "interpreter"
     shares_fds = True  # one process: the host reads big results from our files
     #: an isolated subinterpreter: extension modules may refuse to load here
     isolated = True
@@ -711,6 +713,8 @@ class PipeChannel:
     are written at once: only this process waits for them.
     """
 
+    #: the worker kind, in messages
+    kind = "process"
     #: the host reads this worker's result files: their descriptors cross the socket
     #: with the outcomes (:mod:`aiointerp._bigwire` closes ours once they did)
     shares_fds = True

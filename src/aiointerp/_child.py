@@ -64,12 +64,16 @@ def main(argv: list[str]) -> None:
     ).start()
     from ._inside import serve
 
+    why = None
     try:
         serve(config, channel)
     except BrokenPipeError:  # the host is gone: nobody to report to
         return
+    except BaseException as exc:  # a defect of ours: the host says what ended it
+        why = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,)
+        raise  # and its traceback goes to stderr
     finally:
         try:
-            channel.send(_protocol.EXITED)
+            channel.send(_protocol.EXITED, why)
         except OSError:  # the host is gone
             pass

@@ -4,12 +4,13 @@ Hierarchy::
 
     Exception
      └── AiointerpError                 base of every error raised by aiointerp itself
-          ├── BrokenWorkerError         an interpreter failed to start or died
+          ├── BrokenWorkerError         a worker (interpreter or process) failed to
+          │                             start or died
           ├── PoolClosedError           (also RuntimeError) the pool is closed
           ├── PoolBusyError             ``max_waiting`` callers already wait for a worker
           ├── NotShareableError         (also TypeError) a function, argument or result
-          │                             cannot cross the interpreter boundary
-          └── RemoteError               an exception raised inside the interpreter that
+          │                             cannot cross to or from a worker
+          └── RemoteError               an exception raised inside a worker that
                                         cannot be re-raised as itself in the caller
     RemoteTraceback                     attached as ``__cause__`` of re-raised exceptions
     BaseException
@@ -19,7 +20,7 @@ Hierarchy::
 The user's own exceptions are never wrapped: they are re-raised with their own type,
 args, attributes, notes, ``__cause__``/``__context__`` chain and group members
 (rebuilt without calling their ``__init__``, see :mod:`aiointerp._exceptions`), with
-the traceback from inside the interpreter chained as a :class:`RemoteTraceback`.
+the traceback from inside the worker chained as a :class:`RemoteTraceback`.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class AiointerpError(Exception):
 
 
 class BrokenWorkerError(AiointerpError):
-    """Raised by a call whose interpreter could not be started or died under it.
+    """Raised by a call whose worker could not be started or died under it.
 
-    Infrastructure only, never the user function's own error: the interpreter could
-    not be created, the pool's ``initializer`` raised (its exception is the
-    ``__cause__``), or the worker thread stopped unexpectedly. The broken worker is
+    Infrastructure only, never the user function's own error: the interpreter or
+    process could not be created, the pool's ``initializer`` raised or a ``preload``
+    module could not be imported (its exception is the ``__cause__``), the worker
+    thread stopped unexpectedly, or a worker process died (killed by a signal,
+    ``os._exit()``, a crash of C code: the message says how). The broken worker is
     discarded and replaced; the call did not complete and may be retried. After a
     failed start the pool waits before it tries again, 0.05 s at first, twice as long
     after each further failure, up to 5 s.
@@ -79,7 +82,7 @@ class PoolBusyError(AiointerpError):
 
 
 class NotShareableError(AiointerpError, TypeError):
-    """Raised when a function, its arguments or its result cannot cross interpreters.
+    """Raised when a function, its arguments or its result cannot reach a worker or return.
 
     Raised *before* a worker is taken for the function and arguments; raised in the
     caller for a result that could not be sent back. The message names the object
@@ -91,19 +94,19 @@ class NotShareableError(AiointerpError, TypeError):
 
 
 class RemoteError(AiointerpError):
-    """Raised for an exception inside the interpreter that cannot be re-raised as is.
+    """Raised for an exception inside a worker that cannot be re-raised as is.
 
     Two cases: it is a :class:`BaseException` that must not reach the event loop
     (``SystemExit``, ``KeyboardInterrupt``...), or its class cannot be found in the
-    caller's process (a module only the interpreter imported; a class that cannot be
+    caller's process (a module only the worker imported; a class that cannot be
     pickled by name), or the exception cannot be created there; a note says which,
     after the exception's own notes. The same holds for the exceptions of a chain.
-    The interpreter kept it contained and the pool keeps serving. Its ``str()`` is
+    The worker kept it contained and the pool keeps serving. Its ``str()`` is
     ``"type_name: message"``, and its ``__cause__`` is a :class:`RemoteTraceback`.
 
     :ivar type_name: qualified name of the original exception type
     :ivar message: ``str()`` of the original exception
-    :ivar remote_traceback: the traceback text from inside the interpreter
+    :ivar remote_traceback: the traceback text from inside the worker
     """
 
     __module__ = "aiointerp"
@@ -119,14 +122,14 @@ class RemoteError(AiointerpError):
 
 
 class RemoteTraceback(Exception):
-    """The traceback of an exception as it was inside the interpreter.
+    """The traceback of an exception as it was inside the worker.
 
     Set as the ``__cause__`` of exceptions re-raised in the caller, so that the
     failing line of user code shows in the caller's traceback. An exception that had
-    a ``__cause__`` inside the interpreter keeps it (rebuilt); the traceback is then
+    a ``__cause__`` inside the worker keeps it (rebuilt); the traceback is then
     the ``__cause__`` of the last exception of that chain, the one displayed first.
 
-    :ivar text: the traceback text from inside the interpreter
+    :ivar text: the traceback text from inside the worker
     """
 
     __module__ = "aiointerp"

@@ -342,7 +342,7 @@ def _create(record: Record, members: list[BaseException], text: str) -> BaseExce
     if kind == _RAW:
         return _remote(record, text, "it is not an Exception that may reach the caller")
     if not class_blob:
-        return _remote(record, text, "its class cannot be pickled in the interpreter")
+        return _remote(record, text, "its class cannot be pickled in the worker")
     try:
         cls = _load(class_blob)
     except Exception as error:
@@ -429,13 +429,17 @@ def _set_state(
             )
 
 
-def unloadable_result(func_name: str, error: Exception) -> NotShareableError:
-    """The error for a result that was pickled in the interpreter but cannot be
+def unloadable_result(
+    func_name: str, error: Exception, kind: str = "auto"
+) -> NotShareableError:
+    """The error for a result that was pickled in a worker (of *kind*) but cannot be
     unpickled in the caller (raise it ``from error``)."""
+    from ._transport import RAN_IN
+
     exc = NotShareableError(
         f"the result of {func_name} cannot be rebuilt in the caller: "
         f"{_why(error)}; return values whose classes this process can import "
-        "(defined in a module, not only in code the interpreter ran)"
+        f"(defined in a module, not only in code {RAN_IN[kind]} ran)"
     )
     exc.add_note(f"{_NOTE}unpickling the result of {func_name} raised {_why(error)}")
     return exc

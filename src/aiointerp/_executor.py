@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio
 
 from ._batch import Batch, decode
+from ._errors import BrokenWorkerError
 from ._map import validate_chunksize
 from ._pool import InterpreterPool
 from ._validate import reject_async
@@ -186,8 +187,11 @@ class InterpreterExecutor(Executor):
     ``with InterpreterExecutor() as executor:`` shuts it down at the end of the
     block. At interpreter exit, executors still open are shut down, and the calls
     submitted to them finish first. If that thread cannot start (the process is out
-    of file descriptors or threads), :meth:`submit` raises
-    :class:`~concurrent.futures.BrokenExecutor` and the executor stays broken.
+    of file descriptors or threads), or the pool's first worker cannot (the
+    ``initializer`` raised: the pool opens only once a worker started, as
+    :class:`~aiointerp.InterpreterPool` does with an initializer), :meth:`submit`
+    raises :class:`~concurrent.futures.BrokenExecutor`, with the cause (the
+    initializer's exception) as its ``__cause__``, and the executor stays broken.
 
     :param max_workers: the most calls (and interpreters) at once; default
         :func:`os.cpu_count`
@@ -310,9 +314,11 @@ class InterpreterExecutor(Executor):
         :raises RuntimeError: the executor is shut down, or the interpreter is
             exiting
         :raises ~concurrent.futures.BrokenExecutor: the executor's thread or its
-            event loop could not start (too many open files, no more threads); the
-            error is its ``__cause__``. The executor is broken from then on: every
-            later :meth:`submit` raises it again (:meth:`shutdown` still works)
+            event loop could not start (too many open files, no more threads), or
+            its first worker could not (the ``initializer`` raised); the error (the
+            initializer's exception) is its ``__cause__``. The executor is broken
+            from then on: every later :meth:`submit` raises it again
+            (:meth:`shutdown` still works)
         """
         future: Future[T]
         if self._interrupt_on_cancel:
@@ -474,6 +480,13 @@ class InterpreterExecutor(Executor):
                 thread.join()
         error = self._start_error
         assert error is not None
+        if isinstance(error, BrokenWorkerError):
+            # the pool's opening: its first worker could not start
+            raise BrokenExecutor(
+                f"the executor's workers could not start: {error}; this executor is "
+                "broken: shut it down, and remove the cause before you create "
+                "another"
+            ) from (error.__cause__ or error)  # the initializer's exception...
         raise BrokenExecutor(
             f"the executor's event loop thread failed to start "
             f"({type(error).__name__}: {error}); this executor is broken: shut it down "

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         """The worker end of a kind's channels (see :mod:`aiointerp._channels`)."""
 
         cancel_fd: int
+        #: the worker kind, as in ``InterpreterPool(kind=...)``: named in messages
+        kind: str
         #: the host can open this worker's result files (their fds reach it)
         shares_fds: bool
         #: an isolated subinterpreter, where extension modules may refuse to load
@@ -50,8 +52,9 @@ if TYPE_CHECKING:
         def forward_logs(self, levels: Any, output: bool) -> Any: ...
 
 
+#: The note on an exception raised while a worker loaded a call (``{}``: its kind).
 _LOAD_NOTE = (
-    "aiointerp: the worker interpreter could not load the function or its arguments. "
+    "aiointerp: the worker {} could not load the function or its arguments. "
     "They must be importable there: defined at module level in a module on sys.path, "
     "or in a __main__ script whose top-level code is guarded by "
     "`if __name__ == '__main__':` (not in `python -c` or the REPL). The worker's "
@@ -105,11 +108,13 @@ def _own_files() -> frozenset[str]:
 
 class _Loop:
     def __init__(
-        self, config: _protocol.WorkerConfig, spill: bool, isolated: bool
+        self, config: _protocol.WorkerConfig, spill: bool, isolated: bool, kind: str
     ) -> None:
         #: big results go to a file whose descriptor the host opens
         self.spill = spill
-        self.main = _Main(config.main_spec)
+        #: the worker kind ("interpreter", "process"), in messages
+        self.kind = kind
+        self.main = _Main(config.main_spec, kind)
         self.funcs: OrderedDict[bytes, Any] = OrderedDict()
         self.state = worker._JobState()
         self.thread_id = threading.get_ident()
@@ -152,13 +157,19 @@ class _Loop:
         try:
             func = self.func(job.func)
             args = _bigwire.decode_args(job.args_mode, job.args, self.loads)
-        except Exception as exc:
+        except Interrupted:
+            raise  # cancelled while it loaded (a main script run again...)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # SystemExit, KeyboardInterrupt... raised by a module imported to
+                # load it: this call fails (a RemoteError), the worker serves on
+                return self.failed(job_id, exc)
             stage = _protocol.ARGUMENTS if func is not None else _protocol.FUNCTION
             if not isinstance(exc, UnguardedMainError):  # that one says it all
                 refused = self.refused(job_id, exc, stage)
                 if refused is not None:
                     return refused
-                exc.add_note(_LOAD_NOTE)
+                exc.add_note(_LOAD_NOTE.format(self.kind))
             return self.failed(job_id, exc)
         try:
             while state.in_flight:  # a cancel read before the job was armed...
@@ -292,7 +303,10 @@ def _call(func: Any, args: tuple[Any, ...]) -> Any:
 def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
     """Serve jobs from *channel* until told to quit (or the host is gone)."""
     sys.setswitchinterval(config.switch_interval)  # fast interrupt delivery
-    loop = _Loop(config, channel.shares_fds, channel.isolated)
+    # the host's, as multiprocessing's spawn does: a process's own are the fds of
+    # its channels, an interpreter's the command line of the host's start
+    sys.argv = list(config.argv)
+    loop = _Loop(config, channel.shares_fds, channel.isolated, channel.kind)
     logs = None
     if config.levels is not None or config.output:
         logs = channel.forward_logs(config.levels, config.output)

@@ -442,8 +442,11 @@ def level_table() -> LevelTable:
     return _table
 
 
-def handle(item: object, interpreter: int | None) -> None:
+def handle(item: object, interpreter: int | None, kind: str = "interpreter") -> None:
     """Handle a record, a warning or output forwarded by the worker of *interpreter*.
+
+    *interpreter* is the worker's id (``record.interpreter``: the interpreter id, or
+    the pid of a process worker); *kind* its kind, in messages.
 
     Never raises :class:`Exception`: an error of the host's logging or warning
     machinery (a filter or handler that raises) is reported on stderr as
@@ -453,12 +456,12 @@ def handle(item: object, interpreter: int | None) -> None:
     if type(item) is not tuple:  # put by an interpreter destroyed since: unbound
         return
     if item[0] == OUTPUT:
-        _write(item, interpreter)
+        _write(item, f"{kind} {interpreter}")
         return
     import logging
 
     if item[0] == WARNING:
-        _warn(item, interpreter)
+        _warn(item, interpreter, kind)
         return
     _, values, message, exc_text, extra = item
     fields = dict(zip(_FIELDS, values, strict=True))
@@ -478,7 +481,7 @@ def handle(item: object, interpreter: int | None) -> None:
         _report_error(record or logging.makeLogRecord(fields))
 
 
-def _write(item: tuple[Any, ...], worker: int | None) -> None:
+def _write(item: tuple[Any, ...], worker: str) -> None:
     """Write a worker's output to this process's current stdout or stderr."""
     _, fd, text, flush = item
     stream = sys.stdout if fd == 1 else sys.stderr
@@ -504,7 +507,7 @@ def _write(item: tuple[Any, ...], worker: int | None) -> None:
         )
 
 
-def _warn(item: tuple[Any, ...], interpreter: int | None) -> None:
+def _warn(item: tuple[Any, ...], interpreter: int | None, kind: str) -> None:
     import warnings
 
     _, module, qualname, message, filename, lineno = item
@@ -516,12 +519,13 @@ def _warn(item: tuple[Any, ...], interpreter: int | None) -> None:
             import logging
 
             logging.getLogger("py.warnings").error(
-                "%s:%s: %s: %s (in interpreter %s; an error under this process's "
+                "%s:%s: %s: %s (in %s %s; an error under this process's "
                 "warning filters, but the code that warned has carried on)",
                 filename,
                 lineno,
                 type(exc).__name__,
                 message,
+                kind,
                 interpreter,
             )
     except Exception:  # showwarning, a filter or a py.warnings handler raised

@@ -10,7 +10,11 @@ nested pool there, whose workers could not find ``__mp_main__`` either. So while
 worker runs the script, :func:`refuse_nested_use` (called by the pool at its first
 use) refuses any pool, and :meth:`_Main.load` turns that into one
 :class:`UnguardedMainError` for the caller in the host, whatever the script did with
-the refusal (it may catch it, or a task group may wrap it). A worker whose script
+the refusal (it may catch it, or a task group may wrap it). The same error reports
+a script whose top-level code raised ``SystemExit`` (argparse rejecting the command
+line: a worker's ``sys.argv`` is the host's, but a script may have changed it before
+the pool started) or another :class:`BaseException` that is not an
+:class:`Exception`: that call fails, the worker serves on. A worker whose script
 failed so remembers it and raises the same error again, without running it again.
 """
 
@@ -26,22 +30,27 @@ if TYPE_CHECKING:
 
 __all__ = ["UnguardedMainError", "refuse_nested_use"]
 
-#: what this interpreter is running again right now ("the main script /x.py"), else None
+#: what this worker is running again right now ("the main script /x.py"), else None
 _running: str | None = None
+#: this worker, in messages ("worker interpreter", "worker process")
+_worker = "worker interpreter"
 #: the stack, from the script's top level, where the script used a pool while it ran
 _nested_use: tuple[str, str] | None = None  # (traceback text, "line N: code")
 
 
 class UnguardedMainError(AiointerpError, RuntimeError):
-    """The host's main script ran again in a worker and used aiointerp there.
+    """The host's main script ran again in a worker and used aiointerp, or exited, there.
 
     A worker runs the main script again (as ``__mp_main__``) to find the functions
     and classes defined in it; the script's top-level code must therefore be guarded
     by ``if __name__ == "__main__":``. Raised in the host by the call that needed the
-    script, instead of the nested pool's confusing failures.
+    script, instead of the nested pool's confusing failures, or when the script's
+    top-level code raised ``SystemExit`` (``sys.exit()``, argparse rejecting the
+    command line) or ``KeyboardInterrupt`` there.
 
-    :ivar worker_traceback: inside the worker, where the script used aiointerp
-        (the text of the :class:`~aiointerp.RemoteTraceback` chained in the host)
+    :ivar worker_traceback: inside the worker, where the script used aiointerp or
+        exited (the text of the :class:`~aiointerp.RemoteTraceback` chained in the
+        host)
     """
 
     def __init__(self, message: str, worker_traceback: str = "") -> None:
@@ -63,7 +72,7 @@ def refuse_nested_use() -> None:
     if _nested_use is None:  # the first use tells where: later ones add nothing
         _nested_use = _where(sys._getframe(1))
     raise UnguardedMainError(
-        f"aiointerp cannot be used while this worker interpreter runs {_running} "
+        f"aiointerp cannot be used while this {_worker} runs {_running} "
         "again to find a function of it: guard the script's top-level code with "
         '`if __name__ == "__main__":`'
     )
@@ -109,19 +118,23 @@ class _Main:
     """Runs the host's main script as ``__mp_main__`` (like multiprocessing's spawn).
 
     Done lazily, the first time a pickle names something of ``__main__`` that this
-    interpreter does not have, and once: :attr:`loaded` is set from then on, except
+    worker does not have, and once: :attr:`loaded` is set from then on, except
     after :class:`UnguardedMainError`, which :meth:`load` raises again at once.
     """
 
-    def __init__(self, spec: tuple[str, str] | None) -> None:
+    def __init__(self, spec: tuple[str, str] | None, kind: str = "interpreter") -> None:
         self.spec = spec
         self.loaded = spec is None
+        #: this worker, in messages
+        self.worker = f"worker {kind}"
         #: the message and worker traceback of an unguarded script, once it failed
         self.unguarded: tuple[str, str] | None = None
 
     def load(self) -> None:
-        """Run the main script; raise :class:`UnguardedMainError` if it used aiointerp."""
-        global _running, _nested_use
+        """Run the main script; raise :class:`UnguardedMainError` if it used aiointerp,
+        or if its top-level code raised ``SystemExit`` (or another
+        :class:`BaseException` that is not an :class:`Exception`)."""
+        global _running, _nested_use, _worker
         if self.unguarded is not None:
             raise UnguardedMainError(*self.unguarded)
         import runpy
@@ -134,7 +147,7 @@ class _Main:
             what = f"the main module {target} (python -m {target})"
         else:
             what = f"the main script {target}"
-        _running, _nested_use = what, None
+        _running, _nested_use, _worker = what, None, self.worker
         try:
             if kind == "module":
                 namespace = runpy.run_module(
@@ -149,22 +162,72 @@ class _Main:
                 self.loaded = False
                 raise
             # what the refusal became in the script (wrapped, caught...) is noise
+        except BaseException as exc:
+            from .worker import Interrupted
+
+            self.loaded = False
+            if isinstance(exc, Interrupted):
+                raise  # the call was cancelled: the next one runs it again
+            if _nested_use is None:
+                # SystemExit (argparse rejecting the command line, sys.exit()...):
+                # the call fails, saying so, and the worker serves on; the script
+                # is not run again (it would exit again, after its side effects)
+                self.unguarded = _exited(what, self.worker, exc)
+                raise UnguardedMainError(*self.unguarded) from None
+            # it used aiointerp, then exited (`except Exception: sys.exit(1)`)
         finally:
             _running = None
         if _nested_use is not None:
             worker_traceback, line = _nested_use
             _nested_use = None
             self.loaded = False  # load() is asked again, and raises this at once
-            self.unguarded = (_unguarded_message(what, line), worker_traceback)
+            self.unguarded = (
+                _unguarded_message(what, line, self.worker),
+                worker_traceback,
+            )
             raise UnguardedMainError(*self.unguarded) from None
         module = types.ModuleType("__mp_main__")
         module.__dict__.update(namespace)
         sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
-def _unguarded_message(what: str, line: str) -> str:
+def _exited(what: str, worker: str, exc: BaseException) -> tuple[str, str]:
+    """The message and worker traceback of a main script whose top-level code raised
+    *exc*, a :class:`BaseException` that is not an :class:`Exception`."""
+    import traceback
+
+    tb, line = exc.__traceback__, "at its top level"
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") != "__mp_main__":
+        tb = tb.tb_next  # runpy's frames and ours are noise
+    if tb is not None:
+        code = traceback.extract_tb(tb, limit=1)[0]
+        line = f"line {code.lineno}: {(code.line or '').strip()}"
+    name = type(exc).__qualname__
+    raised = f"{name}: {exc}" if str(exc) else name
+    hint = ""
+    if any(
+        frame.filename.endswith("argparse.py")
+        for frame in traceback.extract_tb(exc.__traceback__)
+    ):
+        hint = (
+            f" (argparse rejected the command line sys.argv={sys.argv!r}, the "
+            "host's when the pool started)"
+        )
+    message = (
+        f"{what} ran again inside an aiointerp {worker} (as __mp_main__, to find "
+        f"a function or class defined in it), and its top-level code raised "
+        f"{raised} ({line}){hint}. A worker runs the main script again as "
+        "multiprocessing's spawn does: the code that starts the program (parsing "
+        'the command line included) must be guarded by `if __name__ == "__main__":`. '
+        "Guard it, or define the functions sent to workers in a module of their own."
+    )
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return message, text
+
+
+def _unguarded_message(what: str, line: str, worker: str) -> str:
     return (
-        f"{what} ran again in full inside an aiointerp worker interpreter, and its "
+        f"{what} ran again in full inside an aiointerp {worker}, and its "
         f"top-level code used aiointerp there ({line}). A worker runs the main script "
         "again, as __mp_main__, to find the functions and classes defined in it (as "
         "multiprocessing's spawn does): the code that starts the program must be "

@@ -206,6 +206,7 @@ class InterpreterPool:
             init_blob = _transport.dumps(
                 (initializer, tuple(initargs)),
                 f"initializer {_transport.describe(initializer)}",
+                _transport.RECIPIENT[kind],
             )
         self._kind = kind
         self._router = Router(kind)
@@ -264,7 +265,7 @@ class InterpreterPool:
         *args: Unpack[PosArgsT],
         timeout: float | None = None,
     ) -> T:
-        """Run ``func(*args)`` in an interpreter of this pool and return its result.
+        """Run ``func(*args)`` in a worker of this pool and return its result.
 
         Use :func:`functools.partial` to pass keyword arguments. ``func``, the
         arguments and the result must be shareable or picklable (see the docs);
@@ -279,11 +280,12 @@ class InterpreterPool:
         :return: what ``func`` returned
         :raises TypeError: ``func`` is a coroutine function or not callable
         :raises NotShareableError: ``func``, the arguments or the result cannot
-            cross interpreters
+            be sent to a worker or back (the message names the kind of worker)
         :raises TimeoutError: ``timeout`` expired; the code was interrupted
         :raises PoolClosedError: the pool is closed, or was closed during the call
         :raises PoolBusyError: ``max_waiting`` callers already wait for a worker
-        :raises BrokenWorkerError: the interpreter could not start or died
+        :raises BrokenWorkerError: the worker could not start or died (a
+            process worker's error says how: its exit status or signal)
         :raises RemoteError: ``func`` raised ``SystemExit``, ``KeyboardInterrupt``
             or an exception that cannot be pickled back
         :raises Exception: whatever ``func`` raised, with its remote traceback as
@@ -293,7 +295,9 @@ class InterpreterPool:
         re-raised once the code stopped or after ``cancel_grace`` seconds.
         """
         reject_async(func)
-        func_blob, args_mode, payload = await _bigvalues.encode_call(func, args)
+        func_blob, args_mode, payload = await _bigvalues.encode_call(
+            func, args, _transport.RECIPIENT[self._kind]
+        )
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         await self._ensure_running()
@@ -308,7 +312,7 @@ class InterpreterPool:
         raise self._timeout_error(func, timeout, timer.started)
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
-        """Close the pool: destroy every interpreter and join every thread.
+        """Close the pool: stop every worker (interpreter, process), join every thread.
 
         New calls fail at once with :class:`PoolClosedError`, and so do callers
         still waiting for a worker. Running calls get ``timeout`` seconds to finish;
@@ -372,7 +376,7 @@ class InterpreterPool:
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> AsyncIterator[T]:
-        """Run ``func(item)`` for each item in interpreters; iterate over the results.
+        """Run ``func(item)`` for each item in the workers; iterate over the results.
 
         Use it as ``async for result in pool.map(func, items): ...``. A background
         task of the pool reads ``iterable`` lazily, from the moment the iterator is
@@ -447,7 +451,7 @@ class InterpreterPool:
 
     @property
     def max_workers(self) -> int:
-        """The most interpreters this pool runs at once."""
+        """The most workers (interpreters and processes) this pool runs at once."""
         return self._max_workers
 
     # -- lifecycle
@@ -568,7 +572,7 @@ class InterpreterPool:
             outcome = await self._call(job, func, timeout, route.kind)
             if outcome.status != REFUSED:
                 # no await since the worker was released (see _call)
-                return await self._result(outcome, job, func)
+                return await self._result(outcome, job, func, route.kind)
             stage = outcome.value[3]
             next_route = self._router.after_refusal(func, key, stage, route)
             if next_route is None:
@@ -651,7 +655,7 @@ class InterpreterPool:
         # of the worker (a big result's file) before its first await
         return outcome
 
-    async def _result(self, outcome: Outcome, job: Job, func: object) -> Any:
+    async def _result(self, outcome: Outcome, job: Job, func: object, kind: str) -> Any:
         if outcome.status == INTERRUPTED and job.deadline is not None:
             # the code saw its own deadline pass (checkpoint) before our timer fired
             self._timed_out += 1
@@ -661,9 +665,9 @@ class InterpreterPool:
                 # shielded: the code finished, its result must not be lost to a
                 # timeout or a cancel that comes while it is decoded (bounded work)
                 with anyio.CancelScope(shield=True):
-                    value = await _bigvalues.decode_result(outcome, func)
+                    value = await _bigvalues.decode_result(outcome, func, kind)
             else:  # the common case: no await, no scope
-                value = _transport.decode_outcome(outcome, func)
+                value = _transport.decode_outcome(outcome, func, kind)
         except BaseException:
             self._failed += 1
             raise

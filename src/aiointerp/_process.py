@@ -33,7 +33,7 @@ import anyio
 
 from . import _exit
 from ._channels import PipeLink
-from ._protocol import CONFIG, WorkerConfig
+from ._protocol import CONFIG, EXITED, WorkerConfig
 from ._worker import Worker
 
 __all__ = ["ProcessWorker", "WorkerExited", "describe_status"]
@@ -125,9 +125,18 @@ class ProcessWorker(Worker):
         if signal_ == b"" and self._failure is None:
             # the done pipe ended without EXITED: the process died; say how
             self._failure = WorkerExited(
-                f"the worker process {describe_status(await self._reap())}"
+                f"the process {describe_status(await self._reap())}"
             )
+        elif signal_ == EXITED and self._failure is None:
+            why = self._link.take()  # what its loop raised, if it did
+            if why:
+                self._failure = WorkerExited(f"its worker loop raised {why[0]}")
         return signal_
+
+    def _why_ended(self) -> str:
+        if isinstance(self._failure, WorkerExited):
+            return str(self._failure)
+        return super()._why_ended()
 
     async def _reap(self) -> int | None:
         process = self._process

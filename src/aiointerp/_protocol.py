@@ -28,7 +28,9 @@ signal          payload               meaning
 ``LOG``         log records           records, warnings or output (see ``_logs``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
                                       functions still run: it holds no slot now
-``EXITED``      none                  the worker ended (its very last signal)
+``EXITED``      none, or ``(why,)``   the worker ended (its very last signal); a
+                                      process worker whose loop raised says what
+                                      (a str)
 =============== ===================== ===============================================
 
 **How a job's arguments travel** (``Job.args_mode``).
@@ -203,6 +205,9 @@ if TYPE_CHECKING:
         output: bool
         #: modules imported, in this order, before the initializer runs
         preload: tuple[str, ...]
+        #: the host's sys.argv when the pool started: the worker's sys.argv (a main
+        #: script run again there, or a module it imports, reads it at import)
+        argv: tuple[str, ...]
 
 else:
     from collections import namedtuple
@@ -212,5 +217,5 @@ else:
     WorkerConfig = namedtuple(
         "WorkerConfig",
         "sys_path main_spec init_blob switch_interval levels raise_points output "
-        "preload",
+        "preload argv",
     )

@@ -67,7 +67,21 @@ def describe(func: object) -> str:
     return f"{module}.{name}" if module else str(name)
 
 
-def _hint(obj: object) -> str:
+#: a worker of each kind of pool, in messages ("auto": the kind is not chosen yet)
+RECIPIENT: Final = {
+    "interpreter": "an interpreter",
+    "process": "a worker process",
+    "auto": "a worker",
+}
+#: the worker of each kind that ran a call, in messages
+RAN_IN: Final = {
+    "interpreter": "the interpreter",
+    "process": "the worker process",
+    "auto": "the worker",
+}
+
+
+def _hint(obj: object, to: str) -> str:
     qualname = getattr(obj, "__qualname__", "") or ""
     if "<lambda>" in qualname or "<locals>" in qualname:
         return (
@@ -76,7 +90,7 @@ def _hint(obj: object) -> str:
             "module level, or install cloudpickle (pip install cloudpickle) to "
             "send it by value"
         )
-    return "; only picklable objects (or the shareable types) can cross interpreters"
+    return f"; only picklable objects (or the shareable types) can be sent to {to}"
 
 
 def main_spec() -> tuple[str, str] | None:
@@ -103,8 +117,10 @@ def main_spec() -> tuple[str, str] | None:
     return None
 
 
-def dumps(obj: object, what: str) -> bytes:
+def dumps(obj: object, what: str, to: str = RECIPIENT["interpreter"]) -> bytes:
     """Pickle *obj*, falling back to cloudpickle; :class:`NotShareableError` if neither can.
+
+    *what* and *to* name the object and where it goes (:data:`RECIPIENT`), in messages.
 
     What refers to a ``__main__`` that workers cannot re-create (see
     :func:`main_spec`) goes by value with cloudpickle, or is refused, saying so.
@@ -125,7 +141,7 @@ def dumps(obj: object, what: str) -> bytes:
     except ImportError:
         if error is None:
             raise NotShareableError(
-                f"cannot send {what} to an interpreter: it is defined in (or refers "
+                f"cannot send {what} to {to}: it is defined in (or refers "
                 "to) __main__ of a program whose __main__ workers cannot import again "
                 "(an interactive session: a notebook, the REPL, python -c or code "
                 "piped on stdin). Install cloudpickle (pip install cloudpickle) to "
@@ -138,8 +154,7 @@ def dumps(obj: object, what: str) -> bytes:
             error = exc
     assert error is not None
     raise NotShareableError(
-        f"cannot send {what} to an interpreter: "
-        f"{type(error).__name__}: {error}{_hint(obj)}"
+        f"cannot send {what} to {to}: {type(error).__name__}: {error}{_hint(obj, to)}"
     ) from error
 
 
@@ -175,16 +190,21 @@ def _names_main(blob: bytes) -> bool:
 # -- host side
 
 
-def encode_call(func: object, args: tuple[Any, ...]) -> tuple[bytes, int, Any]:
+def encode_call(
+    func: object, args: tuple[Any, ...], to: str = RECIPIENT["interpreter"]
+) -> tuple[bytes, int, Any]:
     """Serialise a call, before any worker is taken. Raises :class:`NotShareableError`."""
-    func_blob = dumps(func, f"function {describe(func)}")
+    func_blob = dumps(func, f"function {describe(func)}", to)
     if is_shareable(args):
         return func_blob, SHARED, args
-    return func_blob, PICKLED, dumps(args, f"the arguments of {describe(func)}")
+    return func_blob, PICKLED, dumps(args, f"the arguments of {describe(func)}", to)
 
 
-def decode_outcome(outcome: Outcome, func: object) -> Any:
-    """Return the call's result or raise its exception, as the caller should see it."""
+def decode_outcome(outcome: Outcome, func: object, kind: str = "auto") -> Any:
+    """Return the call's result or raise its exception, as the caller should see it.
+
+    *kind* is the kind of worker that ran the call (named in messages).
+    """
     _, status, a, b, _ = outcome
     if status == OK_SHARED:
         return a
@@ -192,7 +212,7 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
         try:
             return pickle.loads(a)
         except Exception as error:
-            raise _exceptions.unloadable_result(describe(func), error) from error
+            raise _exceptions.unloadable_result(describe(func), error, kind) from error
     if status == RAISED:  # a = _exceptions.encode(exc): rebuilt as itself
         exc = _exceptions.rebuild(a, b)
         _add_subinterpreter_hint(exc)
@@ -202,7 +222,7 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
         raise RemoteError(type_name, message, b) from RemoteTraceback(b)
     if status == INTERRUPTED:  # raised by the code itself, not by a cancellation
         raise RemoteError(
-            "aiointerp.Interrupted", "raised inside the interpreter", b
+            "aiointerp.Interrupted", f"raised inside {RAN_IN[kind]}", b
         ) from RemoteTraceback(b)
     if status == REFUSED:  # a module refused subinterpreters (see _routing)
         from ._routing import Route, refusal_error
@@ -212,7 +232,7 @@ def decode_outcome(outcome: Outcome, func: object) -> Any:
         type_name, why = a
         raise NotShareableError(
             f"the result of {describe(func)} ({type_name}) cannot be sent back "
-            f"from the interpreter: {why}; return picklable or shareable values"
+            f"from {RAN_IN[kind]}: {why}; return picklable or shareable values"
         )
     raise AssertionError(f"unexpected outcome status {status}")  # pragma: no cover
 

@@ -33,7 +33,7 @@ def reject_async(func: object) -> None:
         ):
             raise TypeError(
                 f"{_transport.describe(func)} is an async function: "
-                "run_sync runs synchronous functions in an interpreter; await "
+                "run_sync runs synchronous functions in a worker; await "
                 "coroutine functions directly instead"
             )
     if not callable(func):

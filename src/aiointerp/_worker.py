@@ -72,6 +72,8 @@ def worker_config(
         raise_points(),
         forward_output,
         preload,
+        # as multiprocessing's spawn passes it (str(): a worker takes shareable values)
+        tuple(str(arg) for arg in getattr(sys, "argv", ())),
     )
 
 
@@ -206,7 +208,7 @@ class Worker:
         """Hand the records, warnings and output the worker queued to the host."""
         if self._forwarding:
             for item in self._link.take_logs():
-                _logs.handle(item, self.ident)
+                _logs.handle(item, self.ident, self.kind)
 
     @ki_protected
     async def start(self) -> None:
@@ -228,12 +230,20 @@ class Worker:
             if outcome.status == REFUSED:  # a module refused this kind of worker
                 self.refused = outcome.value[1]
             try:
-                _transport.decode_outcome(outcome, "initializer")
+                _transport.decode_outcome(outcome, "initializer", self.kind)
             except BaseException as exc:
                 raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(
-            f"could not start the {self.kind} worker: {self._failure!r}"
+            f"could not start the {self.kind} worker: {self._why_ended()}"
         ) from self._failure
+
+    def _why_ended(self) -> str:
+        """Why the worker ended (for messages): what it raised, or how it died."""
+        failure = self._failure
+        if failure is None:
+            return f"the {self.kind} ended without saying why"
+        text = str(failure)
+        return f"{type(failure).__name__}: {text}" if text else type(failure).__name__
 
     def _init_failure(self, exc: BaseException) -> str:
         """What failed before the worker was ready: the import of a ``preload``
@@ -274,7 +284,7 @@ class Worker:
             self.job_id = 0
             raise NotShareableError(
                 f"the arguments of {self.job_label or 'the call'} cannot be sent to "
-                f"the worker: {_refused(job.args)}"
+                f"{self.kind} worker {self.ident}: {_refused(job.args)}"
             ) from exc
 
     @ki_protected
@@ -306,8 +316,8 @@ class Worker:
             self._exited = True
             self.unstarted = self._link.unread()
             raise BrokenWorkerError(
-                f"{self.kind} worker {self.ident} stopped during the call: "
-                f"{self._failure!r}"
+                f"{self.kind} worker {self.ident} stopped during the call to "
+                f"{self.job_label or 'a function'}: {self._why_ended()}"
             ) from self._failure
 
     def interrupt(self) -> None:

@@ -95,7 +95,11 @@ if _dask_compat.PROFILER_CRASHES:
 
 
 class _PoolOptions(TypedDict, total=False):
-    """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``."""
+    """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``
+    and ``kind`` (parameters of :class:`InterpreterPlugin` of their own).
+
+    All the others, in its order (tests/test_dask.py compares them).
+    """
 
     min_idle: int
     idle_timeout: float | None
@@ -104,6 +108,9 @@ class _PoolOptions(TypedDict, total=False):
     initargs: Iterable[Any]
     cancel_grace: float
     forward_logging: bool
+    max_waiting: int | None
+    forward_output: bool
+    preload: Iterable[str]
 
 
 # -- in_interpreter --------------------------------------------------------------------
@@ -239,11 +246,18 @@ async def _call(
         exc.add_note(f"aiointerp.dask: raised on Dask worker {address}.")
         raise
     except Exception as exc:
-        if _LOAD_NOTE in getattr(exc, "__notes__", ()):
+        notes = getattr(exc, "__notes__", ())
+        if _LOAD_NOTE.format("interpreter") in notes:
             exc.add_note(
                 f"aiointerp.dask: on Dask worker {address}: the worker process loaded "
                 f"{label}, but its isolated interpreter could not (modules that "
                 "import distributed, numpy... cannot be imported there)."
+            )
+        elif _LOAD_NOTE.format("process") in notes:
+            exc.add_note(
+                f"aiointerp.dask: on Dask worker {address}: the worker process loaded "
+                f"{label}, but the pool's worker process could not (its sys.path is "
+                "the Dask worker's when the pool started)."
             )
         raise
 
@@ -287,9 +301,11 @@ class InterpreterPlugin(WorkerPlugin):
         and pydantic included; a call that does not stop within ``cancel_grace``
         after it was interrupted is killed with its process, and the Dask thread
         slot freed at once)
-    :param pool_options: the other options of :class:`~aiointerp.InterpreterPool`
-        (``min_idle``, ``idle_timeout``, ``max_tasks_per_worker``, ``initializer``,
-        ``initargs``, ``cancel_grace``); they are checked here, and must pickle
+    :param pool_options: the other options of :class:`~aiointerp.InterpreterPool`,
+        every one of them (``min_idle``, ``idle_timeout``, ``max_tasks_per_worker``,
+        ``initializer``, ``initargs``, ``cancel_grace``, ``forward_logging``,
+        ``max_waiting``, ``forward_output``, ``preload``); they are checked here,
+        and must pickle (``initargs`` and ``preload`` are kept as tuples)
     :raises ValueError: an option is out of range, or ``kind`` is unknown
 
     .. rubric:: Cancellation
@@ -329,6 +345,13 @@ class InterpreterPlugin(WorkerPlugin):
         kind: str = "interpreter",
         **pool_options: Unpack[_PoolOptions],
     ) -> None:
+        # tuples: Dask pickles the plugin to each worker, and the check below
+        # would consume an iterator
+        if "initargs" in pool_options:
+            pool_options["initargs"] = tuple(pool_options["initargs"])
+        preload = pool_options.get("preload")
+        if preload is not None and not isinstance(preload, str):  # a str: refused
+            pool_options["preload"] = tuple(preload)
         # validate the options now, not on the workers; without max_workers (the
         # worker's nthreads, unknown here) any min_idle may fit
         fits = max(1, pool_options.get("min_idle") or 0)

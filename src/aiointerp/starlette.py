@@ -5,7 +5,8 @@ Two pieces. :func:`pool_lifespan` is the application's lifespan: its startup ope
 workers cannot start) and its shutdown closes it. :class:`Offloader` runs a
 request's calls in that pool with
 :func:`~aiointerp.asgi.run_until_disconnect`, and answers overload and departed
-clients with an :class:`~starlette.exceptions.HTTPException`::
+clients, and calls past their ``timeout``, with an
+:class:`~starlette.exceptions.HTTPException`::
 
     from aiointerp.starlette import Offloader, pool_lifespan
     from myapp.cpu import count_primes  # a module that imports no web framework
@@ -41,7 +42,7 @@ from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ._errors import PoolBusyError
+from ._errors import PoolBusyError, RemoteTraceback
 from ._pool import InterpreterPool
 from .asgi import ClientDisconnected, run_until_disconnect
 
@@ -57,7 +58,10 @@ _RETRY_AFTER: Final = "1"
 
 
 class _PoolOptions(TypedDict, total=False):
-    """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``."""
+    """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``.
+
+    All of them, in its order (tests/test_starlette.py compares them).
+    """
 
     min_idle: int
     idle_timeout: float | None
@@ -68,7 +72,19 @@ class _PoolOptions(TypedDict, total=False):
     forward_logging: bool
     max_waiting: int | None
     kind: str
+    forward_output: bool
     preload: Iterable[str]
+
+
+def _reusable(options: _PoolOptions) -> _PoolOptions:
+    """*options* with their iterables as tuples: each startup opens a pool with them."""
+    reusable = options.copy()
+    if "initargs" in reusable:
+        reusable["initargs"] = tuple(reusable["initargs"])
+    preload = reusable.get("preload")
+    if preload is not None and not isinstance(preload, str):  # a str: refused below
+        reusable["preload"] = tuple(preload)
+    return reusable
 
 
 def pool_lifespan(
@@ -98,14 +114,15 @@ def pool_lifespan(
                 yield {**state, "db": db}
 
     :param max_workers: as for :class:`~aiointerp.InterpreterPool`
-    :param pool_options: the other options of :class:`~aiointerp.InterpreterPool`
-        (``preload``, ``min_idle``, ``max_waiting``, ``kind``...); they are checked
-        here, when the app is built
+    :param pool_options: the other options of :class:`~aiointerp.InterpreterPool`,
+        every one of them (``preload``, ``min_idle``, ``max_waiting``, ``kind``,
+        ``forward_output``...); they are checked here, when the app is built
     :return: the lifespan: called with the app, an async context manager whose
         value is the lifespan state ``{"aiointerp_pool": pool}``
     :raises ValueError: an option is out of range
     :raises TypeError: an option has the wrong type
     """
+    pool_options = _reusable(pool_options)
     InterpreterPool(max_workers, **pool_options)  # checks them now, opens nothing
 
     @asynccontextmanager
@@ -122,18 +139,23 @@ class Offloader:
     ``await Offloader(request)(func, *args)`` in a Starlette endpoint; in FastAPI a
     dependency, ``Annotated[Offloader, Depends()]``. The pool is the one
     :func:`pool_lifespan` opened. A call runs as with
-    :func:`~aiointerp.asgi.run_until_disconnect`, and two outcomes become an
+    :func:`~aiointerp.asgi.run_until_disconnect`, and three outcomes become an
     :class:`~starlette.exceptions.HTTPException` (the original exception is its
     ``__cause__``), which Starlette and FastAPI answer without logging an error:
 
     * the pool sheds the call (:class:`~aiointerp.PoolBusyError`: its
       ``max_waiting`` callers already wait): ``503 Service Unavailable`` with
       ``Retry-After: 1``, at once;
+    * the call's ``timeout`` expired (:class:`TimeoutError` raised by the pool: the
+      code was interrupted, or it stopped at its deadline): ``504 Gateway
+      Timeout``;
     * the client disconnected (:class:`~aiointerp.asgi.ClientDisconnected`): the
       call was interrupted, and the ``499`` response is read by nobody.
 
-    Every other exception propagates as it is. To answer those two otherwise, call
-    :func:`~aiointerp.asgi.run_until_disconnect` with :attr:`pool` yourself.
+    Every other exception propagates as it is, a :class:`TimeoutError` that the
+    function itself raised included (its remote traceback tells it apart). To
+    answer those three otherwise, call :func:`~aiointerp.asgi.run_until_disconnect`
+    with :attr:`pool` yourself.
 
     :param request: the request (its ASGI ``receive`` reports the disconnect)
     :raises RuntimeError: no pool in the lifespan state (the app's lifespan is not
@@ -170,8 +192,9 @@ class Offloader:
         :param args: positional arguments for ``func``
         :param timeout: as for :meth:`~aiointerp.InterpreterPool.run_sync`
         :return: what ``func`` returned
-        :raises HTTPException: 503 (the pool shed the call) or 499 (the client
-            disconnected; the call was interrupted)
+        :raises HTTPException: 503 (the pool shed the call), 504 (``timeout``
+            expired; the call was interrupted) or 499 (the client disconnected;
+            the call was interrupted)
         :raises Exception: whatever ``func`` or the pool raised otherwise, as for
             :func:`~aiointerp.asgi.run_until_disconnect`
 
@@ -185,5 +208,27 @@ class Offloader:
             raise HTTPException(
                 503, "the server is busy; try again", {"Retry-After": _RETRY_AFTER}
             ) from exc
+        except TimeoutError as exc:
+            if _raised_in_worker(exc):  # the function's own: as any other error
+                raise
+            raise HTTPException(504, "the computation did not finish in time") from exc
         except ClientDisconnected as exc:
             raise HTTPException(499, "client closed request") from exc
+
+
+def _raised_in_worker(exc: BaseException) -> bool:
+    """Did the function raise *exc*? Then its chain, as displayed, ends with its
+    remote traceback (see :func:`aiointerp._exceptions.rebuild`)."""
+    seen = {id(exc)}
+    link: BaseException | None = exc
+    while link is not None:
+        follow = link.__cause__
+        if follow is None and not link.__suppress_context__:
+            follow = link.__context__
+        if isinstance(follow, RemoteTraceback):
+            return True
+        if follow is None or id(follow) in seen:
+            return False
+        seen.add(id(follow))
+        link = follow
+    return False

@@ -1,7 +1,8 @@
-"""Worker-side API: call these from code that runs inside an aiointerp interpreter.
+"""Worker-side API: call these from code that runs in an aiointerp worker.
 
-Stdlib only, cheap to import inside a subinterpreter. Outside a worker (plain host
-code) they are harmless: :func:`checkpoint` does nothing, :func:`cancelled` is
+A worker is an interpreter or a process, as the pool's ``kind`` says; these work the
+same in both. Stdlib only, cheap to import inside a worker. Outside a worker (plain
+host code) they are harmless: :func:`checkpoint` does nothing, :func:`cancelled` is
 ``False`` and :func:`deadline` is ``None``, so the same function runs both ways.
 """
 
@@ -25,14 +26,15 @@ class Interrupted(BaseException):
     that ``except Exception`` does not swallow it; every ``finally`` block and context
     manager ``__exit__`` runs, as for an exception the code raised itself, on every
     supported Python. Do not catch it, or catch it only to re-raise: code that
-    swallows it keeps its interpreter busy until it returns.
+    swallows it keeps its worker busy until it returns (a process worker is killed
+    ``cancel_grace`` seconds after the interrupt).
     """
 
     __module__ = "aiointerp"
 
 
 class _JobState:
-    """Shared by the worker loop and its watchdog thread (inside one interpreter)."""
+    """Shared by the worker loop and its watchdog thread (inside one worker)."""
 
     __slots__ = (
         "cancel_requested",
@@ -57,7 +59,7 @@ class _JobState:
         self.settle: Callable[[], None] | None = None
 
 
-#: Set by the worker loop when this module is imported inside a worker interpreter.
+#: Set by the worker loop when this module is imported inside a worker.
 _state: _JobState | None = None
 
 
