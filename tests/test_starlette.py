@@ -110,9 +110,9 @@ async def test_shed_load_then_disconnect_stops_the_work(server: Server) -> None:
         )
         assert after["abandoned"] == before["abandoned"]  # interrupted in time
         assert after["completed"] == before["completed"]
-        # the interrupted worker retires; until it is gone there is no room to start
-        # another, and max_waiting=0 sheds a call that would wait for one
-        await wait_for_stats(client, lambda s: s["workers"] == 0)
+        # the interrupted worker retires and a replacement starts at once, unasked
+        # (max_waiting=0 would shed a call that waited for it)
+        await wait_for_stats(client, lambda s: (s["idle"], s["workers"]) == (1, 1))
         ok = await client.get("/work", params={"n": 10_000})  # the pool serves on
         assert ok.json() == {"n": 10_000, "primes": PRIMES[10_000]}
 
@@ -128,7 +128,8 @@ async def test_a_call_past_its_timeout_gets_504(server: Server) -> None:
         after = await wait_for_stats(client, lambda s: s["busy"] == 0)
         assert after["timed_out"] == before["timed_out"] + 1
         assert after["abandoned"] == before["abandoned"]  # interrupted in time
-        await wait_for_stats(client, lambda s: s["workers"] == 0)  # it retires
+        # it retires, and its replacement starts at once
+        await wait_for_stats(client, lambda s: (s["idle"], s["workers"]) == (1, 1))
         ok = await client.get("/work", params={"n": 10_000, "timeout": 60})
         assert ok.json() == {"n": 10_000, "primes": PRIMES[10_000]}
     # the log has no error for it: checked when the server stops (the fixture)

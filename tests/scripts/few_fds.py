@@ -1,8 +1,9 @@
 """A process pool in a process with few file descriptors left, for real (no mocks).
 
-``python few_fds.py BACKEND``: the fd limit leaves room for one or two process
-workers of the six the calls want. The calls must all be served by the workers that
-could start (none fails), and the warning of the failed starts must say what to do.
+``python few_fds.py BACKEND``: once one process worker runs, the fd limit leaves
+room for one or two more of the six the calls want. The calls must all be served by
+the workers that could start (none fails), and the warning of the failed starts must
+say what to do.
 Prints one JSON line.
 """
 
@@ -42,12 +43,13 @@ async def main() -> None:
                 warnings.append(record.getMessage())
 
     logging.getLogger("aiointerp").addHandler(Keep())
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # one worker's fds, and what starting one more takes at its peak, and no more
-    resource.setrlimit(resource.RLIMIT_NOFILE, (fds() + per_worker + 14, hard))
     failed: list[str] = []
     pids: list[int] = []
     async with aiointerp.InterpreterPool(6, kind="process") as pool:
+        await pool.run_sync(os.getpid)  # one worker runs: it can serve every call
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # what starting one more worker takes at its peak, and little more
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fds() + per_worker + 14, hard))
 
         async def call() -> None:
             try:
