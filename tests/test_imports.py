@@ -138,11 +138,21 @@ def test_decorated_functions_and_classes() -> None:
         class C:
             def __init__(self):
                 import constructing
+        class D(C):
+            def __new__(cls):
+                import allocating
+                return super().__new__(cls)
+        class E(C):
+            def __init__(self):  # C's __init__ does not run: not read
+                import overriding
         """,
         "f",
     )
     assert imports_of(func) == (Import("wrapping"), Import("wrapped"))
-    assert imports_of(func.__globals__["C"]) == (Import("constructing"),)
+    namespace = func.__globals__
+    assert imports_of(namespace["C"]) == (Import("constructing"),)
+    assert imports_of(namespace["D"]) == (Import("allocating"), Import("constructing"))
+    assert imports_of(namespace["E"]) == (Import("overriding"),)
 
 
 @pytest.mark.parametrize("func", [len, print, object(), 3, None, "text"])

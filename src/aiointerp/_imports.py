@@ -130,25 +130,29 @@ def _functions(func: object) -> list[types.FunctionType]:
             wrapped = getattr(obj, "__wrapped__", None)  # functools.wraps
             if wrapped is not None:
                 pending.append(wrapped)
-        elif isinstance(obj, type):
+        elif isinstance(obj, type):  # a class: what runs when it is called
             pending.extend(
-                vars(klass)[name]
-                for klass in obj.__mro__
-                for name in ("__init__", "__new__")
-                if isinstance(vars(klass).get(name), types.FunctionType)
+                method
+                for name in ("__new__", "__init__")
+                if (method := _lookup(obj, name)) is not None
             )
         elif not isinstance(obj, types.BuiltinFunctionType):
-            call = next(  # a callable object: its class's __call__
-                (
-                    vars(k)["__call__"]
-                    for k in type(obj).__mro__
-                    if "__call__" in vars(k)
-                ),
-                None,
-            )
-            if isinstance(call, types.FunctionType):
-                pending.append(call)
+            method = _lookup(type(obj), "__call__")  # a callable object
+            if method is not None:
+                pending.append(method)
     return functions
+
+
+def _lookup(klass: type, name: str) -> types.FunctionType | None:
+    """The Python function that *klass* has as *name* (as attribute lookup finds it)."""
+    for base in klass.__mro__:
+        attribute = vars(base).get(name)
+        if attribute is None:
+            continue
+        if isinstance(attribute, (staticmethod, classmethod)):
+            attribute = attribute.__func__
+        return attribute if isinstance(attribute, types.FunctionType) else None
+    return None
 
 
 @functools.lru_cache(maxsize=_CACHED)
