@@ -97,8 +97,8 @@ def thumbnail(size: int) -> bytes:
 
     ``Image`` is a global of this module: loading the function, even by value, needs
     Pillow, which an interpreter refuses before the function starts; ``kind="auto"``
-    then sends it to a process (an ``import`` inside the body would fail the first
-    call instead: aiointerp never runs code twice).
+    then sends it to a process (as it does from the first call with a ``from PIL
+    import Image`` inside the body: it reads the imports of a function's code).
     """
     image = Image.linear_gradient("L").resize((512, 512)).convert("RGB")
     image.thumbnail((size, size))

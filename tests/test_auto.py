@@ -6,6 +6,11 @@ function of it runs in an interpreter when it can be sent by value (cloudpickle)
 otherwise fails with an ImportError naming the refused module and the import chain;
 ``kind="auto"`` runs it in a process then, and remembers that per function. No code
 ever runs twice: only failures to load the function or its arguments are retried.
+
+tests/_funcs_imports.py (and the package tests/_imports_pkg) holds functions whose own
+code imports numpy, Pillow or pydantic: ``kind="auto"`` reads those imports before a
+function's first call, probes the modules once per pool, and runs such a function in
+a process from its first call.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from pathlib import Path
 
 import _funcs_auto as web
 import _funcs_core
+import _funcs_imports as imports
 import _funcs_lifecycle
 import _funcs_packages as packages
+import _imports_pkg.handlers as pkg_handlers
 import anyio
 import pytest
 from _handshake import HANG, operator_events, pipe, wait_started
 
 from aiointerp import InterpreterPool, RemoteTraceback
+from aiointerp._offload import _sendable
 
 pytestmark = pytest.mark.anyio
 
@@ -159,11 +167,13 @@ async def test_auto_remembers_each_decision(caplog: pytest.LogCaptureFixture) ->
 async def test_auto_refusal_while_running_raises_once_then_uses_a_process(
     tmp_path: Path,
 ) -> None:
+    # an import whose name is computed: reading the code cannot see it
     marker = tmp_path / "ran"
+    call = functools.partial(imports.import_by_name, str(marker), "pydantic_core")
     async with InterpreterPool(2, kind="auto") as pool:
         with pytest.raises(ImportError, match="Later calls of it run in a process"):
-            await pool.run_sync(web.import_in_body, str(marker))
-        assert await pool.run_sync(web.import_in_body, str(marker)) == "pydantic_core"
+            await pool.run_sync(call)
+        assert (await pool.run_sync(call))[1] == "pydantic_core"
     pids = lines(marker)
     assert len(pids) == 2  # each call ran once: the first is not retried silently
     assert pids[0] == str(os.getpid())
@@ -313,6 +323,190 @@ async def test_min_idle_reserve_does_not_starve_a_process_caller() -> None:
             assert await pool.run_sync(_funcs_core.identity, 2) == 2
         stats = pool.stats()
     assert stats.created <= 4  # no churn: each kind started about once per change
+
+
+# -- kind="auto": the imports of a function's code, read before its first call ------
+
+
+def probed(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The modules probed, one entry per probe of each (``module_probed`` events)."""
+    return [
+        r.probed_module
+        for r in caplog.records
+        if getattr(r, "event", None) == "module_probed"
+    ]
+
+
+def refusing_calls(marker: str) -> list[tuple[str, object, tuple[object, ...], object]]:
+    """(label, callable, arguments, expected value) of each shape of code."""
+    summer = imports.Summer()
+    return [
+        ("import in the body", imports.numpy_in_body, (marker, 4), 6),
+        ("from PIL import Image", imports.pil_in_body, (marker,), (4, 3)),
+        ("from pydantic import BaseModel", imports.pydantic_in_body, (marker,), "a"),
+        ("nested function", imports.numpy_in_nested_function, (marker, 5), 10),
+        ("class body", imports.pil_in_class_body, (marker,), (2, 5)),
+        ("helper of the module", imports.numpy_in_helper, (marker, 3), 3),
+        ("from . import heavy", pkg_handlers.relative_module, (marker, 4), 6),
+        ("from .heavy import total", pkg_handlers.relative_from, (marker, 5), 10),
+        (
+            "functools.partial",
+            functools.partial(imports.numpy_in_body, marker),
+            (6,),
+            15,
+        ),
+        (
+            "@offload",  # what the wrapper sends: a reference to the original
+            _sendable(imports.offloaded_numpy, imports.offloaded_numpy.__wrapped__),
+            (marker, 3),
+            3,
+        ),
+        ("local function, by value", imports.make_local(), (marker, 6), 15),
+        ("callable object", summer, (marker, 4), 6),
+        ("bound method", summer.total, (marker, 5), 10),
+    ]
+
+
+async def test_auto_runs_code_importing_a_refused_module_in_a_process_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = tmp_path / "ran"
+    calls = refusing_calls(str(marker))
+    async with InterpreterPool(2, kind="auto") as pool:
+        for label, func, args, expected in calls:
+            pid, value = await pool.run_sync(func, *args)  # type: ignore[operator]
+            assert value == expected, label
+            assert pid != os.getpid(), f"{label}: ran in an interpreter"
+        stats = pool.stats()
+    # each call ran once, in a process: no ImportError, no second run anywhere
+    pids = lines(marker)
+    assert len(pids) == len(calls)
+    assert str(os.getpid()) not in pids
+    assert (stats.completed, stats.failed, stats.interpreters) == (len(calls), 0, 0)
+    # each import probed once for the pool, whatever shape of code imported it
+    modules = probed(caplog)
+    assert len(modules) == len(set(modules)), modules
+    assert {"numpy", "PIL.Image", "pydantic", "_imports_pkg.heavy"} <= set(modules)
+
+
+async def test_auto_probes_each_module_once_for_concurrent_first_calls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = str(tmp_path / "ran")
+    results: list[tuple[int, object]] = []
+    async with InterpreterPool(2, kind="auto") as pool:
+
+        async def one(index: int) -> None:
+            if index % 2:
+                results.append(await pool.run_sync(imports.numpy_in_body, marker, 3))
+            else:
+                results.append(await pool.run_sync(imports.pil_in_body, marker))
+
+        with anyio.fail_after(HANG):
+            async with anyio.create_task_group() as tg:
+                for index in range(8):
+                    tg.start_soon(one, index)
+        # later calls: nothing probed again
+        assert (await pool.run_sync(imports.numpy_in_body, marker, 4))[1] == 6
+    assert sorted(str(value) for _, value in results) == ["(4, 3)"] * 4 + ["3"] * 4
+    assert all(pid != os.getpid() for pid, _ in results)
+    assert len(lines(Path(marker))) == 9  # each call ran once
+    assert sorted(probed(caplog)) == ["PIL", "PIL.Image", "numpy"]
+
+
+async def test_auto_runs_code_importing_what_loads_in_an_interpreter(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = tmp_path / "ran"
+    async with InterpreterPool(1, kind="auto") as pool:
+        for _ in range(2):
+            pid, text = await pool.run_sync(imports.stdlib_and_safe, str(marker))
+            assert pid == os.getpid()  # an interpreter of this process
+            assert text == '["1", "x"]'
+        stats = pool.stats()
+    assert (stats.interpreters, stats.processes) == (1, 0)
+    # the stdlib is known to load; a module of the tests is probed, once
+    assert probed(caplog) == ["_funcs_core"]
+
+
+async def test_auto_decides_nothing_for_a_module_that_is_not_installed(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "ran"
+    async with InterpreterPool(1, kind="auto") as pool:
+        with pytest.raises(ModuleNotFoundError, match="aiointerp_tests_no_such_module"):
+            await pool.run_sync(imports.missing_in_body, str(marker))
+        stats = pool.stats()
+    assert lines(marker) == [str(os.getpid())]  # it ran, once, in an interpreter
+    assert stats.processes == 0
+
+
+async def test_interpreter_and_process_pools_do_not_probe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = tmp_path / "ran"
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(ImportError, match="while it ran"):
+            await pool.run_sync(imports.numpy_in_body, str(marker), 3)
+    async with InterpreterPool(1, kind="process") as pool:
+        assert (await pool.run_sync(imports.numpy_in_body, str(marker), 3))[1] == 3
+    assert len(lines(marker)) == 2
+    assert probed(caplog) == []
+
+
+async def test_auto_a_cancelled_first_caller_leaves_the_probe_to_the_next(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the probe imports _imports_slow, which waits for the test: the first caller is
+    # cancelled meanwhile, a second one waits for the same probe
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = str(tmp_path / "ran")
+    started, release = tmp_path / "started", tmp_path / "release"
+    os.mkfifo(started)
+    os.mkfifo(release)
+    monkeypatch.setenv("AIOINTERP_TEST_SLOW_STARTED", str(started))
+    monkeypatch.setenv("AIOINTERP_TEST_SLOW_RELEASE", str(release))
+    monkeypatch.setenv("AIOINTERP_TEST_SLOW_DONE", str(tmp_path / "done"))
+    started_fd = os.open(started, os.O_RDWR | os.O_NONBLOCK)
+    release_fd = os.open(release, os.O_RDWR | os.O_NONBLOCK)
+    second: list[tuple[int, str]] = []
+
+    async def call(pool: InterpreterPool) -> None:
+        second.append(await pool.run_sync(imports.import_slow_module, marker))
+
+    try:
+        async with InterpreterPool(1, kind="auto") as pool:
+            try:
+                with anyio.fail_after(HANG):
+                    with anyio.CancelScope() as first:
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(
+                                pool.run_sync, imports.import_slow_module, marker
+                            )
+                            await anyio.wait_readable(started_fd)  # probe imports it
+                            first.cancel()
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(call, pool)
+                        await anyio.wait_all_tasks_blocked()
+                        (tmp_path / "done").touch()
+                        os.write(release_fd, b"r")  # the probe's import ends
+            finally:  # never leave the probe blocked: the pool's closing waits for it
+                os.write(release_fd, b"r")
+            stats = pool.stats()
+    finally:
+        os.close(started_fd)
+        os.close(release_fd)
+    assert first.cancelled_caught
+    assert second == [(os.getpid(), "_imports_slow")]  # loads: an interpreter
+    assert lines(Path(marker)) == [str(os.getpid())]  # the cancelled call never ran
+    assert probed(caplog) == ["_imports_slow"]
+    assert (stats.cancelled, stats.completed) == (1, 1)
 
 
 # -- capacity across kinds: the policy's rows (tests/test_policy.py) on real workers ---

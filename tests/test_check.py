@@ -358,6 +358,38 @@ def test_each_module_gets_a_fresh_interpreter(
     )
 
 
+@needs_readline_extension
+def test_check_import_follows_the_from_list_as_the_statement_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what kind="auto" probes before a first call: `from pkg import a, b, c`
+    package = tmp_path / "fromlist_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("attr = 1\n")
+    (package / "plain.py").write_text("")
+    (package / "refusing.py").write_text("import readline\n")
+    (package / "after.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = _check.check_import(
+        "fromlist_pkg", ("attr", "plain", "missing", "refusing", "after")
+    )
+    assert [(r.module, r.status) for r in results] == [
+        ("fromlist_pkg", "loads"),
+        ("fromlist_pkg.attr", "loads"),
+        ("fromlist_pkg.plain", "loads"),
+        ("fromlist_pkg.missing", "not_installed"),
+        ("fromlist_pkg.refusing", "refused"),
+    ]  # the items after a refused one are not imported
+    assert results[1].note == "attr is an attribute of fromlist_pkg"
+    assert results[4].extension == "readline"
+    [plain] = _check.check_import("json", ())
+    assert (plain.module, plain.status, plain.note) == ("json", "loads", None)
+    [absent] = _check.check_import("no_such_module_of_aiointerp_tests", ("x",))
+    assert absent.status == "not_installed"
+    with pytest.raises(ValueError, match="not an import"):
+        _check.check_import("json", ("a b",))
+
+
 def test_a_broken_check_is_a_runtime_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # bookkeeping: what the caller sees when the code sent into the interpreter fails
     monkeypatch.setattr(_check, "_PROBE", "raise OSError('probe broke')\n")

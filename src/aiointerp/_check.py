@@ -51,6 +51,7 @@ __all__ = [
     "Submodules",
     "check",
     "check_function",
+    "check_import",
     "check_module",
     "format_info",
     "format_results",
@@ -223,17 +224,39 @@ def probe(name):
     try:
         import_module(name)
     except BaseException as exc:
-        seconds = perf_counter() - start
-        link = refusal(exc)
-        if link is not None:
-            return ("refused", full_name(link), str(link), seconds, ())
-        parts = name.split(".")
-        parents = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-        if isinstance(exc, ModuleNotFoundError) and exc.name in parents:
-            return ("not_installed", None, describe(exc), None, ())
-        return ("failed", None, describe(exc), seconds, ())
+        return failure(name, exc, perf_counter() - start)
     seconds = perf_counter() - start
     return ("loads", None, None, seconds, tuple(dict.fromkeys(n for n, _ in refused)))
+
+def failure(name, exc, seconds):
+    link = refusal(exc)
+    if link is not None:
+        return ("refused", full_name(link), str(link), seconds, ())
+    parts = name.split(".")
+    parents = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    if isinstance(exc, ModuleNotFoundError) and exc.name in parents:
+        return ("not_installed", None, describe(exc), None, ())
+    return ("failed", None, describe(exc), seconds, ())
+
+def probe_import(name, fromlist):
+    # what `from name import *fromlist` imports (`import name` when it is empty):
+    # name, then each item it lacks as an attribute, as a submodule; one row each
+    rows = [(name, *probe(name))]
+    module = sys.modules.get(name) if rows[0][1] == "loads" else None
+    for item in fromlist if hasattr(module, "__path__") else ():
+        sub = name + "." + item
+        start = perf_counter()
+        try:
+            getattr(module, item)  # a package's __getattr__ may import it
+        except AttributeError:
+            rows.append((sub, *probe(sub)))
+        except BaseException as exc:
+            rows.append((sub, *failure(sub, exc, perf_counter() - start)))
+        else:
+            rows.append((sub, "attribute", None, None, None, ()))
+        if rows[-1][1] == "refused":
+            break
+    return tuple(rows)
 
 def walk(package, limit, budget):
     # breadth first through the package's submodules, each imported once
@@ -436,6 +459,45 @@ def check_module(name: str, *, submodules: bool = True) -> CheckResult:
     return replace(
         result, status="refused", extension=extension, error=error, submodules=subs
     )
+
+
+def check_import(name: str, fromlist: Sequence[str] = ()) -> tuple[CheckResult, ...]:
+    """What ``from name import *fromlist`` does in a fresh isolated interpreter.
+
+    With an empty *fromlist*, what ``import name`` does. One result for *name*, then
+    one for each item of *fromlist* that *name* (a package) lacks as an attribute
+    once imported, imported as its submodule ``name.item`` (as the import statement
+    does), in the same interpreter; the items after a refused one are not imported.
+    An item that is an attribute is ``loads``, with a :attr:`CheckResult.note`. A
+    package's other submodules are not imported (``check_module(name,
+    submodules=False)`` for a plain ``import``). ``kind="auto"`` pools run this
+    before a function's first call (:mod:`aiointerp._probes`).
+
+    Blocking, as :func:`check_module`.
+
+    :param name: an absolute module name
+    :param fromlist: the names imported from it
+    :raises ValueError: *name* or an item of *fromlist* is not a name
+    :raises RuntimeError: the check itself could not run in the interpreter
+    :raises ImportError: this Python has no subinterpreters
+    """
+    fromlist = tuple(fromlist)
+    if not is_module_name(name) or not all(item.isidentifier() for item in fromlist):
+        raise ValueError(f"not an import: from {name!r} import {fromlist!r}")
+    absent = _installed(name)
+    if absent is not None:
+        return (absent,)
+    rows = _run_probe(name, f"probe_import({name!r}, {fromlist!r})")
+    results = []
+    for module, status, extension, error, seconds, fallbacks in rows:
+        if status == "attribute":
+            note = f"{module.rpartition('.')[2]} is an attribute of {name}"
+            results.append(CheckResult(module, "loads", note=note))
+        else:
+            results.append(
+                CheckResult(module, status, extension, error, seconds, fallbacks)
+            )
+    return tuple(results)
 
 
 def _refused_count(refused: Sequence[object], subs: Submodules) -> str:

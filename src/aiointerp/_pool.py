@@ -98,6 +98,12 @@ class InterpreterPool:
         after it was interrupted is killed, its slot freed at once) or ``"auto"``
         (each function where it loads, cheapest first: an interpreter, by
         reference, then by value; else a process; remembered per function).
+        Before a function's first call, an ``"auto"`` pool reads the imports in its
+        code (its body, nested code, helpers of its module) and probes each module
+        not known yet once, in a fresh interpreter off the event loop: a module
+        that refuses subinterpreters sends the function to a process from its
+        first call; an import it cannot see (a computed name) fails that call,
+        then the function runs in a process.
         ``max_workers`` bounds the workers of every kind together; ``min_idle``
         keeps interpreters warm under ``"auto"``. A function whose module refuses
         subinterpreters (it imports FastAPI, hence pydantic_core) is sent by value
@@ -566,6 +572,12 @@ class InterpreterPool:
         """Run *job* where its function can run (see :mod:`aiointerp._routing`)."""
         key = job.func
         route = self._router.route(func, key)
+        if route is None:  # kind="auto", a function not seen yet: what it imports
+            try:
+                route = await self._router.foresee(func, key, self._tg)
+            except BaseException as exc:  # cancelled, or timed out, while it waited
+                self._count_failure(exc, timeout)
+                raise
         while True:
             if route.by_value is not None:
                 job = job._replace(func=route.by_value)

@@ -13,28 +13,52 @@ next way, cheapest first:
 3. a process (``kind="auto"`` only).
 
 What worked is remembered per function (by its pickle), so later calls go straight
-there. Only failures to load are retried, so no code ever runs twice. A refusal
-raised while the code runs (an import inside the function) reaches the caller; under
-``kind="auto"``, later calls of that function go to a process.
+there. Only failures to load are retried, so no code ever runs twice.
+
+Under ``kind="auto"``, before a function's first call, :meth:`Router.foresee` reads
+the imports of its code (:mod:`aiointerp._imports`) and has the modules not known yet
+probed in fresh interpreters (:mod:`aiointerp._probes`): a function whose code
+imports a module that refuses subinterpreters (``import numpy`` in its body) runs
+in a process from its first call. A refusal raised while the code runs all the same
+(an import whose name is computed) reaches the caller; under ``kind="auto"``, later
+calls of that function go to a process.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
 import threading
+import types
 from collections import OrderedDict
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _exceptions, _transport
 from ._offload import _SyncRef
 from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
 
+if TYPE_CHECKING:
+    import anyio
+    import anyio.abc
+
+    from ._probes import ModuleProbes
+
 __all__ = ["Route", "Router", "pickle_by_value", "refusal_error"]
+
+logger = logging.getLogger("aiointerp")
 
 #: functions whose route a pool remembers (the oldest is forgotten first)
 _MEMORY: Final = 1024
 #: pickles by value a pool keeps (one per distinct call pickle)
 _BLOBS: Final = 64
+#: call pickles whose route a ``kind="auto"`` pool looks up by the pickle alone
+_KNOWN_BLOBS: Final = 256
+#: pickles longer than this are not remembered so (a partial of data, say)
+_KNOWN_BLOB_SIZE: Final = 512
+#: callables known by their pickle alone (lambdas, callable objects) whose pickle is
+#: longer than this are looked at again at each call, not remembered
+_FORESEEN_BLOB_SIZE: Final = 4096
 #: cloudpickle's registry of modules sent by value is process-wide
 _REGISTRY_LOCK = threading.Lock()
 
@@ -54,6 +78,10 @@ class Router:
     partial, map batch or ``@offload``): ``functools.partial(f, data)`` calls of many
     ``data`` share ``f``'s. A function's pickle by value is made once per distinct
     call pickle (kept for the last few).
+
+    Under ``kind="auto"`` a function is looked at once before its first call
+    (:meth:`foresee`); later calls find its route by its call pickle (a plain
+    function's is the same at every call), else by the function.
     """
 
     def __init__(self, kind: str) -> None:
@@ -65,12 +93,105 @@ class Router:
         self._learned: OrderedDict[object, tuple[str, bool]] = OrderedDict()
         #: a call's pickle by reference -> its pickle by value
         self._by_value: OrderedDict[bytes, bytes] = OrderedDict()
+        #: kind="auto": the functions looked at that go where the first route says
+        self._foreseen: OrderedDict[object, None] = OrderedDict()
+        #: kind="auto": functions being looked at, and the event set when done
+        self._foreseeing: dict[object, anyio.Event] = {}
+        #: kind="auto": the route of a call pickle (or of the function of a
+        #: partial), for a function looked at; emptied when a route is learned
+        self._known: dict[object, Route] = {}
+        self._probes: ModuleProbes | None = None
 
-    def route(self, func: object, blob: bytes) -> Route:
-        """Where to send *func*, whose pickle by reference is *blob*."""
-        if not self._learned:  # the common case: nothing was ever refused
+    def route(self, func: object, blob: bytes) -> Route | None:
+        """Where to send *func*, whose pickle by reference is *blob*.
+
+        ``None`` under ``kind="auto"`` for a function not looked at yet: then
+        :meth:`foresee` says where.
+        """
+        if self.kind != "auto":
+            if not self._learned:  # the common case: nothing was ever refused
+                return self.first
+            return self._route_of(_key(func, blob), func, blob)
+        known = self._known
+        route = known.get(blob)
+        if route is not None:
+            return route
+        # a partial of data, a new pickle each call: by its function
+        inner = func.func if type(func) is functools.partial else None
+        if type(inner) is types.FunctionType:
+            route = known.get(inner)
+            if route is not None:
+                return route
+        key = _key(func, blob)
+        if key not in self._learned and key not in self._foreseen:
+            return None
+        route = self._route_of(key, func, blob)
+        if len(known) >= _KNOWN_BLOBS:
+            del known[next(iter(known))]
+        if inner is not None and route.by_value is None:
+            known[inner] = route  # (by value: a pickle of this partial, data too)
+        elif len(blob) <= _KNOWN_BLOB_SIZE:  # the same pickle: the same callable
+            known[blob] = route
+        return route
+
+    async def foresee(
+        self, func: object, blob: bytes, tg: anyio.abc.TaskGroup | None
+    ) -> Route:
+        """Where to send a first call of *func* under ``kind="auto"``.
+
+        Reads the imports of its code and has those not known yet probed in fresh
+        interpreters, in tasks of *tg* (the pool's): a module that refuses
+        subinterpreters sends the function to a process, learned before its first
+        call. Concurrent first calls of one function wait for one look. Cancelling
+        the caller stops its wait, not the probes.
+        """
+        import anyio
+
+        from ._imports import imports_of
+
+        key = _key(func, blob)
+        while (event := self._foreseeing.get(key)) is not None:
+            await event.wait()  # another caller looks at it
+        route = self.route(func, blob)
+        if route is not None:  # learned meanwhile
+            return route
+        event = self._foreseeing[key] = anyio.Event()
+        refused = None
+        try:
+            try:
+                imports = imports_of(func)
+            except Exception:  # pragma: no cover - a code object we cannot read
+                logger.debug("could not read the imports of %r", func, exc_info=True)
+                imports = ()
+            if imports:
+                if self._probes is None:
+                    from ._probes import ModuleProbes
+
+                    self._probes = ModuleProbes()
+                refused = await self._probes.refused(imports, tg)
+        finally:
+            del self._foreseeing[key]
+            event.set()
+        # a callable known by a big pickle of its own (a lambda with its data): not
+        # remembered, its next call reads its code again (cached per code object)
+        remember = not isinstance(key, bytes) or len(key) <= _FORESEEN_BLOB_SIZE
+        if refused is None:
+            if remember:
+                self._foreseen[key] = None
+                if len(self._foreseen) > _MEMORY:
+                    self._foreseen.popitem(last=False)
             return self.first
-        learned = self._learned.get(_key(func, blob))
+        logger.debug(
+            "%s imports %s, which refuses subinterpreters: it runs in a process",
+            _transport.describe(func),
+            refused,
+        )
+        if remember:
+            self._learn(key, "process", False)
+        return Route("process")
+
+    def _route_of(self, key: object, func: object, blob: bytes) -> Route:
+        learned = self._learned.get(key)
         if learned is None:
             return self.first
         kind, value = learned
@@ -114,6 +235,7 @@ class Router:
         return by_value
 
     def _learn(self, key: object, kind: str, value: bool) -> None:
+        self._known.clear()  # routes of call pickles: some may have changed
         self._learned[key] = (kind, value)
         if len(self._learned) > _MEMORY:
             self._learned.popitem(last=False)

@@ -1,0 +1,1 @@
+"""A package whose module ``heavy`` imports numpy; ``handlers`` imports it relatively."""
