@@ -5,9 +5,9 @@
 * ``web``: the FastAPI app of :mod:`benchmarks._web_app` on uvicorn, a child process
   listening on 127.0.0.1 (on a socket this process bound, so the port is free and
   nothing races for it), once per offloading strategy, the same number of workers
-  for each. After a warm-up (a few requests of each endpoint, not measured), a load
-  generator in this process sends a mix of requests at a fixed concurrency over
-  keep-alive connections, while a prober on its own connection asks for
+  for each. After a warm-up (a few requests of each endpoint, then one whole load,
+  not measured), a load generator in this process sends a mix of requests at a
+  fixed concurrency over keep-alive connections, while a prober on its own connection asks for
   ``/health`` every 10 ms. Per strategy: requests per second, request latency,
   ``/health`` latency, the pool's worker starts during the load (``/stats``), the
   server's RSS (alone, and with every process of its session: the worker processes)
@@ -540,6 +540,11 @@ async def _serve_and_load(
         await _warm_up(
             server.port, warm_paths, s.web_workers * s.web_warmup, first_load
         )
+        # then the first load once, unmeasured: a server's steady state is what is
+        # measured (the pool's mix of workers follows the load it has been serving)
+        unmeasured = await run_load(server.port, loads[0][1], s.web_concurrency)
+        if unmeasured["errors"]:
+            raise RuntimeError(f"warm-up load: {unmeasured['errors'][:3]}")
         for variant, paths in loads:
             before = await get_json(server.port, "/stats")
             rss_before = server.rss()
@@ -743,7 +748,10 @@ def web(runner: Runner) -> dict[str, Any]:
         f"Load: {s.web_requests} requests at a concurrency of {s.web_concurrency} "
         "(keep-alive connections, opened before the clock starts), after a warm-up "
         f"of {s.web_workers * s.web_warmup} concurrent requests of each endpoint in "
-        f"turn, then of the load's first {s.web_concurrency} requests at once. "
+        f"turn, then of the load's first {s.web_concurrency} requests at once, "
+        "then of the whole first load, unmeasured (what is measured is a server "
+        "in its steady state: the mix of an auto pool's workers follows the load "
+        "it has been serving). "
         "`mixed`: a request in 4 to `/primes` (pure Python), the others spread "
         "over "
         + ", ".join(f"`{p}`" for p in library_paths)

@@ -34,6 +34,7 @@ class FakeWorker:
         self.killable = False
         self.unstarted = False
         self.busy_since = 0.0
+        self.caller_kind = ""
         self.lingering: tuple[str, ...] = ()
         self.refused: str | None = None
         self.job_id = 0

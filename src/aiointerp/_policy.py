@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
@@ -58,11 +58,13 @@ __all__ = [
     "HOLD_MIN",
     "HOLD_STARTS",
     "HYSTERESIS",
+    "PERSIST_STARTS",
     "Demand",
     "Kind",
     "Plan",
     "Snapshot",
     "cooldown",
+    "persist",
     "plan",
     "shares",
 ]
@@ -70,6 +72,9 @@ __all__ = [
 #: how far (in workers) a kind must be below its share, and the donor above its
 #: own, before an idle worker is converted from one to the other
 HYSTERESIS: Final = 0.75
+#: a kind must have been below its share this many of its starts before a worker
+#: is converted for it (rule 3): a conversion pays only if the need outlasts it
+PERSIST_STARTS: Final = 2.0
 #: conversions by share (rule 3) are at least this many seconds apart...
 COOLDOWN_MIN: Final = 0.25
 #: ...and at least this many times the two starts of the last one
@@ -112,6 +117,9 @@ class Kind:
     since_used: float = math.inf
     #: workers lost for cause (interrupted, killed, dead), not replaced yet
     replace: int = 0
+    #: another kind whose workers may serve this kind's callers when none of this
+    #: kind is free (interpreter calls run in a process too), or ``None``
+    spill: str | None = None
 
     @property
     def live(self) -> int:
@@ -139,6 +147,9 @@ class Snapshot:
     can_start: bool = True
     #: seconds since the last conversion by share (rule 3)
     since_conversion: float = math.inf
+    #: for each kind the last plans found below its share (:attr:`Plan.below`),
+    #: for how many seconds they have
+    below_for: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +167,9 @@ class Plan:
     #: seconds after which the plan may change with nothing else happening (a
     #: cooldown or a turn ends); ``math.inf``: only an event changes it
     recheck: float = math.inf
+    #: the kinds whose callers wait and that are below their share by at least
+    #: :data:`HYSTERESIS` (the roster tells the next plans for how long)
+    below: frozenset[str] = frozenset()
 
     def converts(self, kind: str) -> tuple[str, str, str] | None:
         """The first conversion of an idle worker of *kind*, if any."""
@@ -165,17 +179,40 @@ class Plan:
         return None
 
 
+def persist(kind: Kind) -> float:
+    """Seconds a kind must stay below its share before a conversion for it."""
+    return max(COOLDOWN_MIN, PERSIST_STARTS * kind.start_cost)
+
+
 def cooldown(first: Kind, second: Kind) -> float:
     """Seconds between two conversions by share involving these two kinds."""
     return max(COOLDOWN_MIN, COOLDOWN_STARTS * (first.start_cost + second.start_cost))
 
 
-def shares(total: int, demand: Mapping[str, float]) -> dict[str, float]:
-    """Each kind's share of *total* workers, in proportion to its *demand*.
+def shares(
+    total: int, demand: Mapping[str, float], flexible: frozenset[str] = frozenset()
+) -> dict[str, float]:
+    """Each kind's share of *total* workers, from its *demand* (in workers).
 
-    Every kind gets at least one worker when *total* allows one each; the rest is
-    shared in proportion to demand. The shares add up to *total*.
+    Kinds whose callers can run nowhere else come first: each gets its demand, at
+    least one worker, all of them together at most *total* (in proportion to their
+    demand, when they want more). The *flexible* kinds (whose callers may also run
+    in a worker of another kind) share what is left, in proportion to their demand,
+    at least one worker each when what is left allows. The shares add up to *total*.
     """
+    pinned = {name: value for name, value in demand.items() if name not in flexible}
+    loose = {name: value for name, value in demand.items() if name in flexible}
+    wanted = sum(max(1.0, value) for value in pinned.values())
+    if not loose or wanted >= total:
+        result = _split(total, pinned or loose)
+        return {**dict.fromkeys(demand, 0.0), **result}
+    result = {name: max(1.0, value) for name, value in pinned.items()}
+    result.update(_split(total - wanted, loose))
+    return result
+
+
+def _split(total: float, demand: Mapping[str, float]) -> dict[str, float]:
+    """*total* in proportion to *demand*, at least one each when *total* allows."""
     if not demand:
         return {}
     floor = 1.0 if len(demand) <= total else 0.0
@@ -203,30 +240,51 @@ def plan(snapshot: Snapshot) -> Plan:
     names = list(kinds)
     live = {name: kinds[name].live for name in names}
     used = [name for name in names if kinds[name].in_use]
-    share = shares(snapshot.max_workers, {name: kinds[name].demand for name in used})
-    scarce = len(used) > snapshot.max_workers
-    # callers that no idle or starting worker of their kind will serve
-    need = {
-        name: max(0, kinds[name].waiting - kinds[name].idle - kinds[name].starting)
-        for name in names
+    # a kind may spill to another only if the pool runs that one
+    spill = {
+        name: k.spill if k.spill in kinds and k.spill != name else None
+        for name, k in kinds.items()
     }
+    flexible = frozenset(name for name in used if spill[name] is not None)
+    share = shares(
+        snapshot.max_workers, {name: kinds[name].demand for name in used}, flexible
+    )
+    # kinds that must have a worker of their own: their callers run nowhere else
+    required = [name for name in used if spill[name] is None or spill[name] not in used]
+    scarce = len(required) > snapshot.max_workers
+
+    def free(name: str) -> int:  # workers that will serve a caller of this kind
+        k = kinds[name]
+        other = spill[name]
+        return k.idle + k.starting + (kinds[other].idle if other is not None else 0)
+
+    # callers that no idle or starting worker will serve
+    need = {name: max(0, kinds[name].waiting - free(name)) for name in names}
     start = dict.fromkeys(names, 0)
     room = snapshot.max_workers - sum(live.values())
+
+    def below(name: str) -> float:  # how far below its share, counting starts
+        return share.get(name, 0.0) - live[name] - start[name]
+
+    def alone(name: str) -> bool:  # no worker serves its callers at all
+        other = spill[name]
+        return live[name] + start[name] == 0 and (
+            other is None or live[other] + start[other] == 0
+        )
 
     def urgency(name: str) -> tuple[bool, float, float]:
         # no worker at all first, then the furthest below its share, then the
         # longest waiting
-        return (
-            live[name] + start[name] > 0,
-            live[name] - share.get(name, 0.0),
-            -kinds[name].head_wait,
-        )
+        return (not alone(name), -below(name), -kinds[name].head_wait)
 
     # 1. room: a start for each caller nothing serves, then replacements, the reserve
     if snapshot.can_start and room > 0:
         for name in sorted((n for n in names if need[n]), key=urgency):
             count = min(need[name], room)
-            start[name] += count
+            # a flexible kind's callers get a worker of the kind below its share
+            other = spill[name]
+            target = other if other is not None and below(other) > below(name) else name
+            start[target] += count
             need[name] -= count
             room -= count
             if not room:
@@ -252,23 +310,29 @@ def plan(snapshot: Snapshot) -> Plan:
     pending = sum(kinds[name].stopping for name in names)
     idle = {name: kinds[name].idle for name in names}
     shared = False  # one conversion by share per plan: they are rate-limited
+    below_share: set[str] = set()
     for name in sorted((n for n in names if need[n]), key=urgency):
         if not snapshot.can_start:
             break
+        # the kind to make room for: a flexible kind's callers may get the other
+        other = spill[name]
+        target = other if other is not None and below(other) > below(name) else name
+        wanted = kinds[target]
+        if share.get(target, 0.0) - live[target] >= HYSTERESIS:
+            below_share.add(target)
         if pending:
             pending -= min(pending, need[name])
             continue
-        wanted = kinds[name]
-        donor = _donor(name, idle, live, share, used, scarce)
+        donor = _donor(target, idle, live, share, used, scarce, spill)
         if donor is None:
             continue
         giver = kinds[donor]
-        if live[name] == 0 and not scarce:
+        if alone(name) and not scarce:
             rule = "starving"
         elif scarce:
             turn = giver.start_cost + wanted.start_cost
-            if giver.waiting and wanted.head_wait < turn:
-                recheck = min(recheck, turn - wanted.head_wait)
+            if giver.waiting and kinds[name].head_wait < turn:
+                recheck = min(recheck, turn - kinds[name].head_wait)
                 continue
             rule = "turn"
         else:
@@ -279,20 +343,21 @@ def plan(snapshot: Snapshot) -> Plan:
                 recheck = min(recheck, wait)
                 continue
             if (
-                share.get(name, 0.0) - live[name] < HYSTERESIS
+                share.get(target, 0.0) - live[target] < HYSTERESIS
                 or live[donor] - share.get(donor, 0.0) < HYSTERESIS
             ):
                 continue
-            call = wanted.call_time or wanted.start_cost
-            if need[name] * call / max(live[name], 1) < wanted.start_cost:
-                continue  # its callers are served before a new worker would start
+            wait = persist(wanted) - snapshot.below_for.get(target, 0.0)
+            if wait > 0:  # not for long enough: it may not outlast the start
+                recheck = min(recheck, wait)
+                continue
             rule = "share"
             shared = True
         idle[donor] -= 1
         live[donor] -= 1
-        live[name] += 1  # the slot is its own once freed
-        conversions.append((donor, name, rule))
-    return Plan(start, replaced, tuple(conversions), recheck)
+        live[target] += 1  # the slot is its own once freed
+        conversions.append((donor, target, rule))
+    return Plan(start, replaced, tuple(conversions), recheck, frozenset(below_share))
 
 
 def _donor(
@@ -302,11 +367,12 @@ def _donor(
     share: Mapping[str, float],
     used: list[str],
     scarce: bool,
+    spill: Mapping[str, str | None],
 ) -> str | None:
     """The kind whose idle worker makes room for *name*, or ``None``.
 
-    Never the last worker of a kind in use, unless kinds take turns (``scarce``);
-    the kind furthest above its share first.
+    Never the last worker of a kind in use whose callers can run nowhere else,
+    unless kinds take turns (``scarce``); the kind furthest above its share first.
     """
     best: str | None = None
     best_surplus = -math.inf
@@ -314,7 +380,11 @@ def _donor(
         if other == name or count <= 0:
             continue
         if not scarce and other in used and live[other] < 2:
-            continue
+            # its last worker: only if its callers run in the kind it makes room
+            # for, or in another that has a worker
+            elsewhere = spill[other]
+            if elsewhere is None or (elsewhere != name and not live[elsewhere]):
+                continue
         surplus = live[other] - share.get(other, 0.0)
         if surplus > best_surplus:
             best, best_surplus = other, surplus

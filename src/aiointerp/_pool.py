@@ -18,7 +18,7 @@ from . import _bigvalues, _bigwire, _defects, _mainscript, _transport
 from ._backends import current_loop_getter, ki_protected, spawn_detached
 from ._errors import BrokenWorkerError, PoolClosedError
 from ._interpreter import InterpreterWorker
-from ._protocol import INTERRUPTED, REFUSED, Job, Outcome
+from ._protocol import INTERRUPTED, REFUSED, SHARED, Job, Outcome
 from ._roster import Roster
 from ._routing import Router, refusal_error
 from ._stats import PoolStats
@@ -36,6 +36,22 @@ _job_ids = itertools.count(1)
 _KINDS = ("interpreter", "process", "auto")
 #: workers a call tries when each died before it took the call
 _UNSTARTED_TRIES = 3
+
+
+def _pinned(job: Job) -> bool:
+    """Must *job* run in an interpreter? A ``memoryview`` argument crosses to one
+    without a copy (the function may write into the caller's buffer), and to a
+    process as a read-only copy: such a call never moves to another kind."""
+    if job.args_mode != SHARED:
+        return False
+    stack = [job.args]
+    while stack:
+        for item in stack.pop():
+            if type(item) is memoryview:
+                return True
+            if type(item) is tuple:
+                stack.append(item)
+    return False
 
 
 class _Timeout:
@@ -228,6 +244,8 @@ class InterpreterPool:
         self._roster = Roster(
             self._make_worker,
             kinds=("interpreter", "process") if kind == "auto" else (kind,),
+            # an interpreter call may run in a process when no interpreter is free
+            spills={"interpreter": "process"} if kind == "auto" else None,
             max_workers=max_workers,
             min_idle=min_idle,
             idle_timeout=idle_timeout,
@@ -581,7 +599,14 @@ class InterpreterPool:
         while True:
             if route.by_value is not None:
                 job = job._replace(func=route.by_value)
-            outcome = await self._call(job, func, timeout, route.kind)
+            spill = self._kind == "auto" and route.kind == "interpreter"
+            outcome = await self._call(
+                job,
+                func,
+                timeout,
+                route.kind,
+                key if spill and not _pinned(job) else None,
+            )
             if outcome.status != REFUSED:
                 # no await since the worker was released (see _call)
                 return await self._result(outcome, job, func, route.kind)
@@ -604,9 +629,19 @@ class InterpreterPool:
 
     @ki_protected
     async def _call(
-        self, job: Job, func: object, timeout: _Timeout | None, kind: str
+        self,
+        job: Job,
+        func: object,
+        timeout: _Timeout | None,
+        kind: str,
+        spill: bytes | None = None,
     ) -> Outcome:
         """Take a worker of *kind*, run *job* there, give the worker back.
+
+        With *spill* (``kind="auto"``, a call that loads in an interpreter: the
+        function pickled by reference), a process worker that is free when no
+        interpreter is runs it as well, the function sent by reference (a pickle by
+        value is for interpreters that cannot import its module).
 
         A worker that turns out to have died before it took the job (its job pipe
         still holds it) is replaced by another one: the job never started.
@@ -617,11 +652,13 @@ class InterpreterPool:
         roster = self._roster
         for attempt in itertools.count(1):
             try:
-                worker = await roster.acquire(kind)
+                worker = await roster.acquire(kind, spill is not None)
             except BaseException as exc:
                 self._count_failure(exc, timeout)
                 raise
             worker.job_label = _transport.describe(func)
+            if spill is not None and worker.kind != kind:
+                job = job._replace(func=spill)
             scope = roster.scope(worker)
             with scope:
                 try:

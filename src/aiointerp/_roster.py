@@ -95,6 +95,9 @@ COST_WEIGHT: Final = 0.3
 #: the program ends (Ctrl-C) must not start a worker that the end of the event loop
 #: would leave half started
 REPLACE_AFTER: Final = 0.05
+#: a kind is below its share *continuously* only if plans see it so at most this
+#: many seconds apart (under load they come every few milliseconds)
+BELOW_GAP: Final = 0.25
 #: seconds between two plans made when a worker is freed (unless a kind starves):
 #: a plan costs tens of microseconds, and conversions by share are seconds apart
 PLAN_EVERY: Final = 0.01
@@ -131,10 +134,13 @@ def _out_of_fds(exc: BaseException) -> str:
 class Waiter:
     """A caller waiting for a worker; the watcher or a release hands it one."""
 
-    __slots__ = ("error", "event", "kind", "since", "worker")
+    __slots__ = ("error", "event", "kind", "since", "spill", "worker")
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, spill: str | None = None) -> None:
+        #: the kind of worker it asked for
         self.kind = kind
+        #: another kind whose worker it takes as well, or ``None``
+        self.spill = spill
         #: when it started to wait (pool clock)
         self.since = anyio.current_time()
         self.event = anyio.Event()
@@ -150,6 +156,7 @@ class Roster:
         make_worker: Callable[[str], Worker],
         *,
         kinds: tuple[str, ...],
+        spills: dict[str, str] | None = None,
         max_workers: int,
         min_idle: int,
         idle_timeout: float | None,
@@ -171,8 +178,15 @@ class Roster:
         self.retiring: set[Worker] = set()
         self.states: dict[Worker, str] = {}
         self.waiters: deque[Waiter] = deque()
-        #: callers waiting, per kind
+        #: for a kind, another whose workers may serve its callers (kind="auto":
+        #: an interpreter call runs in a process as well)
+        self.spills = dict(spills or {})
+        #: callers waiting that a worker of a kind would serve, per kind
         self.waiting: dict[str, int] = dict.fromkeys(kinds, 0)
+        #: callers waiting for a worker of a kind they asked for, per kind, and of
+        #: those, the ones that take no other kind
+        self.asked: dict[str, int] = dict.fromkeys(kinds, 0)
+        self.pinned: dict[str, int] = dict.fromkeys(kinds, 0)
         self.running = True  # False once the pool closes: no new work
         self.tg: anyio.abc.TaskGroup | None = None
         self.wake = anyio.Event()
@@ -188,7 +202,13 @@ class Roster:
         self.several = len(kinds) > 1
         self.demand = _policy.Demand(kinds)
         self.start_cost = _policy.Average(START_COST_GUESS, COST_WEIGHT)
+        #: what a new worker's first call takes beyond a call's usual time (the
+        #: imports it makes): part of what a start of the kind costs
+        self.warm_cost = _policy.Average({}, COST_WEIGHT)
         self.call_time = _policy.Average({}, COST_WEIGHT)
+        #: since when the plans have found each kind below its share, and when
+        #: one last did
+        self.below_since: dict[str, tuple[float, float]] = {}
         #: when a call of each kind last ended (pool clock)
         self.last_used: dict[str, float] = {}
         #: workers lost for cause (interrupted, killed, dead), to replace, per kind
@@ -242,9 +262,9 @@ class Roster:
         assert len(self.states) <= self.max_workers, "over capacity"
         if self.idle and self.waiters:
             idle = {worker.kind for worker in self.idle}
-            assert all(w.kind not in idle for w in self.waiters), (
-                "idle while waited for"
-            )
+            assert all(
+                w.kind not in idle and w.spill not in idle for w in self.waiters
+            ), "idle while waited for"
 
     def _idle_of(self, kind: str) -> Worker | None:
         """The warmest idle worker of *kind*."""
@@ -262,20 +282,29 @@ class Roster:
 
     # -- callers
 
+    def _count_waiter(self, waiter: Waiter, delta: int) -> None:
+        kind, spill = waiter.kind, waiter.spill
+        self.waiting[kind] = self.waiting.get(kind, 0) + delta
+        self.asked[kind] = self.asked.get(kind, 0) + delta
+        if spill is None:
+            self.pinned[kind] = self.pinned.get(kind, 0) + delta
+        else:
+            self.waiting[spill] = self.waiting.get(spill, 0) + delta
+
     def _enqueue(self, waiter: Waiter) -> None:
         self.waiters.append(waiter)
-        self.waiting[waiter.kind] = self.waiting.get(waiter.kind, 0) + 1
+        self._count_waiter(waiter, 1)
 
     def _dequeue(self, waiter: Waiter) -> None:
         self.waiters.remove(waiter)
-        self.waiting[waiter.kind] -= 1
+        self._count_waiter(waiter, -1)
 
     def _first_waiter(self, kind: str) -> Waiter | None:
-        """Take the first caller waiting for a worker of *kind* off the queue."""
+        """Take the first caller that a worker of *kind* serves off the queue."""
         if not self.waiting.get(kind):
             return None
         for waiter in self.waiters:
-            if waiter.kind == kind:
+            if waiter.kind == kind or waiter.spill == kind:
                 self._dequeue(waiter)
                 return waiter
         return None  # pragma: no cover - the count says one waits
@@ -295,8 +324,12 @@ class Roster:
     # -- one call
 
     @ki_protected
-    async def acquire(self, kind: str) -> Worker:
+    async def acquire(self, kind: str, spill: bool = False) -> Worker:
         """A worker of *kind* for one call: an idle one, else wait (FIFO) for one.
+
+        With *spill*, a worker of the kind that may serve *kind*'s callers as well
+        (``spills``) is taken when none of *kind* is idle, or is freed first: the
+        worker returned is of either kind.
 
         :raises PoolClosedError: the pool is closed, or closed while we waited
         :raises PoolBusyError: ``max_waiting`` callers wait already
@@ -307,13 +340,19 @@ class Roster:
             raise PoolClosedError("the InterpreterPool is closed; create a new one")
         if kind not in self.kinds:  # dropped: its workers cannot start (see _drop_kind)
             kind = self.kinds[0]
+        other = self.spills.get(kind) if spill else None
         if self.idle:
-            worker = self.idle[-1]
-            if worker.kind != kind:  # a pool of several kinds (kind="auto")
-                worker = self._idle_of(kind)  # type: ignore[assignment]
-            if worker is not None and not self.waiting.get(kind):
+            worker: Worker | None = self.idle[-1]
+            if worker is not None and worker.kind != kind:  # kind="auto"
+                worker = self._idle_of(kind)
+            if worker is None or self.waiting.get(kind):
+                worker = None
+                if other is not None and not self.waiting.get(other):
+                    worker = self._idle_of(other)
+            if worker is not None:
                 self._move(worker, IDLE, BUSY)
                 self._came(kind)
+                worker.caller_kind = kind
                 if self.min_idle and (
                     len(self.idle) < self.min_idle
                     or self._count(self.idle, self.kinds[0]) < self.min_idle
@@ -334,7 +373,7 @@ class Roster:
                 f"{len(self.waiters)} calls already wait for a worker of this pool "
                 f"(max_waiting={self.max_waiting}); try again later"
             )
-        waiter = Waiter(kind)
+        waiter = Waiter(kind, other)
         self._enqueue(waiter)
         self._came(kind)
         if self.live() < self.max_workers or (self.several and self.idle):
@@ -373,9 +412,12 @@ class Roster:
     def release(self, worker: Worker) -> None:
         """A call is done with *worker*: reuse it, or retire it."""
         kind = worker.kind
-        self._went(kind)
+        self._went(worker.caller_kind or kind)
         if self.several:
             elapsed = anyio.current_time() - worker.busy_since
+            usual = self.call_time.get(kind)
+            if worker.tasks == 1 and usual:  # a new worker's first call
+                self.warm_cost.add(kind, max(0.0, elapsed - usual))
             self.call_time.add(kind, elapsed)
         if worker.spent:
             self._move(worker, BUSY, RETIRING)
@@ -409,7 +451,7 @@ class Roster:
     def quarantine(self, worker: Worker, cancel_grace: float) -> None:
         """*worker*'s code did not stop within ``cancel_grace``: keep its slot."""
         self._move(worker, BUSY, QUARANTINED)
-        self._went(worker.kind)
+        self._went(worker.caller_kind or worker.kind)
         self.abandoned += 1
         self.wake.set()
         _event(
@@ -433,7 +475,7 @@ class Roster:
         kind is started in its place.
         """
         self._move(worker, BUSY, None)
-        self._went(worker.kind)
+        self._went(worker.caller_kind or worker.kind)
         self.abandoned += 1
         self.retired += 1
         worker.discard()
@@ -503,13 +545,15 @@ class Roster:
                 starting=starting,
                 stopping=stopping,
                 stuck=stuck,
-                waiting=self.waiting.get(kind, 0),
+                waiting=self.asked.get(kind, 0),
                 head_wait=heads.get(kind, 0.0),
                 demand=self.demand.average(kind, now),
-                start_cost=self.start_cost.get(kind),
+                start_cost=self.start_cost.get(kind) + self.warm_cost.get(kind),
                 call_time=self.call_time.get(kind),
                 since_used=math.inf if used is None else now - used,
                 replace=replace.get(kind, 0),
+                # callers that take no other kind pin their kind
+                spill=None if self.pinned.get(kind) else self.spills.get(kind),
             )
         return _policy.Snapshot(
             max_workers=self.max_workers,
@@ -517,7 +561,26 @@ class Roster:
             reserve=max(self.min_idle, self.opening_with),
             can_start=now >= self.backoff_until,
             since_conversion=now - self.last_conversion,
+            below_for={
+                kind: now - since
+                for kind, (since, seen) in self.below_since.items()
+                if now - seen <= BELOW_GAP
+            },
         )
+
+    def _plan(self, freed: Worker | None = None) -> _policy.Plan:
+        """The policy's plan now; remember which kinds it found below their share."""
+        plan = _policy.plan(self.snapshot(freed))
+        now = anyio.current_time()
+        below = self.below_since
+        for kind in list(below):
+            if kind not in plan.below:
+                del below[kind]
+        for kind in plan.below:
+            since, seen = below.get(kind, (now, now))
+            # continuously: a gap between two plans that saw it starts it anew
+            below[kind] = (since if now - seen <= BELOW_GAP else now, now)
+        return plan
 
     def _convert(
         self, worker: Worker, old: str, conversion: tuple[str, str, str]
@@ -549,6 +612,7 @@ class Roster:
         waiter = self._first_waiter(kind)
         if waiter is not None:
             waiter.worker = worker
+            worker.caller_kind = waiter.kind
             self._move(worker, old, BUSY)
             waiter.event.set()
             return
@@ -571,7 +635,7 @@ class Roster:
         if now - self.last_plan < PLAN_EVERY and not self._starving():
             return None
         self.last_plan = now
-        plan = _policy.plan(self.snapshot(freed=worker))
+        plan = self._plan(freed=worker)
         conversion = plan.converts(worker.kind)
         if conversion is None and (
             plan.conversions or plan.recheck < math.inf or any(plan.start.values())
@@ -580,11 +644,14 @@ class Roster:
         return conversion
 
     def _starving(self) -> bool:
-        """Does a caller wait for a kind that has no worker at all?"""
-        return any(
-            count and not self.live_count.get(kind)
-            for kind, count in self.waiting.items()
-        )
+        """Does a caller wait that no worker of the pool could serve?"""
+        for kind, count in self.asked.items():
+            if not count or self.live_count.get(kind):
+                continue
+            other = self.spills.get(kind)
+            if self.pinned.get(kind) or other is None or not self.live_count.get(other):
+                return True
+        return False
 
     def _stop(
         self, worker: Worker, reason: str, deadline: float = STOP_DEADLINE
@@ -705,7 +772,7 @@ class Roster:
                 self._stop(worker, "idle")
         if not self.several:
             return self._maintain_one(now, next_check) - now
-        plan = _policy.plan(self.snapshot())
+        plan = self._plan()
         for conversion in plan.conversions:
             worker = next(w for w in self.idle if w.kind == conversion[0])  # the oldest
             self._convert(worker, IDLE, conversion)
@@ -855,11 +922,14 @@ class Roster:
         self.kinds = tuple(k for k in self.kinds if k != kind)
         self.several = len(self.kinds) > 1
         now = anyio.current_time()
+        self.spills = {k: v for k, v in self.spills.items() if kind not in (k, v)}
         for waiter in self.waiters:
+            self._count_waiter(waiter, -1)
             if waiter.kind == kind:
                 waiter.kind = self.kinds[0]
-        moved = self.waiting.pop(kind, 0)
-        self.waiting[self.kinds[0]] = self.waiting.get(self.kinds[0], 0) + moved
+            if waiter.spill == kind or waiter.spill == waiter.kind:
+                waiter.spill = None
+            self._count_waiter(waiter, 1)
         self.demand.move(kind, self.kinds[0], now)
         self.replace.pop(kind, None)
         _event(
@@ -930,16 +1000,30 @@ class Roster:
                 worker_kind=kind,
                 **fields,
             )
-        serving = sum(
-            1
-            for worker, state in self.states.items()
-            if worker.kind == kind and state in (IDLE, BUSY, STARTING)
-        )
-        waiter = None if serving else self._first_waiter(kind)
+        waiter = self._unserved(kind)
         if waiter is not None:
+            self._dequeue(waiter)
             waiter.error = exc
             waiter.event.set()
         self.wake.set()
+
+    def _unserved(self, kind: str) -> Waiter | None:
+        """The first caller asking for *kind* that no worker serves, or will."""
+
+        def serving(kind: str | None) -> bool:
+            return any(
+                worker.kind == kind and state in (IDLE, BUSY, STARTING)
+                for worker, state in self.states.items()
+            )
+
+        if serving(kind):
+            return None
+        for waiter in self.waiters:
+            if waiter.kind == kind and (
+                waiter.spill is None or not serving(waiter.spill)
+            ):
+                return waiter
+        return None
 
     async def _shutdown(self, tg: anyio.abc.TaskGroup) -> None:
         self.running = False
@@ -948,7 +1032,7 @@ class Roster:
         error = PoolClosedError("the InterpreterPool was closed")
         while self.waiters:
             waiter = self.waiters.popleft()
-            self.waiting[waiter.kind] -= 1
+            self._count_waiter(waiter, -1)
             waiter.error = error
             waiter.event.set()
         if self.busy:

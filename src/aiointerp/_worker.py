@@ -147,6 +147,9 @@ class Worker:
         self.idle_since = 0.0
         #: time (pool clock) since when the worker runs its current call
         self.busy_since = 0.0
+        #: the kind of worker the caller of the current call asked for (another
+        #: kind's worker may serve it: kind="auto")
+        self.caller_kind = ""
         #: the worker died before it took the job in flight: none of its code ran
         self.unstarted = False
         #: the functions whose threads keep the worker alive after it quit
