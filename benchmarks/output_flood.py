@@ -9,7 +9,8 @@ each flood (``print``: a thread printing 71-character lines as fast as it can;
 
 1. a call starts the flooding thread and returns; the pool then sits idle for
    ``--idle`` seconds: ``held`` is how much the host's RSS grew meanwhile (what the
-   host holds of the worker's output, plus noise);
+   host holds of the worker's output, plus noise), and ``idle lag`` the event loop's
+   lag meanwhile (the noise floor: the flood takes a core);
 2. ``next call``: a trivial call while the thread still floods (its duration, and the
    event loop's lag meanwhile: a ticker task sleeps 1 ms in a loop, its lag is how
    much later than asked it wakes up; max and p99 of the sleeps that overlapped the
@@ -142,7 +143,9 @@ async def _measure(kind: str, flood: str, idle: float) -> dict[str, float]:
         await pool.run_sync(noop)  # started, module imported
         await pool.run_sync(start_flood, flood)
         rss0 = _rss()
+        began = time.perf_counter()
         await anyio.sleep(idle)
+        windows["idle"] = (began + 0.1, time.perf_counter() - 0.02)
         figures["held"] = _rss() - rss0
         for label, func in (("next call", noop), ("stop", stop_flood)):
             began = time.perf_counter()
@@ -201,14 +204,17 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"output flooded between calls, Python {results['python']}, "
         f"{results['idle']:g} s idle",
-        f"{'':28}{'held':>10}{'next call':>11}{'lag max':>10}{'p99':>9}"
-        f"{'stop':>10}{'lag max':>10}{'p99':>9}{'close':>10}",
+        f"{'':28}{'held':>10}{'idle lag':>10}{'p99':>9}{'next call':>11}"
+        f"{'lag max':>10}{'p99':>9}{'stop':>10}{'lag max':>10}{'p99':>9}"
+        f"{'close':>10}",
     ]
     for key, fig in results.items():
         if not isinstance(fig, dict):
             continue
         lines.append(
-            f"{key:28}{fmt_bytes(fig['held']):>10}{fmt_time(fig['next call']):>11}"
+            f"{key:28}{fmt_bytes(fig['held']):>10}"
+            f"{fmt_time(fig['idle lag max']):>10}{fmt_time(fig['idle lag p99']):>9}"
+            f"{fmt_time(fig['next call']):>11}"
             f"{fmt_time(fig['next call lag max']):>10}"
             f"{fmt_time(fig['next call lag p99']):>9}{fmt_time(fig['stop']):>10}"
             f"{fmt_time(fig['stop lag max']):>10}{fmt_time(fig['stop lag p99']):>9}"
