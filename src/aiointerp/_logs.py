@@ -163,6 +163,8 @@ class _Forwarding:
         self.pending: list[str] = []
         self.pending_fd = 1
         self.pending_size = 0
+        #: the streams stop() gave back: never freed (see there)
+        self.detached_streams: list[_Output] = []
 
     def send(self, item: tuple[Any, ...]) -> None:
         """Queue *item*; wake the host unless items it has not drained yet are queued.
@@ -287,6 +289,10 @@ class _Forwarding:
             stream = getattr(sys, name)
             if isinstance(stream, _Output) and stream._forwarding is self:
                 stream.detached = True
+                # kept alive: a print() of another thread under way may hold it
+                # without a reference of its own (3.13.0's print() borrows
+                # sys.stdout: freed under it, the process crashed)
+                self.detached_streams.append(stream)
                 setattr(sys, name, stream._replaced)
 
     def set_levels(self, levels: Levels) -> None:
