@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -96,3 +97,44 @@ def report_concurrently(threads: int, count: int) -> int:
         finally:
             sys.setswitchinterval(interval)
     return threads * count
+
+
+#: the thread log_flood() started (a module global of the worker)
+_flood: threading.Thread | None = None
+
+
+def log_flood(count: int, go: str, done: str) -> int:
+    """Start a thread that logs *count* records between calls, and return.
+
+    It waits for a byte on the FIFO *go* (written by the host once this call has
+    returned), logs, then writes a byte to the FIFO *done* (both held open by the
+    host: opening them never blocks).
+    """
+    global _flood
+
+    def run() -> None:
+        fd = os.open(go, os.O_RDONLY)
+        try:
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
+        flood = logging.getLogger("aiointerp_tests.flood")
+        for i in range(count):
+            flood.warning("flood %d", i)
+        fd = os.open(done, os.O_WRONLY)
+        try:
+            os.write(fd, b"d")
+        finally:
+            os.close(fd)
+
+    _flood = threading.Thread(target=run, name="log-flood")
+    _flood.start()
+    return count
+
+
+def join_log_flood() -> int:
+    """The next call: wait for the flood's thread to end, log, return."""
+    assert _flood is not None
+    _flood.join()
+    logger.warning("joined")
+    return 1

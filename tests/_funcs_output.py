@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -86,3 +87,45 @@ def log_unconfigured(text: str) -> None:
     import logging
 
     logging.getLogger("aiointerp_tests.output").warning(text)
+
+
+#: the thread flood() started (one per worker: a module global of its interpreter)
+_flood: threading.Thread | None = None
+#: a line of flood(): 70 characters with its newline
+FLOOD_LINE = "flood {:07d} " + "x" * 55 + "\n"
+
+
+def flood(lines: int, go: str, done: str) -> int:
+    """Start a thread that prints *lines* lines between calls, and return.
+
+    It waits for a byte on the FIFO *go* (the host writes it once this call has
+    returned), prints, then writes a byte to the FIFO *done*. The host holds both
+    FIFOs open: opening them never blocks.
+    """
+    global _flood
+
+    def run() -> None:
+        fd = os.open(go, os.O_RDONLY)
+        try:
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
+        for i in range(lines):
+            sys.stdout.write(FLOOD_LINE.format(i))
+        fd = os.open(done, os.O_WRONLY)
+        try:
+            os.write(fd, b"d")
+        finally:
+            os.close(fd)
+
+    _flood = threading.Thread(target=run, name="flood")
+    _flood.start()
+    return lines
+
+
+def join_flood(name: str) -> str:
+    """The next call: wait for the flood's thread to end, print, return."""
+    assert _flood is not None
+    _flood.join()
+    print("joined", name)
+    return name.upper()

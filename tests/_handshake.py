@@ -38,6 +38,25 @@ async def wait_started(read_fd: int) -> int:
     return int.from_bytes(data, "little")
 
 
+@contextmanager
+def fifo(path: Path) -> Iterator[tuple[str, int]]:
+    """A FIFO at *path*: its path for worker code (of any kind), and a non-blocking
+    fd for the test, which holds both ends: the worker's ``open`` never blocks."""
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        yield str(path), fd
+    finally:
+        os.close(fd)
+
+
+async def wait_byte(fd: int) -> bytes:
+    """Wait (with a hang guard) for a byte on the non-blocking *fd*, and read it."""
+    with anyio.fail_after(HANG):
+        await anyio.wait_readable(fd)
+    return os.read(fd, 1)
+
+
 def ready_byte(fd: int) -> bytes | None:
     """The byte waiting on ``fd`` now, or None (never blocks)."""
     os.set_blocking(fd, False)

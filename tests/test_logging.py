@@ -10,11 +10,13 @@ import logging
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import _funcs_logging as funcs
 import anyio
 import pytest
+from _handshake import fifo, wait_byte
 
 from aiointerp import InterpreterPool, _logs
 
@@ -332,3 +334,43 @@ def test_two_threads_that_send_at_once_wake_the_host() -> None:
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+@pytest.mark.parametrize("kind", ["interpreter", "process"])
+async def test_records_flooded_between_calls(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path, kind: str
+) -> None:
+    """A thread a call left running logs 4,000 records after the call returned.
+
+    An interpreter worker keeps what fits in its budget and drops the rest: one
+    warning on the ``aiointerp`` logger says how many, before the next call's own
+    records. A process worker's thread waits for the host and loses none.
+    """
+    caplog.set_level(logging.WARNING)
+    count = 4000
+    with (
+        fifo(tmp_path / "go") as (go, go_fd),
+        fifo(tmp_path / "done") as (done, done_fd),
+    ):
+        async with InterpreterPool(1, kind=kind) as pool:
+            await pool.run_sync(funcs.log_flood, count, go, done)
+            os.write(go_fd, b"g")  # the call has returned: between calls from here
+            if kind == "interpreter":  # nothing blocks its writer: it ends
+                await wait_byte(done_fd)
+            assert await pool.run_sync(funcs.join_log_flood) == 1
+    *flood, last = [r.getMessage() for r in records(caplog)]
+    assert last == "joined"  # the call's own record, after the backlog
+    expected = [f"flood {i}" for i in range(count)]
+    dropped = [r for r in caplog.records if r.name == "aiointerp"]
+    if kind == "process":
+        assert (flood, dropped) == (expected, [])
+        return
+    assert 0 < len(flood) < count
+    assert flood == expected[: len(flood)]  # the first ones, in order
+    (note,) = dropped
+    assert note.levelno == logging.WARNING
+    assert note.getMessage().startswith(
+        f"{count - len(flood)} log records and warnings from interpreter worker "
+    )
+    # reported before the next call's own record
+    assert caplog.records.index(note) < caplog.records.index(records(caplog)[-1])

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import re
 import sys
+from pathlib import Path
 
 import _funcs_output as funcs
+import anyio
+import anyio.lowlevel
 import pytest
+from _handshake import fifo, wait_byte
 
-from aiointerp import InterpreterExecutor, InterpreterPool
+from aiointerp import InterpreterExecutor, InterpreterPool, _backends, _logs, _worker
 
 pytestmark = pytest.mark.anyio
 
@@ -209,3 +215,161 @@ def test_an_item_of_a_destroyed_interpreter_is_skipped() -> None:
     from aiointerp import _logs
 
     _logs.handle(None, 1)
+
+
+# -- output flooded between calls -----------------------------------------------------
+
+#: lines flood() prints between calls: 4.2 MB of text, which an interpreter's queue
+#: holds in about 35 MB; for a process, more than its pipe and the host's read-ahead
+FLOOD_LINES = {"interpreter": 60_000, "process": 10_000}
+
+
+def _rss() -> int:
+    """This process's resident memory (bytes)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@KINDS
+async def test_output_flooded_between_calls(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    """A thread a call left running prints lines after the call returned.
+
+    An interpreter worker keeps what fits in its budget and drops the rest, which
+    the next call reports first; a process worker's thread waits for the host, as
+    for a terminal, and loses nothing. The next call returns its own result and
+    output; the pool closes.
+    """
+    lines = FLOOD_LINES[kind]
+    with (
+        fifo(tmp_path / "go") as (go, go_fd),
+        fifo(tmp_path / "done") as (done, done_fd),
+    ):
+        async with InterpreterPool(1, kind=kind) as pool:
+            await pool.run_sync(funcs.flood, lines, go, done)
+            before = _rss()
+            os.write(go_fd, b"g")  # the call has returned: between calls from here
+            if kind == "interpreter":  # nothing blocks its writer: it ends
+                await wait_byte(done_fd)
+                grown = _rss() - before
+            assert await pool.run_sync(funcs.join_flood, "next") == "NEXT"
+            captured = capsys.readouterr()
+    *flood, last = captured.out.splitlines(keepends=True)
+    assert last == "joined next\n"  # the call's own output, after the backlog
+    expected = [funcs.FLOOD_LINE.format(i) for i in range(lines)]
+    if kind == "process":
+        assert flood == expected
+        assert captured.err == ""
+        return
+    line = len(expected[0])
+    assert flood == expected[: len(flood)]  # the first ones, whole, in order
+    assert 0 < len(flood) * line <= _logs.IDLE_BUDGET
+    note = re.fullmatch(
+        r"\[aiointerp: (\d+) characters of output from interpreter worker \d+ "
+        r"dropped: written between calls, .*\]\n",
+        captured.err,
+    )
+    assert note is not None, captured.err
+    assert int(note[1]) == (lines - len(flood)) * line  # counted exactly
+    assert grown < 16 * 2**20, grown  # queued as they were: 35 MB
+
+
+async def test_output_dropped_before_the_pool_closes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No call comes after the flood: the pool's close reports what was dropped."""
+    lines = 40_000  # 2.8 MB of text: more than the budget
+    with (
+        fifo(tmp_path / "go") as (go, go_fd),
+        fifo(tmp_path / "done") as (done, done_fd),
+    ):
+        async with InterpreterPool(1) as pool:
+            await pool.run_sync(funcs.flood, lines, go, done)
+            os.write(go_fd, b"g")
+            await wait_byte(done_fd)
+        captured = capsys.readouterr()
+    kept = captured.out.count("flood ")
+    assert 0 < kept < lines
+    dropped = (lines - kept) * len(funcs.FLOOD_LINE.format(0))
+    assert captured.err.startswith(f"[aiointerp: {dropped} characters of output ")
+
+
+@KINDS
+async def test_a_backlog_is_handed_over_in_slices(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    """What was written between calls reaches the host's stream during the next
+    call in slices, the event loop getting turns between them (here after every
+    slice: FORWARD_SLICE 0); so a backlog never stalls it."""
+    monkeypatch.setattr(_worker, "FORWARD_SLICE", 0.0)
+    turns = 0
+    seen: list[int] = []  # the loop's turns, at each line written
+
+    class Sink(io.StringIO):
+        def write(self, text: str) -> int:
+            seen.append(turns)
+            return super().write(text)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    lines = 1000
+    with (
+        fifo(tmp_path / "go") as (go, go_fd),
+        fifo(tmp_path / "done") as (done, done_fd),
+    ):
+        async with InterpreterPool(1, kind=kind) as pool:
+            await pool.run_sync(funcs.flood, lines, go, done)
+            os.write(go_fd, b"g")
+            if kind == "interpreter":
+                await wait_byte(done_fd)
+            sink = Sink()
+            with contextlib.redirect_stdout(sink):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(count_turns)
+                    await pool.run_sync(funcs.join_flood, "next")
+                    tg.cancel_scope.cancel()
+    assert sink.getvalue().count("flood ") == lines
+    assert len(set(seen[:lines])) > 1  # the loop had turns while they were written
+
+
+async def test_the_asyncio_reader_reads_ahead_no_further_than_read_ahead() -> None:
+    """Host side: a process worker's done pipe is read ahead of its consumer (on
+    asyncio, by a reader the loop calls whenever the pipe is readable) by
+    READ_AHEAD at most; the rest waits in the pipe (and then the worker's writer).
+    Every frame still arrives, in order. (trio's reader reads only when asked.)"""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    try:
+        reader = _backends.frame_reader(read_fd)
+        sent = 0
+        for _ in range(64):  # 64 pipefuls (4 MiB), each offered to the loop
+            while True:
+                payload = sent.to_bytes(8, "little") + bytes(992)
+                try:  # a write of less than PIPE_BUF: all of it, or none
+                    os.write(
+                        write_fd, b"L" + len(payload).to_bytes(4, "little") + payload
+                    )
+                except BlockingIOError:
+                    break
+                sent += 1
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+        assert len(reader._buffer) <= _backends.READ_AHEAD + _backends._CHUNK
+        os.close(write_fd)
+        write_fd = -1
+        for i in range(sent):
+            assert await reader.read() == b"L"
+            assert reader.payload is not None
+            assert int.from_bytes(reader.payload[:8], "little") == i
+        assert await reader.read() == b""  # end of file
+        reader.close()
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)

@@ -117,9 +117,14 @@ class SignalReader:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._peeked: bytes | None = None  # read by ready(), returned by read()
 
     async def read(self) -> bytes:
         """Return the next signal byte, or ``b""`` at end of file."""
+        peeked = self._peeked
+        if peeked is not None:
+            self._peeked = None
+            return peeked
         while True:
             try:
                 return os.read(self._fd, 1)
@@ -129,8 +134,23 @@ class SignalReader:
             # must not carry the BlockingIOError as its context
             await anyio.wait_readable(self._fd)
 
+    def ready(self) -> bool:
+        """Is a signal (or the end of file) waiting to be read? Never blocks."""
+        if self._peeked is None:
+            try:
+                self._peeked = os.read(self._fd, 1)
+            except BlockingIOError:
+                return False
+        return True
+
     def close(self) -> None:
         """Stop watching the fd (it is not closed); call on the event loop thread."""
+
+
+#: asyncio: what a registered reader reads ahead of its consumer before it stops
+#: reading (the rest waits in the pipe, and then the worker's writer): more than a
+#: frame (:data:`aiointerp._channels.INLINE_MAX`), so a whole one always fits
+READ_AHEAD = 1 << 18
 
 
 class _Registered:
@@ -138,7 +158,10 @@ class _Registered:
 
     ``wait_readable`` adds and removes a reader per call, about 9 µs each time; here
     the loop's callback reads what comes into a buffer itself, so the fd is never
-    left readable (no busy loop when nobody waits).
+    left readable (no busy loop when nobody waits). It reads even while nobody
+    waits (between calls), but no more than :data:`READ_AHEAD` ahead: then it stops
+    watching the fd until its consumer waits for more, as trio's reader, which
+    reads only when asked, leaves the rest in the pipe.
     """
 
     _fd: int
@@ -149,6 +172,7 @@ class _Registered:
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
         self._watching = True
+        self._paused = False  # watching, but the fd is not registered: READ_AHEAD
         self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
@@ -161,6 +185,9 @@ class _Registered:
         if not data:
             self.close()
         self._buffer += data
+        if len(self._buffer) >= READ_AHEAD and self._watching:
+            self._paused = True
+            self._loop.remove_reader(self._fd)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -169,6 +196,9 @@ class _Registered:
         """Wait until more is buffered; ``False`` at end of file (nothing will come)."""
         if not self._watching:
             return False
+        if self._paused:  # read ahead of us: the consumer got this far
+            self._paused = False
+            self._loop.add_reader(self._fd, self._on_readable)
         self._waiter = self._loop.create_future()
         try:
             await self._waiter
@@ -176,10 +206,14 @@ class _Registered:
             self._waiter = None
         return True
 
+    def ready(self) -> bool:
+        return bool(self._buffer) or not self._watching
+
     def close(self) -> None:
         if self._watching:
             self._watching = False
-            self._loop.remove_reader(self._fd)
+            if not self._paused:
+                self._loop.remove_reader(self._fd)
 
 
 class _AsyncioSignalReader(_Registered, SignalReader):
@@ -234,6 +268,11 @@ class FrameReader(SignalReader):
                 self.payload = None
                 return b""
             await self._more()
+
+    def ready(self) -> bool:
+        """True: every message is a frame of its own, log items too, that only
+        :meth:`read` takes (a drain of log items never has more to take)."""
+        return True
 
     async def _more(self) -> None:
         """Append what the pipe holds to the buffer (at least a byte, or EOF)."""

@@ -90,6 +90,8 @@ class InterpreterLink:
         #: payloads drained by the worker's thread before the interpreter that put
         #: them is destroyed (queue items do not outlive it); guarded by ``lock``
         self.leftovers: deque[Any] | None = None
+        #: log items drained so, the host not having taken them yet
+        self.log_leftovers: deque[Any] = deque()
         self.lock = threading.Lock()
         self._open = True
 
@@ -128,32 +130,50 @@ class InterpreterLink:
                 return self.leftovers.popleft()
             return self._get()
 
-    def take_logs(self) -> list[Any]:
-        """The log items queued so far (none once the interpreter is gone)."""
+    def logs_queued(self) -> int:
+        """How many log items are queued (0 once the link is closed)."""
+        if not self._open:
+            return 0
+        return len(self.log_leftovers) + self._logs_queued()
+
+    def take_logs(self, limit: int) -> list[Any]:
+        """Up to *limit* of the log items queued (first those :meth:`drain` kept)."""
         items: list[Any] = []
         get = self._get_log
-        if get is None or not self._open or not self._logs_queued():
+        if get is None or not self._open:
             return items
-        while True:
-            try:
-                items.append(get())
-            except Exception:  # empty (or its interpreter is gone)
-                return items
+        with self.lock:
+            leftovers = self.log_leftovers
+            while leftovers and len(items) < limit:
+                items.append(leftovers.popleft())
+            # only we take: what the count says is there
+            for _ in range(min(limit - len(items), self._logs_queued())):
+                try:
+                    items.append(get())
+                except Exception:  # its interpreter is gone: its items with it
+                    break
+        return items
 
     def drain(self) -> None:
-        """Keep the queued payloads: the interpreter that put them is going away.
+        """Keep the queued payloads and log items: the interpreter that put them is
+        going away (its queue items would go with it).
 
         Called by the worker's thread, after the loop ended and before it destroys
-        the interpreter.
+        the interpreter. The log items are at most what the worker queued since the
+        host last read, bounded (:data:`aiointerp._logs.IDLE_BUDGET`).
         """
         with self.lock:
             if self.leftovers is None:
                 self.leftovers = deque()
-            while True:
-                try:
-                    self.leftovers.append(self._get())
-                except Exception:  # empty
-                    return
+            for get, kept in (
+                (self._get, self.leftovers),
+                (self._get_log, self.log_leftovers),
+            ):
+                while get is not None:
+                    try:
+                        kept.append(get())
+                    except Exception:  # empty
+                        break
 
     def unread(self) -> bool:
         """An interpreter's thread takes every job it is sent (it cannot die first)."""
@@ -220,7 +240,10 @@ class InterpreterChannel:
         assert self._log_qid is not None
         put_log, _ = _interp.open_queue(self._log_qid)
         size = _interp.queue_size(self._log_qid)
-        return _logs.install(put_log, size, self._done_w, levels, output)
+        # the queue is host memory that nobody reads between calls: bounded then
+        return _logs.install(
+            put_log, size, self._done_w, levels, output, _logs.IDLE_BUDGET
+        )
 
 
 # -- processes ---------------------------------------------------------------------
@@ -652,7 +675,11 @@ class PipeLink:
             return (*outcome[:2], value, *outcome[3:])
         return pickle.loads(payload)
 
-    def take_logs(self) -> list[Any]:
+    def logs_queued(self) -> int:
+        """Log items wait in frames of their own, which :meth:`take_logs` takes."""
+        return 0
+
+    def take_logs(self, limit: int) -> list[Any]:
         """The log item of the LOG frame just read (one per frame)."""
         reader = self._reader
         if reader is None or reader.last != _protocol.LOG or reader.payload is None:
@@ -806,5 +833,6 @@ class PipeChannel:
         def put(item: Any) -> None:
             self.send(_protocol.LOG, item)
 
-        # every record is a frame of its own: no queue to count, no wake-up byte
+        # every record is a frame of its own: no queue to count, no wake-up byte;
+        # and no budget: between calls the pipe fills, then the writer waits
         return _logs.install(put, lambda: 0, -1, levels, output)

@@ -332,6 +332,8 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
             if signal == JOB:
                 job = Job._make(payload)
                 payload = None
+                if logs is not None:
+                    logs.begin_call()  # the host reads again: nothing is dropped
                 try:
                     outcome = loop.serve_one(job)
                 except Interrupted:  # fired between the two layers; one per job

@@ -36,6 +36,28 @@ so a call's output, partial line included, is written before its result is
 returned. The host writes each item to its *current* ``sys.stdout`` or
 ``sys.stderr``, whatever replaced them (``contextlib.redirect_stdout``, pytest's
 ``capsys``, a notebook's cell output), and flushes it when the worker's code flushed.
+
+Between calls. The host reads a worker's items only while it waits on that worker
+(a call, its start, its close). What threads left running by a call write or log
+*between* calls waits meanwhile: in the log queue (interpreters: host memory), or in
+the done pipe (processes: the kernel's, 64 KiB on Linux; the host's event loop reads
+no more than :data:`aiointerp._backends.READ_AHEAD` of it ahead on asyncio). So that
+an interpreter's idle worker cannot fill the host's memory (a thread printing in a
+loop queues about 100 MB/s), an interpreter worker keeps at most :data:`IDLE_BUDGET`
+(text, plus :data:`_ITEM_COST` per item) between the end of a call and the start of
+the next; beyond it, its items are *dropped* until the next call starts, and counted.
+The next call (or the worker's stop) first sends a ``DROPPED`` item with the counts,
+which the host reports once: a line on its ``sys.stderr`` for output, a warning on
+the ``aiointerp`` logger for records and warnings. Nothing is dropped during a call
+(its output and records, its threads' included, all arrive), nor before a worker is
+ready. Dropping, not blocking the writer as a terminal would: nobody reads until the
+next call, which may be hours away, and a blocked writer would hold the forwarding
+lock that every other thread of the worker (the next call's code included) needs to
+print or log; an interpreter's queue cannot block either, so a blocked writer would
+need one more pipe to be woken. A process worker's writer does wait, on its pipe, as
+for a terminal: the kernel bounds what waits, and the host reads whenever a call (or
+the pool's close) waits on the worker, so no signal of the loop (``DONE``,
+``EXITED``) stays stuck behind it for longer than that.
 """
 
 from __future__ import annotations
@@ -61,6 +83,20 @@ __all__ = ["Levels", "LevelTable", "handle", "install", "level_table"]
 LOG: Final = 0
 WARNING: Final = 1
 OUTPUT: Final = 2  # (OUTPUT, 1 or 2 for stdout or stderr, text, flush)
+#: (DROPPED, characters of output, records and warnings, budget): what a worker did
+#: not send between calls, over its budget
+DROPPED: Final = 3
+
+#: what an interpreter worker sends the host between calls before it drops the rest:
+#: an estimate of the host memory its queued items take (their text, plus
+#: _ITEM_COST or _RECORD_COST each): about 3,500 lines of 70 characters, or 1,300
+#: records
+IDLE_BUDGET: Final = 2 << 20
+#: host memory a queued item takes beyond its text (measured: 520 bytes for output
+#: on 3.13 and 3.14, in the queue's cross-interpreter copies)
+_ITEM_COST: Final = 512
+#: ... and a log record beyond its message (measured: 1,400 bytes)
+_RECORD_COST: Final = 1536
 
 #: buffered output beyond which a write is sent even without a newline (characters)
 _OUTPUT_BUFFER: Final = 8192
@@ -104,11 +140,21 @@ class _Forwarding:
         size: Callable[[], int],
         done_w: int,
         levels: Levels,
+        budget: int | None = None,
     ) -> None:
         self.put = put
         self.size = size
         self.done_w = done_w
         self.levels = levels
+        #: what may be sent between calls (None: no limit; see "Between calls")
+        self.budget = budget
+        #: between calls: what is sent counts against the budget (the lock held)
+        self.idle = False
+        self.spent = 0
+        #: the budget ran out: everything is dropped until the next call starts
+        self.dropping = False
+        self.dropped_text = 0  # characters of output
+        self.dropped_records = 0  # records and warnings
         self.named: set[str] = set()  # loggers we gave a level
         #: held to queue an item and look at the size; the root handler's lock too
         self.lock = RLock()
@@ -117,12 +163,17 @@ class _Forwarding:
         self.pending: list[str] = []
         self.pending_fd = 1
         self.pending_size = 0
+        #: the streams stop() gave back: never freed (see there)
+        self.detached_streams: list[_Output] = []
 
     def send(self, item: tuple[Any, ...]) -> None:
         """Queue *item*; wake the host unless items it has not drained yet are queued.
 
         The host drains until the queue is empty: an item that finds others queued
         is drained with them (the oldest found an empty queue, and woke the host).
+        (Or until it sees a signal waiting, which it reads first: an outcome has it
+        drain what was queued before it, a ``b"L"`` the rest, and so does the next
+        call, whose :meth:`begin_call` wakes the host if items are left.)
         Under the lock, so no other thread queues between the put and the size.
         A send that runs inside another (a ``__del__`` that logs, run by the garbage
         collector in the middle of ``put``) may see the outer item queued first:
@@ -130,14 +181,41 @@ class _Forwarding:
         the write leaves the item unannounced; the host drains before every outcome.
         """
         with self.lock:  # released if Interrupted is raised in here
-            nested = self.sending
-            self.sending = True
-            try:
-                self.put(item)
-                if nested or self.size() == 1:
-                    os.write(self.done_w, b"L")  # _protocol.LOG
-            finally:
-                self.sending = nested
+            if self.idle and self.budget is not None and not self._admit(item):
+                return
+            self._queue(item)
+
+    def _queue(self, item: tuple[Any, ...]) -> None:
+        """:meth:`send`, the lock held, the budget passed."""
+        nested = self.sending
+        self.sending = True
+        try:
+            self.put(item)
+            if nested or self.size() == 1:
+                os.write(self.done_w, b"L")  # _protocol.LOG
+        finally:
+            self.sending = nested
+
+    def _admit(self, item: tuple[Any, ...]) -> bool:
+        """Between calls: may *item* go to the host? If not, count it (lock held)."""
+        kind = item[0]
+        if not self.dropping:
+            if kind == OUTPUT:
+                cost = len(item[2]) + _ITEM_COST
+            elif kind == LOG:
+                cost = len(item[2]) + len(item[3] or "") + _RECORD_COST
+            else:
+                cost = len(item[3]) + len(item[4]) + _ITEM_COST
+            assert self.budget is not None
+            if self.spent + cost <= self.budget:
+                self.spent += cost
+                return True
+            self.dropping = True  # one gap, until the next call: never a few holes
+        if kind == OUTPUT:
+            self.dropped_text += len(item[2])
+        else:
+            self.dropped_records += 1
+        return False
 
     def write(self, fd: int, text: str) -> None:
         """Output of the worker's code: queue *text*, send it at a line's end."""
@@ -161,7 +239,8 @@ class _Forwarding:
             self.send((OUTPUT, self.pending_fd, text, flush))
 
     def end_call(self) -> None:
-        """The loop is about to send an outcome: what the code wrote goes first.
+        """The loop is about to send an outcome (or READY): what the code wrote goes
+        first. From here until :meth:`begin_call`, the worker is between calls.
 
         Never raises :class:`OSError`: a host that is gone is the loop's to notice.
         """
@@ -170,6 +249,31 @@ class _Forwarding:
                 self.send_output(False)
             except OSError:
                 pass
+        with self.lock:
+            self.idle = True
+            self.spent = 0
+
+    def begin_call(self) -> None:
+        """A call starts: nothing is dropped any more; report what was, first."""
+        with self.lock:
+            self.idle = self.dropping = False
+            self.spent = 0
+            self._report()
+
+    def _report(self) -> None:
+        """The host reads again: say what was dropped, and wake it if items wait
+        that it was not told of (left over by the last call's drain, which takes
+        only what was queued before the outcome). Never raises :class:`OSError`.
+        """
+        try:
+            if self.dropped_text or self.dropped_records:
+                item = (DROPPED, self.dropped_text, self.dropped_records, self.budget)
+                self.dropped_text = self.dropped_records = 0
+                self._queue(item)
+            if self.size():  # a spare wake-up costs the host one empty drain
+                os.write(self.done_w, b"L")  # _protocol.LOG
+        except OSError:
+            pass
 
     def stop(self) -> None:
         """The loop ends: send what is left, give the streams back.
@@ -178,11 +282,17 @@ class _Forwarding:
         the streams when the worker ends) goes to the replaced streams: the host
         may not read this worker's items any more.
         """
-        self.end_call()
+        self.end_call()  # and from here on, the budget applies: nobody may read
+        with self.lock:
+            self._report()  # the host reads until the worker ends
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
             if isinstance(stream, _Output) and stream._forwarding is self:
                 stream.detached = True
+                # kept alive: a print() of another thread under way may hold it
+                # without a reference of its own (3.13.0's print() borrows
+                # sys.stdout: freed under it, the process crashed)
+                self.detached_streams.append(stream)
                 setattr(sys, name, stream._replaced)
 
     def set_levels(self, levels: Levels) -> None:
@@ -212,6 +322,9 @@ class _Forwarding:
                 self.lock = forwarding.lock
 
             def emit(self, record: logging.LogRecord) -> None:
+                if forwarding.dropping:  # between calls, over the budget (lock held)
+                    forwarding.dropped_records += 1
+                    return
                 try:
                     forwarding.send(_pack(record, module))
                 except Exception:
@@ -366,12 +479,16 @@ def install(
     done_w: int,
     levels: Levels | None,
     output: bool = False,
+    budget: int | None = None,
 ) -> _Forwarding:
     """Forward this worker's log records and warnings (unless *levels* is ``None``)
     and, with *output*, what it writes to ``sys.stdout``/``sys.stderr`` (call once).
+    Between calls, send at most *budget* (see "Between calls" above; None: all).
     """
     global _forwarding
-    forwarding = _forwarding = _Forwarding(put, size, done_w, levels or (0, 0, ()))
+    forwarding = _forwarding = _Forwarding(
+        put, size, done_w, levels or (0, 0, ()), budget
+    )
     if output:
         sys.stdout = _Output(forwarding, 1, sys.stdout)
         sys.stderr = _Output(forwarding, 2, sys.stderr)
@@ -458,6 +575,9 @@ def handle(item: object, interpreter: int | None, kind: str = "interpreter") -> 
     if item[0] == OUTPUT:
         _write(item, f"{kind} {interpreter}")
         return
+    if item[0] == DROPPED:
+        _report_dropped(item, f"{kind} worker {interpreter}")
+        return
     import logging
 
     if item[0] == WARNING:
@@ -505,6 +625,35 @@ def _write(item: tuple[Any, ...], worker: str) -> None:
                 }
             )
         )
+
+
+def _report_dropped(item: tuple[Any, ...], worker: str) -> None:
+    """Say once what a worker dropped between two calls (see "Between calls")."""
+    _, text, records, budget = item
+    why = (
+        f"written between calls, while nothing read them, beyond the "
+        f"{budget // 1024} KiB the worker keeps for the next call"
+    )
+    if text:
+        _write(
+            (
+                OUTPUT,
+                2,
+                f"[aiointerp: {text} characters of output from {worker} dropped: "
+                f"{why}]\n",
+                False,
+            ),
+            worker,
+        )
+    if records:
+        import logging
+
+        try:
+            logging.getLogger("aiointerp").warning(
+                "%s log records and warnings from %s dropped: %s", records, worker, why
+            )
+        except Exception:  # a handler of the host's that raises
+            _report_error(logging.makeLogRecord({"name": "aiointerp", "msg": why}))
 
 
 def _warn(item: tuple[Any, ...], interpreter: int | None, kind: str) -> None:

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, ClassVar, Protocol
+
+from anyio.lowlevel import checkpoint
 
 from . import _logs, _transport
 from ._backends import SignalReader, ki_protected
@@ -51,6 +54,11 @@ logger = logging.getLogger("aiointerp")
 
 #: Switch interval inside workers: the watchdog needs the GIL to inject an interrupt.
 SWITCH_INTERVAL = 0.001
+#: Forwarded items are handed to the host's logging and streams on the event loop,
+#: in slices: after this much time spent on them (seconds), the loop gets a turn.
+FORWARD_SLICE = 0.002
+#: log items taken from an interpreter worker's queue at a time
+_FORWARD_BATCH = 64
 
 
 def worker_config(
@@ -85,7 +93,8 @@ class Link(Protocol):
     def reader(self) -> SignalReader: ...
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None: ...
     def take(self) -> Any: ...
-    def take_logs(self) -> list[Any]: ...
+    def logs_queued(self) -> int: ...
+    def take_logs(self, limit: int) -> list[Any]: ...
     def cancel(self, job_id: int) -> None: ...
     def unread(self) -> bool: ...
     def close(self) -> None: ...
@@ -156,6 +165,14 @@ class Worker:
         self.lingering: tuple[str, ...] = ()
         #: the module that refused subinterpreters when the worker started, if any
         self.refused: str | None = None
+        #: the outcome taken, its call's log items not all handled yet (receive())
+        self._outcome: Outcome | None = None
+        #: log items queued before that outcome, still to hand over
+        self._owed = 0
+        #: seconds spent handing log items over since the event loop last had a turn
+        self._forward_time = 0.0
+        #: EXITED or b"" (end of file), once read: nothing comes after it
+        self._end: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<aiointerp worker {self.ident_name}={self.ident}>"
@@ -199,19 +216,60 @@ class Worker:
         """The next done-channel signal; log records and LINGER are handled on the way."""
         assert self._reader is not None
         while True:
+            if self._end is not None:
+                return self._end
             signal = await self._reader.read()
             if signal == LOG:
-                self._forward_logs()
+                await self._forward_logs()
             elif signal == LINGER:
                 self.lingering = tuple(self._link.take())
+                # what it queued before it stopped serving: the host reads no more
+                self._owed = self._link.logs_queued()
+                if self._owed:
+                    await self._forward_logs(owed=True)
             else:
+                if signal in (EXITED, b""):  # the last: read again if the drain raises
+                    self._end = signal
+                    # what it queued before it ended (the link kept what its
+                    # interpreter, destroyed since, queued)
+                    self._owed = self._link.logs_queued()
+                    if self._owed:
+                        await self._forward_logs(owed=True)
                 return signal
 
-    def _forward_logs(self) -> None:
-        """Hand the records, warnings and output the worker queued to the host."""
-        if self._forwarding:
-            for item in self._link.take_logs():
+    async def _forward_logs(self, owed: bool = False) -> None:
+        """Hand the records, warnings and output the worker queued to the host.
+
+        *owed*: the :attr:`_owed` items (those queued before an outcome); else
+        until the queue is empty, or a signal waits (the outcome: a thread that
+        writes faster than the host handles must not keep its call from ending).
+
+        In slices: the event loop gets a turn (a checkpoint) whenever
+        :data:`FORWARD_SLICE` was spent here since the last one, so a backlog (what
+        threads wrote between calls) never stalls it. Only between two items: a
+        cancellation or a Ctrl-C there loses none (the rest is handed over next
+        time, before the next outcome at the latest).
+        """
+        if not self._forwarding:
+            return
+        link = self._link
+        while True:
+            limit = min(self._owed, _FORWARD_BATCH) if owed else _FORWARD_BATCH
+            began = time.perf_counter()
+            items = link.take_logs(limit)
+            if owed:
+                self._owed = self._owed - len(items) if items else 0
+            for item in items:
                 _logs.handle(item, self.ident, self.kind)
+            self._forward_time += time.perf_counter() - began
+            if self._forward_time >= FORWARD_SLICE:
+                self._forward_time = 0.0
+                await checkpoint()
+            if owed:
+                if not self._owed:
+                    return
+            elif len(items) < limit or self._reader is None or self._reader.ready():
+                return
 
     @ki_protected
     async def start(self) -> None:
@@ -300,28 +358,35 @@ class Worker:
         :raises BrokenWorkerError: the worker died under the job
         """
         while True:
-            signal = await self._signal()
-            if signal == DONE:
-                outcome = Outcome._make(self._link.take())
-                self._forward_logs()  # the records it logged come before its outcome
-                if outcome.job_id != self.job_id:
-                    logger.debug("%r: dropped a stale outcome %r", self, outcome)
-                    continue
-                self.job_id = 0
-                self.tasks += 1
-                if outcome.injected:
-                    self.spent = True  # an interrupt may have left state broken
-                return outcome
-            if signal not in (EXITED, b""):  # pragma: no cover - a bug of ours
-                raise AssertionError(f"unexpected signal {signal!r} from {self!r}")
+            if self._outcome is None:
+                signal = await self._signal()
+                if signal != DONE:
+                    break
+                self._outcome = Outcome._make(self._link.take())
+                # the records it logged come before its outcome; the outcome is
+                # kept (self._outcome) if a checkpoint of their drain raises
+                self._owed = self._link.logs_queued()
+            if self._owed:
+                await self._forward_logs(owed=True)
+            outcome, self._outcome = self._outcome, None
+            if outcome.job_id != self.job_id:
+                logger.debug("%r: dropped a stale outcome %r", self, outcome)
+                continue
             self.job_id = 0
-            self.spent = True
-            self._exited = True
-            self.unstarted = self._link.unread()
-            raise BrokenWorkerError(
-                f"{self.kind} worker {self.ident} stopped during the call to "
-                f"{self.job_label or 'a function'}: {self._why_ended()}"
-            ) from self._failure
+            self.tasks += 1
+            if outcome.injected:
+                self.spent = True  # an interrupt may have left state broken
+            return outcome
+        if signal not in (EXITED, b""):  # pragma: no cover - a bug of ours
+            raise AssertionError(f"unexpected signal {signal!r} from {self!r}")
+        self.job_id = 0
+        self.spent = True
+        self._exited = True
+        self.unstarted = self._link.unread()
+        raise BrokenWorkerError(
+            f"{self.kind} worker {self.ident} stopped during the call to "
+            f"{self.job_label or 'a function'}: {self._why_ended()}"
+        ) from self._failure
 
     def interrupt(self) -> None:
         """Ask the worker's watchdog to interrupt the job in flight, if any."""
