@@ -102,6 +102,8 @@ class Settings:
     burst_calls: int = 60
     burst_workers: tuple[int, ...] = (2, 4)
     burst_reps: int = 3
+    #: the sizes of the web suite's work, scaled (smoke runs: tiny calls)
+    web_scale: float = 1.0
 
 
 SETTINGS = {
@@ -181,6 +183,7 @@ SETTINGS = {
         burst_calls=12,
         burst_workers=(2,),
         burst_reps=1,
+        web_scale=0.05,
     ),
 }
 

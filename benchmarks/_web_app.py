@@ -59,12 +59,17 @@ STRATEGIES = ("auto", "process", "interpreter", "to_thread", "executor")
 #: the aiointerp strategies: ``kind=`` of the pool
 KINDS = ("auto", "process", "interpreter")
 #: the endpoints doing CPU work: path -> the function and its default argument
+#: (the web suite scales the sizes down for its smoke runs: AIOINTERP_WEB_SCALE)
+_SCALE = float(os.environ.get("AIOINTERP_WEB_SCALE", "1"))
 ENDPOINTS: dict[str, tuple[Callable[[int], object], int]] = {
-    "/numpy": (_web_work.numpy_work, _web_work.NUMPY_SIZE),
-    "/pandas": (_web_work.pandas_work, _web_work.PANDAS_ROWS),
-    "/pydantic": (_web_work.pydantic_work, _web_work.PYDANTIC_ITEMS),
-    "/pillow": (_web_work.pillow_work, _web_work.PILLOW_SIZE),
-    "/primes": (count_primes, _web_work.PRIMES_N),
+    path: (func, max(2, int(size * _SCALE)))
+    for path, (func, size) in {
+        "/numpy": (_web_work.numpy_work, _web_work.NUMPY_SIZE),
+        "/pandas": (_web_work.pandas_work, _web_work.PANDAS_ROWS),
+        "/pydantic": (_web_work.pydantic_work, _web_work.PYDANTIC_ITEMS),
+        "/pillow": (_web_work.pillow_work, _web_work.PILLOW_SIZE),
+        "/primes": (count_primes, _web_work.PRIMES_N),
+    }.items()
 }
 #: what the web suite runs with ``python -c``: this module's main(), arguments after
 LAUNCH = (

@@ -191,9 +191,10 @@ def _one_blas_thread() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _server_env() -> dict[str, str]:
+def _server_env(scale: float = 1.0) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ONE_THREAD)
+    env["AIOINTERP_WEB_SCALE"] = repr(scale)  # benchmarks._web_app.ENDPOINTS
     paths = [str(ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env["PYTHONWARNINGS"] = ",".join(
@@ -398,7 +399,9 @@ async def _stop(process: anyio.abc.Process, server: Server) -> None:
 
 
 @asynccontextmanager
-async def serve(strategy: str, workers: int, log: IO[bytes]) -> AsyncIterator[Server]:
+async def serve(
+    strategy: str, workers: int, log: IO[bytes], scale: float = 1.0
+) -> AsyncIterator[Server]:
     """Start the web app with *strategy* in a child process; stop it at the end."""
     from ._web_app import LAUNCH
 
@@ -414,7 +417,7 @@ async def serve(strategy: str, workers: int, log: IO[bytes]) -> AsyncIterator[Se
         process = await anyio.open_process(
             command,
             cwd=ROOT,
-            env=_server_env(),
+            env=_server_env(scale),
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=log,
@@ -533,7 +536,7 @@ async def _serve_and_load(
 ) -> list[Row]:
     """One server of *strategy*: warm up, then each load in turn, with its stats."""
     rows: list[Row] = []
-    async with serve(strategy, s.web_workers, log) as server:
+    async with serve(strategy, s.web_workers, log, s.web_scale) as server:
         info = await get_json(server.port, "/stats")
         started_rss = server.rss()
         first_load = loads[0][1][: s.web_concurrency]
@@ -594,7 +597,7 @@ def _row_line(row: Row) -> str:
     return text
 
 
-def sequential_times(paths: tuple[str, ...]) -> dict[str, float]:
+def sequential_times(paths: tuple[str, ...], scale: float = 1.0) -> dict[str, float]:
     """Each endpoint's function run alone, in a fresh process with the server's
     environment (one BLAS thread): the median of a few calls after one."""
     code = (
@@ -614,7 +617,7 @@ def sequential_times(paths: tuple[str, ...]) -> dict[str, float]:
     proc = subprocess.run(
         [sys.executable, "-c", code, *paths],
         cwd=ROOT,
-        env=_server_env(),
+        env=_server_env(scale),
         capture_output=True,
         text=True,
         timeout=120,
@@ -679,7 +682,7 @@ def web(runner: Runner) -> dict[str, Any]:
             "(pip install -r benchmarks/requirements.txt)"
         )
         runner.log(f"  [web] {notes[-1]}")
-    times = sequential_times((*library_paths, PURE_PATH))
+    times = sequential_times((*library_paths, PURE_PATH), s.web_scale)
     runner.log(
         "  [web] one call alone: "
         + ", ".join(f"{path} {fmt_time(t)}" for path, t in times.items())
@@ -785,22 +788,25 @@ def web(runner: Runner) -> dict[str, Any]:
 # -- the bursts ------------------------------------------------------------------------
 
 
-def burst_calls(calls: int) -> list[tuple[Callable[[int], Any], int]]:
+def burst_calls(
+    calls: int, scale: float = 1.0
+) -> list[tuple[Callable[[int], Any], int]]:
     """A pure-Python call in 4, the others numpy, in a shuffled order."""
     from . import _web_work
 
     pure = round(calls / 4)
     plan: list[tuple[Callable[[int], Any], int]] = [
-        (_work.count_primes, _web_work.PRIMES_N)
+        (_work.count_primes, max(2, int(_web_work.PRIMES_N * scale)))
     ] * pure
-    plan += [(_web_work.numpy_work, _web_work.NUMPY_SIZE)] * (calls - pure)
+    size = max(2, int(_web_work.NUMPY_SIZE * scale))
+    plan += [(_web_work.numpy_work, size)] * (calls - pure)
     random.Random(SEED).shuffle(plan)
     return plan
 
 
 async def _bursts(s: Settings, workers: int, contenders: list[Contender]) -> list[Row]:
     """Both pools open side by side; bursts in turns, the order swapped every rep."""
-    plan = burst_calls(s.burst_calls)
+    plan = burst_calls(s.burst_calls, s.web_scale)
     expected = {}
     walls: dict[str, list[float]] = {c.name: [] for c in contenders}
     starts: dict[str, list[int]] = {c.name: [] for c in contenders}

@@ -11,7 +11,7 @@ in a stdlib-only module that interpreters can load.
 
 Each function builds its input from a seed (nothing big crosses to the worker) and
 returns a small number, so what is measured is the work and the offloading, not the
-transport of payloads. The default sizes take a few milliseconds each on the
+transport of payloads. The default sizes take 10 to 20 ms each on the
 reference machine (2 CPUs); the web suite reports their sequential times on the
 machine of the run. No anyio, trio or web framework here: workers import this.
 """
@@ -24,12 +24,12 @@ import numpy
 from PIL import Image
 from pydantic import BaseModel, Field, TypeAdapter
 
-#: default sizes: each call takes some milliseconds
-NUMPY_SIZE = 280
-PANDAS_ROWS = 12_000
-PYDANTIC_ITEMS = 600
-PILLOW_SIZE = 300
-PRIMES_N = 9_000
+#: default sizes: each call takes 10 to 20 ms, as a web handler's CPU work may
+NUMPY_SIZE = 450
+PANDAS_ROWS = 80_000
+PYDANTIC_ITEMS = 2_400
+PILLOW_SIZE = 520
+PRIMES_N = 48_000
 
 
 def numpy_work(size: int = NUMPY_SIZE) -> float:

@@ -3,45 +3,52 @@
 One pure function, :func:`plan`, from a :class:`Snapshot` of a pool (its workers of
 each kind by state, the callers waiting for each kind and for how long, the demand
 for each kind, what a start and a call of each kind cost) to a :class:`Plan` (how
-many workers of each kind to start, how many idle workers of each kind to retire to
-make room for another kind). The roster (:mod:`aiointerp._roster`) takes a snapshot
-when its watcher wakes and when a worker is freed while callers of another kind
-wait, and carries the plan out. A freed worker that the plan does not retire goes to
-the first caller waiting for its kind (callers of one kind are served first come,
-first served), or idles.
+many workers of each kind to start, which idle workers to retire to make room for
+another kind). The roster (:mod:`aiointerp._roster`) takes a snapshot when its
+watcher wakes and when a worker is freed while callers of another kind wait, and
+carries the plan out. A freed worker that the plan does not retire goes to the first
+caller it can serve (callers are served first come, first served), or idles.
 
-The rules, in order:
+A kind may *spill* to another (:attr:`Kind.spill`): under ``kind="auto"``, a call
+that loads in an interpreter runs in a process as well, when no interpreter is free;
+a call that needs a process runs nowhere else. The rules, in order:
 
-1. **Room first.** While fewer than ``max_workers`` workers hold a slot, each kind
-   gets one start per waiting caller that no idle or starting worker will serve:
-   kinds with no worker first, then the kind furthest below its share, then the one
-   whose first caller has waited longest. A worker lost for cause (interrupted,
-   killed, dead) is replaced at once. The first kind's reserve (``min_idle``) takes
-   the room left.
-2. **No kind starves.** A kind with waiting callers and no worker takes an idle
-   worker of another kind (retired to make room for it), as long as ``max_workers``
-   allows one worker per kind in use; the last worker of a kind in use is never
-   taken. A caller of a kind that has no worker thus waits about one call of
-   another kind (until a worker is freed) plus one start of its own kind.
+1. **Room first.** While fewer than ``max_workers`` workers hold a slot, a worker is
+   started for each waiting caller that no idle or starting worker will serve: for
+   the callers no worker serves at all first, then by how far the kind is below its
+   share, then by how long its first caller has waited (a spilling caller gets a
+   worker of the kind further below its share). A worker lost for cause
+   (interrupted, killed, dead) is replaced at once. The first kind's reserve
+   (``min_idle``) takes the room left.
+2. **No kind starves.** Callers that no worker of the pool can serve take an idle
+   worker of another kind (retired to make room for theirs), as long as
+   ``max_workers`` allows one worker per kind in use: the last worker of a kind in
+   use is never taken, unless its callers spill to a kind that has one. Such a
+   caller waits about one call of another kind (until a worker is freed) plus one
+   start of its own kind.
 3. **Shares follow demand, with hysteresis.** Each kind in use has a *share* of
-   ``max_workers`` in proportion to its demand (callers waiting or running, averaged
-   over :data:`DEMAND_WINDOW`), at least one worker each. An idle worker of a kind
-   above its share is converted for a kind below its share only when all of these
-   hold: both are at least :data:`HYSTERESIS` of a worker away from their shares
-   (so two kinds never trade a slot back and forth: undoing a conversion takes a
-   shift of demand); the callers waiting for the kind below its share would keep its
-   workers busy for longer than one of its starts takes (a conversion pays for its
-   start); and no conversion happened in the last :func:`cooldown` seconds (a few
-   starts of the two kinds: conversions are rate-limited).
+   ``max_workers`` from its demand (callers waiting or running, averaged over
+   :data:`DEMAND_WINDOW`): the kinds whose callers run nowhere else first (their
+   demand, at least one worker each), the spilling kinds what is left
+   (:func:`shares`). An idle worker of a kind above its share is converted for a
+   kind below its share only when all of these hold: both are at least
+   :data:`HYSTERESIS` of a worker away from their shares (so two kinds never trade
+   a slot back and forth: undoing a conversion takes a shift of demand); the kind
+   below its share has been so, continuously, for :func:`persist` seconds (two of
+   its starts: a conversion pays only if the need outlasts the start); and no
+   conversion happened in the last :func:`cooldown` seconds (conversions are
+   rate-limited).
 4. **Too few slots for every kind** (``max_workers`` is smaller than the number of
-   kinds in use): kinds take turns. A freed worker goes to the other kind once the
-   first caller of that kind has waited as long as the two starts of a conversion
-   take, so that at least half the time goes to calls.
+   kinds in use that must have a worker of their own): kinds take turns. A freed
+   worker goes to the other kind once the first caller of that kind has waited as
+   long as the two starts of a conversion take, so that at least half the time goes
+   to calls.
 
-A kind is *in use* while callers wait for it or run in its workers, and until
+A kind is *in use* while callers wait for it or run, and until
 ``max(HOLD_MIN, HOLD_STARTS * start cost)`` seconds after its last call ended.
-Costs are measured by the roster per kind (an average of recent starts, the
-initializer and ``preload`` included, and of recent calls).
+Costs are measured by the roster per kind: an average of recent starts, the
+initializer, ``preload`` and the excess of a new worker's first call (the imports
+its code makes) included, and of recent calls.
 """
 
 from __future__ import annotations

@@ -120,8 +120,10 @@ class InterpreterPool:
         that refuses subinterpreters sends the function to a process from its
         first call; an import it cannot see (a computed name) fails that call,
         then the function runs in a process.
-        ``max_workers`` bounds the workers of every kind together; ``min_idle``
-        keeps interpreters warm under ``"auto"``. A function whose module refuses
+        ``max_workers`` bounds the workers of every kind together, and the mix of
+        kinds follows the mix of the calls (a call that loads in an interpreter
+        runs in a free process when no interpreter is free); ``min_idle`` keeps
+        interpreters warm under ``"auto"``. A function whose module refuses
         subinterpreters (it imports FastAPI, hence pydantic_core) is sent by value
         (with cloudpickle) under ``"interpreter"`` too; see the worker kinds page
         of the documentation
