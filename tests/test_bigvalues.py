@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,12 @@ from aiointerp import (
     _protocol,
     _transport,
 )
+
+
+def stable_id(value: object) -> str:
+    """A test id that is the same in every process (pytest-xdist compares them)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(value))
+
 
 MIB = 1 << 20
 #: more items than a shareable value may have to cross as it is
@@ -74,7 +81,7 @@ SMALL_SHAREABLE = [
 SMALL_OTHER = [([1, 2],), ({"a": 1},), (bytearray(b"x"),), (2**64,), ((1, [2]),)]
 
 
-@pytest.mark.parametrize("args", SMALL_SHAREABLE + SMALL_OTHER, ids=repr)
+@pytest.mark.parametrize("args", SMALL_SHAREABLE + SMALL_OTHER, ids=stable_id)
 def test_classify_agrees_with_is_shareable_for_small_values(
     args: tuple[Any, ...],
 ) -> None:
@@ -98,7 +105,7 @@ def test_classify_bounds_the_walk() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("args", SMALL_SHAREABLE + SMALL_OTHER, ids=repr)
+@pytest.mark.parametrize("args", SMALL_SHAREABLE + SMALL_OTHER, ids=stable_id)
 async def test_small_arguments_are_encoded_as_before(args: tuple[Any, ...]) -> None:
     func = _funcs_core.identity
     assert await _bigvalues.encode_call(func, args) == _transport.encode_call(

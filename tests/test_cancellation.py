@@ -723,9 +723,11 @@ async def test_a_timeout_says_whether_the_code_ran() -> None:
                 await pool.run_sync(_funcs_lifecycle.spin, started_w, timeout=0.05)
         stats = pool.stats()
     message = str(waited.value)
-    assert message.startswith("_funcs_core.identity did not start within 0.05 s")
-    assert "never ran" in message
-    assert "1 of max_workers=1 were busy" in message
+    assert message.startswith(
+        "_funcs_core.identity did not start within 0.05 s and never ran: it waited"
+    )
+    assert "(max_workers=1: 1 busy, 0 starting" in message
+    assert "Raise max_workers" in message
     assert str(ran.value) == (
         "_funcs_lifecycle.spin did not finish within 0.05 s and was interrupted"
     )

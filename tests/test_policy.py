@@ -130,8 +130,8 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
     "share: converts an idle worker of a kind well above its share": (
         snap(
             4,
-            {"idle": 1, "busy": 2, "demand": 2.0, "call_time": 0.01},
-            {"busy": 1, "waiting": 20, "demand": 21.0, "call_time": 0.1},
+            {"idle": 1, "busy": 2, "demand": 2.0},
+            {"busy": 1, "waiting": 20, "demand": 21.0},
             below_for=LONG,
         ),
         {},
@@ -140,8 +140,8 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
     "share: not before the need has lasted two starts of the kind": (
         snap(
             4,
-            {"idle": 1, "busy": 2, "demand": 2.0, "call_time": 0.01},
-            {"busy": 1, "waiting": 20, "demand": 21.0, "call_time": 0.1},
+            {"idle": 1, "busy": 2, "demand": 2.0},
+            {"busy": 1, "waiting": 20, "demand": 21.0},
             below_for={PROC: 2 * S_P - 0.1},
         ),
         {},
@@ -150,8 +150,8 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
     "share: not within the hysteresis band": (
         snap(
             4,
-            {"idle": 1, "busy": 1, "demand": 6.0, "call_time": 0.01},
-            {"busy": 2, "waiting": 8, "demand": 10.0, "call_time": 0.1},
+            {"idle": 1, "busy": 1, "demand": 6.0},
+            {"busy": 2, "waiting": 8, "demand": 10.0},
             below_for=LONG,
         ),
         {},
@@ -160,8 +160,8 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
     "share: not within the cooldown of the last conversion": (
         snap(
             4,
-            {"idle": 1, "busy": 2, "demand": 2.0, "call_time": 0.01},
-            {"busy": 1, "waiting": 20, "demand": 21.0, "call_time": 0.1},
+            {"idle": 1, "busy": 2, "demand": 2.0},
+            {"busy": 1, "waiting": 20, "demand": 21.0},
             since_conversion=0.1,
             below_for=LONG,
         ),
@@ -172,7 +172,7 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
         snap(
             6,
             {"idle": 4, "busy": 1, "demand": 1.0, "since_used": 0.0},
-            {"busy": 1, "waiting": 40, "demand": 41.0, "call_time": 0.1},
+            {"busy": 1, "waiting": 40, "demand": 41.0},
             below_for=LONG,
         ),
         {},
@@ -181,8 +181,8 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
     "share: a slot being freed is waited for": (
         snap(
             4,
-            {"idle": 1, "busy": 1, "stopping": 1, "demand": 2.0, "call_time": 0.01},
-            {"busy": 1, "waiting": 20, "demand": 21.0, "call_time": 0.1},
+            {"idle": 1, "busy": 1, "stopping": 1, "demand": 2.0},
+            {"busy": 1, "waiting": 20, "demand": 21.0},
             below_for=LONG,
         ),
         {},
@@ -193,7 +193,7 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
         snap(
             2,
             {"idle": 1, "waiting": 5, "demand": 6.0, "spill": PROC},
-            {"busy": 1, "waiting": 30, "demand": 31.0, "call_time": 0.01},
+            {"busy": 1, "waiting": 30, "demand": 31.0},
             below_for=LONG,
         ),
         {},
@@ -203,7 +203,7 @@ CASES: dict[str, tuple[Snapshot, dict[str, int], list[tuple[str, str, str]]]] = 
         snap(
             2,
             {"idle": 1, "waiting": 1, "demand": 1.0, "spill": PROC},
-            {"busy": 1, "waiting": 1, "demand": 1.2, "call_time": 0.01},
+            {"busy": 1, "waiting": 1, "demand": 1.2},
             below_for=LONG,
         ),
         {},
@@ -315,8 +315,8 @@ def test_undoing_a_conversion_takes_a_shift_of_demand() -> None:
     def after(i_demand: float) -> Snapshot:
         return snap(
             4,
-            {"busy": 1, "waiting": 4, "demand": i_demand, "call_time": 0.01},
-            {"idle": 1, "busy": 2, "waiting": 15, "demand": 21.0, "call_time": 0.1},
+            {"busy": 1, "waiting": 4, "demand": i_demand},
+            {"idle": 1, "busy": 2, "waiting": 15, "demand": 21.0},
             below_for=LONG,
         )
 
@@ -371,7 +371,7 @@ def test_invariants_over_random_snapshots() -> None:
     than idle, never the last worker of a kind in use while slots allow one each."""
     rng = random.Random(22)
     names = (INTERP, PROC, "thread")
-    for _ in range(3000):
+    for _ in range(600):
         max_workers = rng.randint(1, 6)
         kinds: dict[str, Kind] = {}
         left = max_workers
@@ -392,7 +392,6 @@ def test_invariants_over_random_snapshots() -> None:
                 head_wait=rng.choice((0.0, 0.01, 0.3, 2.0)),
                 demand=rng.choice((0.0, 0.5, 2.0, 10.0)),
                 start_cost=rng.choice((0.001, 0.02, 0.5)),
-                call_time=rng.choice((0.0, 0.001, 0.1)),
                 since_used=rng.choice((0.0, 0.5, 100.0, math.inf)),
                 replace=rng.choice((0, 0, 1)),
                 spill=rng.choice((None, PROC)) if name == INTERP else None,
@@ -411,7 +410,6 @@ def test_invariants_over_random_snapshots() -> None:
         for name, k in kinds.items():
             retired = sum(1 for c in result.conversions if c[0] == name)
             assert retired <= k.idle, snapshot
-            assert result.replaced[name] <= min(k.replace, result.start[name])
             used = [n for n, v in kinds.items() if v.in_use]
             elsewhere = k.spill in kinds and kinds[k.spill].live > 0
             if name in used and len(used) <= max_workers and retired:

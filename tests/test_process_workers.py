@@ -309,7 +309,8 @@ async def test_a_worker_loop_that_raises_names_what_it_raised(
     finally:
         assert await worker.aclose(HANG)
     message = str(info.value)
-    assert message.startswith(f"could not start the {kind} worker: ")
+    article = "an" if kind == "interpreter" else "a"
+    assert message.startswith(f"could not start {article} {kind} worker: ")
     assert "ValueError: switch interval must be strictly positive" in message
     if kind == "process":  # the child's traceback went to its stderr, ours
         assert message.endswith(

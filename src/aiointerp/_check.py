@@ -243,6 +243,11 @@ def probe_import(name, fromlist):
     # name, then each item it lacks as an attribute, as a submodule; one row each
     rows = [(name, *probe(name))]
     module = sys.modules.get(name) if rows[0][1] == "loads" else None
+    if module is not None and not hasattr(module, "__path__"):
+        # a plain module: its items are attributes it has (or an error of the
+        # import statement, not of subinterpreters)
+        return tuple(rows + [(name + "." + item, "attribute", None, None, None, ())
+                             for item in fromlist])
     for item in fromlist if hasattr(module, "__path__") else ():
         sub = name + "." + item
         start = perf_counter()

@@ -632,7 +632,8 @@ def _report_dropped(item: tuple[Any, ...], worker: str) -> None:
     _, text, records, budget = item
     why = (
         f"written between calls, while nothing read them, beyond the "
-        f"{budget // 1024} KiB the worker keeps for the next call"
+        f"{budget // 1024} KiB the worker keeps for the next call (a thread a call "
+        "started writes on after the call returned: join it before returning)"
     )
     if text:
         _write(

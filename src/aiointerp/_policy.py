@@ -18,7 +18,8 @@ a call that needs a process runs nowhere else. The rules, in order:
    the callers no worker serves at all first, then by how far the kind is below its
    share, then by how long its first caller has waited (a spilling caller gets a
    worker of the kind further below its share). A worker lost for cause
-   (interrupted, killed, dead) is replaced at once. The first kind's reserve
+   (interrupted, killed, dead) is replaced, while its kind is in use (the roster
+   waits 50 ms before it asks). The first kind's reserve
    (``min_idle``) takes the room left.
 2. **No kind starves.** Callers that no worker of the pool can serve take an idle
    worker of another kind (retired to make room for theirs), as long as
@@ -116,11 +117,10 @@ class Kind:
     head_wait: float = 0.0
     #: callers waiting or running, averaged over :data:`DEMAND_WINDOW`
     demand: float = 0.0
-    #: seconds a start of this kind takes (measured; initializer and preload included)
+    #: seconds a start of this kind takes (measured; initializer, preload and the
+    #: imports of a new worker's first call included)
     start_cost: float = 0.0
-    #: seconds a call of this kind takes (measured), or 0 when unknown
-    call_time: float = 0.0
-    #: seconds since a call of this kind last ended (0 while calls run)
+    #: seconds since a call of this kind last ended (``math.inf``: never)
     since_used: float = math.inf
     #: workers lost for cause (interrupted, killed, dead), not replaced yet
     replace: int = 0
@@ -165,8 +165,6 @@ class Plan:
 
     #: workers to start, per kind
     start: Mapping[str, int]
-    #: of the starts, how many replace a worker lost for cause, per kind
-    replaced: Mapping[str, int]
     #: idle workers to retire to make room for another kind (a worker just freed
     #: first, then the oldest), one ``(from kind, to kind, rule)`` each; ``rule`` is
     #: ``"starving"``, ``"turn"`` or ``"share"``
@@ -263,7 +261,10 @@ def plan(snapshot: Snapshot) -> Plan:
     def free(name: str) -> int:  # workers that will serve a caller of this kind
         k = kinds[name]
         other = spill[name]
-        return k.idle + k.starting + (kinds[other].idle if other is not None else 0)
+        if other is None:
+            return k.idle + k.starting
+        o = kinds[other]  # those the other kind's own callers leave
+        return k.idle + k.starting + max(0, o.idle + o.starting - o.waiting)
 
     # callers that no idle or starting worker will serve
     need = {name: max(0, kinds[name].waiting - free(name)) for name in names}
@@ -308,7 +309,6 @@ def plan(snapshot: Snapshot) -> Plan:
         if room and reserve > 0 and not any(need.values()):
             start[first] += min(reserve, room)
             room -= min(reserve, room)
-    replaced = {name: min(start[name], kinds[name].replace) for name in names}
 
     # 2-4. no room for some callers: convert idle workers of other kinds
     conversions: list[tuple[str, str, str]] = []
@@ -364,7 +364,7 @@ def plan(snapshot: Snapshot) -> Plan:
         live[donor] -= 1
         live[target] += 1  # the slot is its own once freed
         conversions.append((donor, target, rule))
-    return Plan(start, replaced, tuple(conversions), recheck, frozenset(below_share))
+    return Plan(start, tuple(conversions), recheck, frozenset(below_share))
 
 
 def _donor(

@@ -57,12 +57,14 @@ def _pinned(job: Job) -> bool:
 class _Timeout:
     """A call's ``timeout=``: its scope, and whether the call reached a worker."""
 
-    __slots__ = ("scope", "started")
+    __slots__ = ("probing", "scope", "started")
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.scope = scope
         #: the job was handed to a worker (else it waited for one all along)
         self.started = False
+        #: the pool reads what the function imports (its first call, kind="auto")
+        self.probing = False
 
 
 class _State(Enum):
@@ -335,7 +337,7 @@ class InterpreterPool:
         with anyio.move_on_after(timeout) as scope:
             timer = _Timeout(scope)
             return await self._run(job, func, timer)  # type: ignore[no-any-return]
-        raise self._timeout_error(func, timeout, timer.started)
+        raise self._timeout_error(func, timeout, timer)
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
         """Close the pool: stop every worker (interpreter, process), join every thread.
@@ -571,20 +573,29 @@ class InterpreterPool:
     # -- one call
 
     def _timeout_error(
-        self, func: object, timeout: float, started: bool
+        self, func: object, timeout: float, timer: _Timeout
     ) -> TimeoutError:
         """The error of a call whose ``timeout`` expired, saying where it was."""
         label = _transport.describe(func)
-        if started:
+        if timer.started:
             return TimeoutError(
                 f"{label} did not finish within {timeout} s and was interrupted"
             )
+        if timer.probing:
+            return TimeoutError(
+                f"{label} did not start within {timeout} s and never ran: the pool "
+                "was still finding out where it can run (it probes the modules the "
+                "function imports, once)"
+            )
         roster = self._roster
         return TimeoutError(
-            f"{label} did not start within {timeout} s: it waited for a worker all "
-            f"that time and never ran ({len(roster.busy)} of max_workers="
-            f"{self._max_workers} were busy, {len(roster.starting)} starting, "
-            f"{len(roster.waiters)} callers waiting)"
+            f"{label} did not start within {timeout} s and never ran: it waited for "
+            f"a worker all that time (max_workers={self._max_workers}: "
+            f"{len(roster.busy)} busy, {len(roster.starting)} starting, "
+            f"{len(roster.quarantined)} quarantined, {len(roster.retiring)} "
+            f"retiring; {len(roster.waiters)} callers waiting). Raise max_workers "
+            "if cores are free, shed load with max_waiting, or give the call more "
+            "time"
         )
 
     @ki_protected
@@ -593,16 +604,20 @@ class InterpreterPool:
         key = job.func
         route = self._router.route(func, key)
         if route is None:  # kind="auto", a function not seen yet: what it imports
+            if timeout is not None:
+                timeout.probing = True
             try:
                 route = await self._router.foresee(func, key, self._tg)
             except BaseException as exc:  # cancelled, or timed out, while it waited
                 self._count_failure(exc, timeout)
                 raise
+            if timeout is not None:
+                timeout.probing = False
         while True:
             if route.by_value is not None:
                 job = job._replace(func=route.by_value)
             spill = self._kind == "auto" and route.kind == "interpreter"
-            outcome = await self._call(
+            outcome, ran_in = await self._call(
                 job,
                 func,
                 timeout,
@@ -611,7 +626,7 @@ class InterpreterPool:
             )
             if outcome.status != REFUSED:
                 # no await since the worker was released (see _call)
-                return await self._result(outcome, job, func, route.kind)
+                return await self._result(outcome, job, func, ran_in)
             stage = outcome.value[3]
             next_route = self._router.after_refusal(func, key, stage, route)
             if next_route is None:
@@ -636,12 +651,12 @@ class InterpreterPool:
         func: object,
         timeout: _Timeout | None,
         kind: str,
-        spill: bytes | None = None,
-    ) -> Outcome:
+        by_reference: bytes | None = None,
+    ) -> tuple[Outcome, str]:
         """Take a worker of *kind*, run *job* there, give the worker back.
 
-        With *spill* (``kind="auto"``, a call that loads in an interpreter: the
-        function pickled by reference), a process worker that is free when no
+        With *by_reference* (``kind="auto"``, a call that loads in an interpreter:
+        the function pickled by reference), a process worker that is free when no
         interpreter is runs it as well, the function sent by reference (a pickle by
         value is for interpreters that cannot import its module).
 
@@ -649,22 +664,24 @@ class InterpreterPool:
         still holds it) is replaced by another one: the job never started.
 
         Returns the outcome, to be decoded at once (:meth:`_result`): the worker may
-        be handed to another caller before that, so nothing may await in between.
+        be handed to another caller before that, so nothing may await in between;
+        and the kind of the worker that ran it.
         """
         roster = self._roster
         for attempt in itertools.count(1):
             try:
-                worker = await roster.acquire(kind, spill is not None)
+                worker = await roster.acquire(kind, by_reference is not None)
             except BaseException as exc:
                 self._count_failure(exc, timeout)
                 raise
             worker.job_label = _transport.describe(func)
-            if spill is not None and worker.kind != kind:
-                job = job._replace(func=spill)
+            sent = job
+            if by_reference is not None and worker.kind != kind:
+                sent = job._replace(func=by_reference)
             scope = roster.scope(worker)
             with scope:
                 try:
-                    worker.send(job)
+                    worker.send(sent)
                 except BaseException:
                     self._failed += 1
                     if worker.job_id:  # in flight after all (a Ctrl-C on asyncio)
@@ -704,7 +721,7 @@ class InterpreterPool:
         roster.release(worker)
         # the worker may be handed to a waiter now: decode_result takes what it needs
         # of the worker (a big result's file) before its first await
-        return outcome
+        return outcome, worker.kind
 
     async def _result(self, outcome: Outcome, job: Job, func: object, kind: str) -> Any:
         if outcome.status == INTERRUPTED and job.deadline is not None:

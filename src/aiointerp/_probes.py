@@ -100,9 +100,12 @@ class ModuleProbes:
                     event = self._running[item] = anyio.Event()
                     tg.start_soon(self._probe, item, event)
                 waiting.append((item, event))
-        for item, event in waiting:
-            with anyio.move_on_after(PROBE_WAIT):
+        with anyio.move_on_after(PROBE_WAIT):  # for all of them together
+            for item, event in waiting:
                 await event.wait()
+                if known := self._known(item):
+                    return known
+        for item, _ in waiting:  # those that ended after the wait
             if known := self._known(item):
                 return known
         return None
@@ -132,8 +135,14 @@ class ModuleProbes:
                 self._limiter = anyio.CapacityLimiter(PROBES)
             start = time.perf_counter()
             try:
+                # abandoned if the pool closes: an import that hangs must not hold
+                # up aclose() (the probe's interpreter is destroyed when it ends)
                 results = await anyio.to_thread.run_sync(
-                    _check_import, item.module, item.fromlist, limiter=self._limiter
+                    _check_import,
+                    item.module,
+                    item.fromlist,
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
                 )
             except Exception as exc:  # the probe itself could not run: no verdict
                 self._verdicts.setdefault(item.module, "failed")

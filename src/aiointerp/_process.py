@@ -114,8 +114,10 @@ class ProcessWorker(Worker):
         finally:
             link.close_child_ends()
         self.ident = self._process.pid
+        pidfd_open = getattr(os, "pidfd_open", None)  # Linux only
         try:  # before anything could reap the child: the pid is still its own
-            self._pidfd = os.pidfd_open(self.ident)
+            if pidfd_open is not None:
+                self._pidfd = pidfd_open(self.ident)
         except OSError:  # out of fds...: its death while idle goes unwatched
             pass
         link.send(CONFIG, self._config)
@@ -154,12 +156,14 @@ class ProcessWorker(Worker):
         return returncode
 
     async def wait_exited(self) -> str:
-        """Wait until the child has ended (its pidfd is readable); say how.
+        """Wait until the child has ended (its pidfd is readable); say how
+        (``was killed by signal 9 (SIGKILL)``).
 
-        Returns ``""`` at once when its end cannot be watched (no pidfd).
+        Returns ``""`` at once when its end cannot be watched (no pidfd: not
+        Linux, or no fd was left for it). Call it once: it takes the pidfd over.
         """
         with self._release_lock:
-            fd = -1 if self._released or self._pidfd < 0 else os.dup(self._pidfd)
+            fd, self._pidfd = self._pidfd, -1  # ours to close now, not _release's
         if fd < 0:
             return ""
         try:
@@ -167,7 +171,7 @@ class ProcessWorker(Worker):
         finally:
             os.close(fd)
         assert self._process is not None
-        return f"the worker process {describe_status(self._process.poll())}"
+        return describe_status(self._process.poll())
 
     async def _finish(self) -> None:
         if await self._reap() is None:  # pragma: no cover - its exit is stuck

@@ -52,7 +52,7 @@ import anyio.lowlevel
 from . import _policy
 from ._backends import ki_protected
 from ._errors import BrokenWorkerError, PoolBusyError, PoolClosedError
-from ._worker import Worker
+from ._worker import Worker, a_worker
 
 __all__ = ["Roster", "Waiter"]
 
@@ -107,11 +107,6 @@ IDLE: Final = "idle"
 BUSY: Final = "busy"
 QUARANTINED: Final = "quarantined"
 RETIRING: Final = "retiring"
-
-
-def a_worker(kind: str) -> str:
-    """``an interpreter worker``, ``a process worker``."""
-    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
 
 
 def _out_of_fds(exc: BaseException) -> str:
@@ -255,7 +250,8 @@ class Roster:
             worker.idle_since = anyio.current_time()
             self.idle.append(worker)
         elif new == BUSY:
-            worker.busy_since = anyio.current_time()
+            if self.several:  # call times feed the policy
+                worker.busy_since = anyio.current_time()
             self.busy[worker] = anyio.CancelScope()
         else:
             self._set(new).add(worker)
@@ -342,9 +338,10 @@ class Roster:
             kind = self.kinds[0]
         other = self.spills.get(kind) if spill else None
         if self.idle:
-            worker: Worker | None = self.idle[-1]
-            if worker is not None and worker.kind != kind:  # kind="auto"
-                worker = self._idle_of(kind)
+            warmest = self.idle[-1]
+            # kind="auto": the warmest idle worker of this kind, unless callers wait
+            # for it (first come, first served), else of the kind it may spill to
+            worker = warmest if warmest.kind == kind else self._idle_of(kind)
             if worker is None or self.waiting.get(kind):
                 worker = None
                 if other is not None and not self.waiting.get(other):
@@ -438,7 +435,8 @@ class Roster:
         numpy takes a second) because the last one was interrupted.
         """
         if self.running:
-            self.replace[kind] = self.replace.get(kind, 0) + 1
+            count = min(self.replace.get(kind, 0) + 1, self.max_workers)
+            self.replace[kind] = count
             self.replace_due = anyio.current_time() + REPLACE_AFTER
             self.wake.set()
 
@@ -549,7 +547,6 @@ class Roster:
                 head_wait=heads.get(kind, 0.0),
                 demand=self.demand.average(kind, now),
                 start_cost=self.start_cost.get(kind) + self.warm_cost.get(kind),
-                call_time=self.call_time.get(kind),
                 since_used=math.inf if used is None else now - used,
                 replace=replace.get(kind, 0),
                 # callers that take no other kind pin their kind
@@ -573,9 +570,9 @@ class Roster:
         plan = _policy.plan(self.snapshot(freed))
         now = anyio.current_time()
         below = self.below_since
-        for kind in list(below):
-            if kind not in plan.below:
-                del below[kind]
+        for kind in list(below):  # a plan that sees it not below does not end it:
+            if now - below[kind][1] > BELOW_GAP:  # one made on a release counts the
+                del below[kind]  # freed worker as idle; only a gap does
         for kind in plan.below:
             since, seen = below.get(kind, (now, now))
             # continuously: a gap between two plans that saw it starts it anew
@@ -751,6 +748,7 @@ class Roster:
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._shutdown(tg)
+        self.tg = None  # nothing may start in it any more
 
     def _maintain(self) -> float:
         now = anyio.current_time()
@@ -776,12 +774,10 @@ class Roster:
         for conversion in plan.conversions:
             worker = next(w for w in self.idle if w.kind == conversion[0])  # the oldest
             self._convert(worker, IDLE, conversion)
-        for kind, count in plan.replaced.items():
-            self.replace[kind] -= count
         for kind, count in plan.start.items():
             if count and not self._launch(kind, count):
                 break
-        if now < self.backoff_until and (self.waiters or any(self.replace.values())):
+        if now < self.backoff_until:
             next_check = min(next_check, self.backoff_until)
         return min(next_check, now + plan.recheck, self._replace_check(now)) - now
 
@@ -802,10 +798,7 @@ class Roster:
         if min(wanted, room) > 0:
             if now < self.backoff_until:
                 return min(next_check, self.backoff_until)
-            count = min(wanted, room)
-            if replace:
-                self.replace[kind] = max(0, replace - count)
-            self._launch(kind, count)
+            self._launch(kind, min(wanted, room))
         return min(next_check, self._replace_check(now))
 
     @staticmethod
@@ -813,8 +806,14 @@ class Roster:
         return sum(1 for worker in workers if worker.kind == kind)
 
     def _launch(self, kind: str, count: int) -> bool:
-        """Start *count* workers of *kind*; False if one could not even be made."""
+        """Start *count* workers of *kind*; False if one could not even be made.
+
+        Each start of a kind stands for a worker of that kind lost for cause, if any
+        is to be replaced (whoever it is started for).
+        """
         assert self.tg is not None
+        if self.replace.get(kind):
+            self.replace[kind] = max(0, self.replace[kind] - count)
         for _ in range(count):
             try:
                 worker = self.make_worker(kind)
@@ -835,7 +834,7 @@ class Roster:
         began = anyio.current_time()
         try:
             await worker.start()
-        except (BrokenWorkerError, OSError, RuntimeError) as exc:
+        except Exception as exc:
             if not isinstance(exc, BrokenWorkerError):  # a thread could not start...
                 exc = BrokenWorkerError(
                     f"could not start {a_worker(worker.kind)}: {exc!r}"
@@ -905,12 +904,12 @@ class Roster:
                     logging.WARNING,
                     "worker_died",
                     worker,
-                    "%r %s while idle; it will be replaced",
+                    "%r died while idle: it %s; a new worker takes its place",
                     worker,
                     how,
-                    reason=how,
+                    reason=f"died while idle: it {how}",
                 )
-                self._stop(worker, f"{how} while idle")
+                self._stop(worker, f"died while idle: it {how}")
 
     def _drop_kind(self, kind: str, module: str) -> None:
         """Workers of *kind* cannot start (*module* refuses them): use the others.
@@ -937,9 +936,10 @@ class Roster:
             "kind_dropped",
             None,
             "the pool's initializer or preload needs %s, which refuses "
-            'subinterpreters: this kind="auto" pool runs every call in %s from now on',
+            'subinterpreters: this kind="auto" pool runs every call in %s from now '
+            'on (InterpreterPool(kind="process") starts no interpreter first)',
             module,
-            f"{'an' if self.kinds[0][:1] == 'i' else 'a'} {self.kinds[0]}",
+            a_worker(self.kinds[0]),
             worker_kind=kind,
             refused_module=module,
         )

@@ -48,7 +48,7 @@ from ._protocol import (
     WorkerConfig,
 )
 
-__all__ = ["Link", "Worker", "worker_config"]
+__all__ = ["Link", "Worker", "a_worker", "worker_config"]
 
 logger = logging.getLogger("aiointerp")
 
@@ -83,6 +83,11 @@ def worker_config(
         # as multiprocessing's spawn passes it (str(): a worker takes shareable values)
         tuple(str(arg) for arg in getattr(sys, "argv", ())),
     )
+
+
+def a_worker(kind: str) -> str:
+    """``an interpreter worker``, ``a process worker``: a worker of *kind*, in messages."""
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
 
 
 class Link(Protocol):
@@ -295,7 +300,7 @@ class Worker:
             except BaseException as exc:
                 raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(
-            f"could not start the {self.kind} worker: {self._why_ended()}"
+            f"could not start {a_worker(self.kind)}: {self._why_ended()}"
         ) from self._failure
 
     def _why_ended(self) -> str:
