@@ -3,7 +3,8 @@
 # documentation site.
 #
 #   bash scripts/run.sh demo [args...]   # the demo: sequential vs anyio.to_thread vs aiointerp
-#   bash scripts/run.sh test [args...]   # the test suite (pytest args pass through)
+#   bash scripts/run.sh test [args...]   # the test suite (pytest args pass through;
+#                                        #   2 test processes: AIOINTERP_TEST_PROCESSES)
 #   bash scripts/run.sh docs [args...]   # serve the documentation site (mkdocs serve)
 #   bash scripts/run.sh docs build [args...]  # build it into site/, strict, as CI does
 #   bash scripts/run.sh which demo|test  # which Python each would set up, and why
@@ -161,7 +162,9 @@ fi
 "$py" -m pip install -q --disable-pip-version-check -e ".[test]" -r requirements-dev.txt
 echo "== $("$py" -VV | head -1)" >&2
 set +e
-"$py" -m pytest "$@"
+# two test processes (pytest-xdist): the suite waits on workers, processes and
+# servers as much as it computes (-n 0 after it runs it in one process)
+"$py" -m pytest -n "${AIOINTERP_TEST_PROCESSES:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
