@@ -2,7 +2,7 @@
 
 tests/test_cleanup_matrix.py proves that every cleanup of every shape runs when it is
 interrupted; :mod:`benchmarks.cancel_latency` measures how soon each one stops.
-Stdlib and :mod:`aiointerp._interp` only: these run inside worker interpreters. Each
+Stdlib and :mod:`aiointerp._wire._interp` only: these run inside worker interpreters. Each
 shape runs until it is interrupted and records its cleanup, line by line, in a file:
 the ``finally`` blocks and ``__exit__`` methods of its own frames, innermost first.
 :func:`run_shape` wraps every shape in one more ``with`` and ``finally`` and writes
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 
 def write(path: str, text: str) -> None:

@@ -5,10 +5,10 @@ Run it with ``python -m benchmarks.exception_encoding`` from the repository root
 
 In-process, both halves of each way, per exception (medians of interleaved rounds):
 
-* ``pickle``: what aiointerp did before ``aiointerp._exceptions``: ``pickle.dumps``
+* ``pickle``: what aiointerp did before ``aiointerp._wire._exceptions``: ``pickle.dumps``
   and a checking ``pickle.loads`` in the worker, ``pickle.loads`` in the caller (it
   cannot rebuild ``QuotaExceeded``: that row times its RemoteError path);
-* ``records``: :func:`aiointerp._exceptions.encode` then ``rebuild``;
+* ``records``: :func:`aiointerp._wire._exceptions.encode` then ``rebuild``;
 * ``traceback``: ``traceback.format_exception``, which the worker pays for every
   exception either way (the remote traceback text), for scale.
 
@@ -92,7 +92,7 @@ def _pickle_way(exc: Exception) -> object:
 
 
 def _records_way(exc: Exception) -> object:
-    from aiointerp import _exceptions
+    from aiointerp._wire import _exceptions
 
     return _exceptions.rebuild(_exceptions.encode(exc), "text")
 

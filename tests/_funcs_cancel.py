@@ -14,7 +14,7 @@ import select
 import time
 from types import TracebackType
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 from aiointerp.worker import Interrupted, cancelled, checkpoint, deadline
 
 

@@ -1,6 +1,6 @@
 """Module-level functions sent to worker interpreters by the core engine tests.
 
-Stdlib only (plus :mod:`aiointerp._interp`, which workers import anyway): every
+Stdlib only (plus :mod:`aiointerp._wire._interp`, which workers import anyway): every
 function here is pickled by reference and imported again inside a worker.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import NoReturn
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 
 def identity[T](value: T) -> T:

@@ -98,6 +98,6 @@ def profiler_state(dask_worker: Any) -> tuple[bool, bool, int]:
 
 def live_interpreters(dask_worker: Any) -> int:
     """Interpreters of this worker process besides the main one."""
-    from aiointerp import _interp
+    from aiointerp._wire import _interp
 
     return len(_interp.live_ids()) - 1

@@ -75,7 +75,7 @@ def add(a: int, b: int = 0, *, scale: int = 1) -> int:
 
 @aiointerp.offload(timeout=30)
 def interp_id() -> int:
-    from aiointerp import _interp
+    from aiointerp._wire import _interp
 
     return _interp.current_id()
 
@@ -86,7 +86,7 @@ def spin_offloaded(fds: tuple[int, int]) -> None:
 
 
 def plain_interp_id() -> int:
-    from aiointerp import _interp
+    from aiointerp._wire import _interp
 
     return _interp.current_id()
 

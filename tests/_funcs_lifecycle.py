@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 #: Set by :func:`init_record` inside each worker interpreter (per interpreter).
 _init_tag: str | None = None

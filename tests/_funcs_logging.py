@@ -8,7 +8,7 @@ import sys
 import threading
 import warnings
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 logger = logging.getLogger("aiointerp_tests.worker")
 

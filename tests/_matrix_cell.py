@@ -38,7 +38,8 @@ import anyio
 import sniffio
 from benchmarks import _shapes as shapes
 
-from aiointerp import InterpreterPool, PoolClosedError, _interp
+from aiointerp import InterpreterPool, PoolClosedError
+from aiointerp._wire import _interp
 
 SOURCES = ("anyio_scope", "native", "deadline", "timeout", "aclose")
 #: hang guard for one call

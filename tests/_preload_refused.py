@@ -3,7 +3,7 @@
 It loads in the main interpreter (of a process worker, or of the host).
 """
 
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 if _interp.current_id() != 0:
     raise ImportError(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 ROOT = Path(__file__).resolve().parent.parent
 #: where aiointerp is imported from, also when it is not installed in this Python

@@ -1,6 +1,6 @@
 """Big arguments and results: exact round trips, pickled and unpickled off the event loop.
 
-The wire format is :mod:`aiointerp._bigwire`, the host side :mod:`aiointerp._bigvalues`.
+The wire format is :mod:`aiointerp._wire._big`, the host side :mod:`aiointerp._host._bigvalues`.
 Round trips run real interpreters on every event loop; the structural tests check,
 without timing anything, where the big work happens: the probes of
 ``_funcs_bigvalues`` record the thread that pickles an argument or unpickles a result.
@@ -23,15 +23,9 @@ import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
-from aiointerp import (
-    BrokenWorkerError,
-    InterpreterPool,
-    NotShareableError,
-    _bigvalues,
-    _bigwire,
-    _protocol,
-    _transport,
-)
+from aiointerp import BrokenWorkerError, InterpreterPool, NotShareableError
+from aiointerp._host import _bigvalues
+from aiointerp._wire import _big, _encoding, _protocol
 
 
 def stable_id(value: object) -> str:
@@ -41,7 +35,7 @@ def stable_id(value: object) -> str:
 
 MIB = 1 << 20
 #: more items than a shareable value may have to cross as it is
-BULKY_ITEMS = _bigwire.SHARED_ITEMS_MAX + 1
+BULKY_ITEMS = _big.SHARED_ITEMS_MAX + 1
 
 
 def _result_files() -> set[int]:
@@ -65,7 +59,7 @@ def _probes() -> Iterator[None]:
     funcs.loaded_in.clear()
     yield
     funcs.on_load = funcs.on_pickle = None
-    _bigwire._result.close()  # the host's own, made by the unit tests
+    _big._result.close()  # the host's own, made by the unit tests
     assert _result_files() <= before
 
 
@@ -85,32 +79,28 @@ SMALL_OTHER = [([1, 2],), ({"a": 1},), (bytearray(b"x"),), (2**64,), ((1, [2]),)
 def test_classify_agrees_with_is_shareable_for_small_values(
     args: tuple[Any, ...],
 ) -> None:
-    expected = _bigwire.SMALL if _transport.is_shareable(args) else _bigwire.OTHER
-    assert _bigwire.classify(args) == expected
+    expected = _big.SMALL if _encoding.is_shareable(args) else _big.OTHER
+    assert _big.classify(args) == expected
 
 
 def test_classify_bounds_the_walk() -> None:
-    flat = tuple(range(_bigwire.SHARED_ITEMS_MAX))
-    assert _bigwire.classify((flat,)) == _bigwire.BULKY  # with the outer tuple's item
-    assert _bigwire.classify(flat) == _bigwire.SMALL
-    nested = tuple((i, i) for i in range(_bigwire.SHARED_ITEMS_MAX // 3 + 1))
-    assert _bigwire.classify(nested) == _bigwire.BULKY
+    flat = tuple(range(_big.SHARED_ITEMS_MAX))
+    assert _big.classify((flat,)) == _big.BULKY  # with the outer tuple's item
+    assert _big.classify(flat) == _big.SMALL
+    nested = tuple((i, i) for i in range(_big.SHARED_ITEMS_MAX // 3 + 1))
+    assert _big.classify(nested) == _big.BULKY
     # bytes count for results only (the queue copies them into the host)
-    big = b"x" * (_bigwire.SHARED_BYTES_MAX + 1)
-    assert _bigwire.classify((big,)) == _bigwire.SMALL
-    assert _bigwire.classify(big, False, max_bytes=_bigwire.SHARED_BYTES_MAX) == (
-        _bigwire.BULKY
-    )
-    assert _bigwire.classify(memoryview(b"v"), views=False) == _bigwire.OTHER
+    big = b"x" * (_big.SHARED_BYTES_MAX + 1)
+    assert _big.classify((big,)) == _big.SMALL
+    assert _big.classify(big, False, max_bytes=_big.SHARED_BYTES_MAX) == (_big.BULKY)
+    assert _big.classify(memoryview(b"v"), views=False) == _big.OTHER
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("args", SMALL_SHAREABLE + SMALL_OTHER, ids=stable_id)
 async def test_small_arguments_are_encoded_as_before(args: tuple[Any, ...]) -> None:
     func = _funcs_core.identity
-    assert await _bigvalues.encode_call(func, args) == _transport.encode_call(
-        func, args
-    )
+    assert await _bigvalues.encode_call(func, args) == _encoding.encode_call(func, args)
 
 
 @pytest.mark.anyio
@@ -119,8 +109,8 @@ async def test_bulky_arguments_are_pickled_in_a_thread() -> None:
     _, mode, payload = await _bigvalues.encode_call(_funcs_core.identity, args)
     assert funcs.pickled_in
     assert threading.get_ident() not in funcs.pickled_in
-    assert mode == _bigwire.FRAMES
-    decoded = _bigwire.decode_args(mode, payload)
+    assert mode == _big.FRAMES
+    decoded = _big.decode_args(mode, payload)
     assert decoded[:-1] == args[:-1]
     assert type(decoded[-1]) is funcs.PickledHere
 
@@ -135,12 +125,12 @@ async def test_a_pickle_too_slow_for_the_loop_is_made_again_in_a_thread(
     loop_thread = threading.get_ident()
     assert funcs.pickled_in[0] == loop_thread  # the first try, given up
     assert funcs.pickled_in[1] != loop_thread
-    assert mode == _bigwire.FRAMES
-    assert _bigwire.decode_args(mode, payload)[0][1:] == args[0][1:]
+    assert mode == _big.FRAMES
+    assert _big.decode_args(mode, payload)[0][1:] == args[0][1:]
     monkeypatch.undo()
     small = ({"a": [1, 2]},)  # the loop's pickler is reused after it gave up
     _, mode, blob = await _bigvalues.encode_call(_funcs_core.identity, small)
-    assert (mode, blob) == (_transport.PICKLED, pickle.dumps(small, 5))
+    assert (mode, blob) == (_encoding.PICKLED, pickle.dumps(small, 5))
 
 
 @pytest.mark.anyio
@@ -149,12 +139,12 @@ async def test_big_buffers_are_sent_by_reference() -> None:
     data = b"\x08" * MIB
     args = ([buffer, data, 1],)
     _, mode, pieces = await _bigvalues.encode_call(_funcs_core.identity, args)
-    assert mode == _bigwire.FRAMES
+    assert mode == _big.FRAMES
     views = [p for p in pieces if type(p) is memoryview]
     assert [view.obj for view in views] == [buffer]  # not copied on the host
     assert any(p is data for p in pieces)
     del views
-    decoded = _bigwire.decode_args(mode, pieces)[0]
+    decoded = _big.decode_args(mode, pieces)[0]
     assert decoded == [buffer, data, 1]
     assert type(decoded[0]) is bytearray
     assert decoded[0] is not buffer
@@ -172,7 +162,7 @@ async def test_out_of_band_buffers_are_sent_by_reference_and_copied_by_the_worke
     assert [buffer.obj for buffer in buffers] == [data]  # not copied on the host
     assert sum(len(piece) for piece in pieces) < 1000  # the data is not in the pickle
     del buffers
-    blob, one = _bigwire.decode_args(mode, payload)
+    blob, one = _big.decode_args(mode, payload)
     assert one == 1
     assert funcs.blob_info(blob) == ("bytearray", MIB, False)  # the worker's copy
     assert blob.data == data
@@ -189,14 +179,14 @@ async def test_unpicklable_bulky_arguments_raise_not_shareable() -> None:
 
 def test_small_results_are_encoded_as_before() -> None:
     for value in (5, "text", (1, b"x"), [1, {2}], memoryview(b"view")):
-        outcome = _bigwire.encode_result(1, value)
-        assert not _bigwire.in_file(outcome)
+        outcome = _big.encode_result(1, value)
+        assert not _big.in_file(outcome)
         if type(value) is memoryview:
             value = value.tobytes()
         expected = (
-            (1, _transport.OK_SHARED, value, None, False)
-            if _transport.is_shareable(value)
-            else (1, _transport.OK_PICKLED, pickle.dumps(value, 5), None, False)
+            (1, _encoding.OK_SHARED, value, None, False)
+            if _encoding.is_shareable(value)
+            else (1, _encoding.OK_PICKLED, pickle.dumps(value, 5), None, False)
         )
         assert outcome == expected
 
@@ -204,23 +194,23 @@ def test_small_results_are_encoded_as_before() -> None:
 @pytest.mark.anyio
 async def test_a_big_result_is_sent_in_a_file_and_unpickled_in_a_thread() -> None:
     value = funcs.probed_ints(50_000)
-    outcome = _bigwire.encode_result(1, value)
-    assert _bigwire.in_file(outcome)
+    outcome = _big.encode_result(1, value)
+    assert _big.in_file(outcome)
     fd, (size, _) = outcome[2], outcome[3]
-    assert os.fstat(fd).st_size == size >= _bigwire.SPILL_MIN
+    assert os.fstat(fd).st_size == size >= _big.SPILL_MIN
     result = await _bigvalues.decode_result(outcome, funcs.probed_ints)
     assert result == ["probe", *range(50_000), "probe"]
     assert len(funcs.loaded_in) == 2
     assert threading.get_ident() not in funcs.loaded_in
     assert os.fstat(fd).st_size == 0  # its memory freed once read
-    _bigwire.decode_args(_transport.SHARED, ())  # the next call closes the file
+    _big.decode_args(_encoding.SHARED, ())  # the next call closes the file
     assert not _result_files()
 
 
 @pytest.mark.anyio
 async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
-    outcome = _bigwire.encode_result(1, [funcs.make_blob(MIB), b"\x01" * MIB])
-    assert _bigwire.in_file(outcome)
+    outcome = _big.encode_result(1, [funcs.make_blob(MIB), b"\x01" * MIB])
+    assert _big.in_file(outcome)
     fd, (size, _, table) = outcome[2], outcome[3]
     assert size < table[0][0]  # the stream first, then the blob's data apart
     assert [n for _, n in table] == [MIB]
@@ -230,16 +220,16 @@ async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
     assert blob.data == b"\x09" * MIB
     assert data == b"\x01" * MIB
     assert os.fstat(fd).st_size > 0  # the mapped pages stay, with the file
-    _bigwire.decode_args(_transport.SHARED, ())  # the next call closes the file
+    _big.decode_args(_encoding.SHARED, ())  # the next call closes the file
     assert not _result_files()
     assert blob.data[0] == 9  # the mapping outlives every descriptor
 
 
 @pytest.mark.anyio
 async def test_a_result_file_closed_too_early_is_reported(tmp_path: Any) -> None:
-    outcome = _bigwire.encode_result(1, list(range(50_000)))
+    outcome = _big.encode_result(1, list(range(50_000)))
     fd = outcome[2]
-    _bigwire._result.close()
+    _big._result.close()
     with pytest.raises(BrokenWorkerError, match="was lost"):
         await _bigvalues.decode_result(outcome, funcs.ints)
     # the number now names another file: it is neither read nor emptied
@@ -257,7 +247,7 @@ async def test_a_result_file_closed_too_early_is_reported(tmp_path: Any) -> None
 
 
 def test_piece_reader_reads_across_pieces() -> None:
-    reader = _bigwire.PieceReader([b"ab", memoryview(bytearray(b"cde")), b"f\ng"])
+    reader = _big.PieceReader([b"ab", memoryview(bytearray(b"cde")), b"f\ng"])
     assert reader.read(1) == b"a"
     assert reader.read(3) == b"bcd"
     target = bytearray(2)

@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 import aiointerp
-from aiointerp import _pool, _worker
+from aiointerp import _pool
+from aiointerp._kinds import _worker
 
 pytestmark = pytest.mark.anyio
 

@@ -24,9 +24,11 @@ import anyio.to_thread
 import pytest
 
 import aiointerp
-from aiointerp import _check, _defects, _interp
 from aiointerp.__main__ import main
-from aiointerp._defects import KNOWN_DEFECTS, defects_of
+from aiointerp._cli import _check
+from aiointerp._host import _defects
+from aiointerp._host._defects import KNOWN_DEFECTS, defects_of
+from aiointerp._wire import _interp
 
 #: where aiointerp is imported from, also when it is not installed in this Python
 SOURCE = Path(aiointerp.__file__).resolve().parent.parent
@@ -401,7 +403,7 @@ def test_a_broken_check_is_a_runtime_error(monkeypatch: pytest.MonkeyPatch) -> N
 def test_import_aiointerp_does_not_load_the_cli() -> None:
     code = (
         "import sys, aiointerp\n"
-        "loaded = {'aiointerp._check', 'aiointerp.__main__'} & set(sys.modules)\n"
+        "loaded = {'aiointerp._cli._check', 'aiointerp.__main__'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )
     env = dict(os.environ, PYTHONPATH=str(SOURCE))

@@ -24,13 +24,8 @@ import anyio
 import pytest
 
 import aiointerp
-from aiointerp import (
-    InterpreterPool,
-    NotShareableError,
-    RemoteError,
-    RemoteTraceback,
-    _interp,
-)
+from aiointerp import InterpreterPool, NotShareableError, RemoteError, RemoteTraceback
+from aiointerp._wire import _interp
 
 pytestmark = pytest.mark.anyio
 

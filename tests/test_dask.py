@@ -501,7 +501,7 @@ async def test_unshareable_arguments_say_where_they_were_going(
 
 
 def test_profiler_crash_versions() -> None:
-    from aiointerp._defects import sampling_may_crash
+    from aiointerp._host._defects import sampling_may_crash
 
     assert sampling_may_crash((3, 13, 0))
     assert sampling_may_crash((3, 14, 7))

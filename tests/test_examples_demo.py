@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aiointerp._defects import defects_of
+from aiointerp._host._defects import defects_of
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,8 @@ from _handshake import ready_byte, text
 from conftest import child_env
 
 import aiointerp
-from aiointerp import _executor, _interp
+from aiointerp import _executor
+from aiointerp._wire import _interp
 
 T = TypeVar("T")
 

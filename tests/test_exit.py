@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import HAVE_UVLOOP, child_env
 
-from aiointerp import _exit
+from aiointerp._kinds import _exit
 
 TESTS = Path(__file__).resolve().parent
 BACKENDS = ["asyncio", "trio", *(["uvloop"] if HAVE_UVLOOP else [])]

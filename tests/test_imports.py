@@ -1,6 +1,6 @@
 """What ``kind="auto"`` reads of a function's code before its first call (no worker).
 
-:func:`aiointerp._imports.imports_of` on the shapes of code users write; the pools
+:func:`aiointerp._host._imports.imports_of` on the shapes of code users write; the pools
 that act on it are tested in test_auto.py.
 """
 
@@ -13,9 +13,9 @@ import types
 import _funcs_imports as funcs
 import _imports_pkg.handlers as handlers
 import pytest
+from aiointerp._inside._batch import Batch
 
-from aiointerp._batch import Batch
-from aiointerp._imports import HELPER_DEPTH, Import, imports_of
+from aiointerp._host._imports import HELPER_DEPTH, Import, imports_of
 from aiointerp._offload import _sendable
 
 NUMPY = Import("numpy")

@@ -33,8 +33,8 @@ from aiointerp import (
     PoolClosedError,
     PoolStats,
     RemoteTraceback,
-    _interp,
 )
+from aiointerp._wire import _interp
 
 HANG_GUARD = 30.0
 COUNTERS = (

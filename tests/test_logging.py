@@ -18,7 +18,8 @@ import anyio
 import pytest
 from _handshake import fifo, wait_byte
 
-from aiointerp import InterpreterPool, _logs
+from aiointerp import InterpreterPool
+from aiointerp._inside._loop import _logs
 
 pytestmark = pytest.mark.anyio
 

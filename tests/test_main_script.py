@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiointerp._inside._loop import _LOAD_NOTE
 from conftest import child_env
-
-from aiointerp._inside import _LOAD_NOTE
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -160,7 +159,9 @@ def _assert_one_clear_error(
     err = done.stderr
     assert err.count(GUARD_HINT) == 1, err  # one clear error, said once
     (last,) = [line for line in err.splitlines() if "UnguardedMainError" in line]
-    assert last.startswith("aiointerp._mainscript.UnguardedMainError: the main ")
+    assert last.startswith(
+        "aiointerp._inside._mainscript.UnguardedMainError: the main "
+    )
     what = f"script {UNGUARDED}"
     if how == "module":
         what = "module unguarded_main (python -m unguarded_main)"

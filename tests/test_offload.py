@@ -16,7 +16,7 @@ import pytest
 from conftest import child_env
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,9 @@ import anyio.lowlevel
 import pytest
 from _handshake import fifo, wait_byte
 
-from aiointerp import InterpreterExecutor, InterpreterPool, _backends, _logs, _worker
+from aiointerp import InterpreterExecutor, InterpreterPool
+from aiointerp._inside._loop import _logs
+from aiointerp._kinds import _backends, _worker
 
 pytestmark = pytest.mark.anyio
 
@@ -212,7 +214,7 @@ def test_executor_forwards_output(capsys: pytest.CaptureFixture[str]) -> None:
 def test_an_item_of_a_destroyed_interpreter_is_skipped() -> None:
     # a queue item whose interpreter is gone comes back as None on 3.13 (UNBOUND on
     # 3.14): never an item to handle
-    from aiointerp import _logs
+    from aiointerp._inside._loop import _logs
 
     _logs.handle(None, 1)
 

@@ -1,6 +1,6 @@
 """The allocation policy of pools of several kinds, table-driven (no workers).
 
-:func:`aiointerp._policy.plan` is pure: each case is a snapshot and the plan it must
+:func:`aiointerp._host._policy.plan` is pure: each case is a snapshot and the plan it must
 give. The same cases on real workers: tests/test_auto.py ("capacity across kinds"),
 each naming its row here.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aiointerp._policy import (
+from aiointerp._host._policy import (
     HYSTERESIS,
     Demand,
     Kind,

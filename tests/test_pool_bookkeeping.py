@@ -1,7 +1,7 @@
 """Pool bookkeeping against a fake worker: states the real tests cannot pin down.
 
-A fake worker replaces :class:`aiointerp._interpreter.InterpreterWorker` inside the
-pool (the roster knows only the :class:`aiointerp._worker.Worker` interface), so that the
+A fake worker replaces :class:`aiointerp._kinds._interpreter.InterpreterWorker` inside the
+pool (the roster knows only the :class:`aiointerp._kinds._worker.Worker` interface), so that the
 test decides when a worker finishes starting, fails to start, or ends a call. Each
 test names the real-interpreter test of the same behaviour in ``test_lifecycle.py``.
 """
@@ -16,7 +16,8 @@ import _funcs_lifecycle as f
 import anyio
 import pytest
 
-from aiointerp import BrokenWorkerError, InterpreterPool, _pool, _protocol
+from aiointerp import BrokenWorkerError, InterpreterPool, _pool
+from aiointerp._wire import _protocol
 
 pytestmark = pytest.mark.anyio
 

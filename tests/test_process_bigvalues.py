@@ -1,6 +1,6 @@
 """Big values to and from process workers: through shared memory, never a pipe.
 
-The transport is :mod:`aiointerp._channels` (segments: :mod:`aiointerp._segments`).
+The transport is :mod:`aiointerp._kinds._channels` (segments: :mod:`aiointerp._wire._segments`).
 Round trips run real child processes on every event loop and check that the values
 come back identical (type, dtype, shape, order, writeability, content). The
 structural tests check, without timing anything, that big messages never go
@@ -32,14 +32,9 @@ import pytest
 from _handshake import HANG, wait_started
 from conftest import child_env
 
-from aiointerp import (
-    BrokenWorkerError,
-    InterpreterPool,
-    _bigwire,
-    _channels,
-    _protocol,
-    _segments,
-)
+from aiointerp import BrokenWorkerError, InterpreterPool
+from aiointerp._kinds import _channels
+from aiointerp._wire import _big, _protocol, _segments
 
 numpy = pytest.importorskip("numpy")
 
@@ -411,9 +406,9 @@ def test_an_abandoned_job_does_not_run() -> None:
     from aiointerp.worker import Interrupted
 
     with pytest.raises(Interrupted, match="cancelled before its arguments"):
-        _bigwire.decode_args(_protocol.ABANDONED, None)
+        _big.decode_args(_protocol.ABANDONED, None)
     with pytest.raises(RuntimeError, match="could not send the arguments: OSError"):
-        _bigwire.decode_args(_protocol.ABANDONED, "OSError: no memory")
+        _big.decode_args(_protocol.ABANDONED, "OSError: no memory")
 
 
 def test_a_segment_maps_its_buffers() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import child_env
 
-from aiointerp import _defects
+from aiointerp._host import _defects
 
 TESTS = Path(__file__).resolve().parent
 CRASHES_HERE = any(defect.warn for defect in _defects.defects_of())

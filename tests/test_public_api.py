@@ -153,7 +153,7 @@ def test_signatures() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["aiointerp", "aiointerp.worker", "aiointerp._inside"]
+    "module", ["aiointerp", "aiointerp.worker", "aiointerp._inside._loop"]
 )
 def test_import_does_not_load_anyio_or_trio(module: str) -> None:
     code = (

@@ -13,13 +13,8 @@ import threading
 import _funcs_core
 import pytest
 
-from aiointerp import (
-    NotShareableError,
-    RemoteError,
-    RemoteTraceback,
-    _bigwire,
-    _transport,
-)
+from aiointerp import NotShareableError, RemoteError, RemoteTraceback
+from aiointerp._wire import _big, _encoding
 
 
 class StrSubclass(str):
@@ -85,21 +80,21 @@ NOT_SHAREABLE = [
 
 @pytest.mark.parametrize("value", SHAREABLE, ids=stable_id)
 def test_shareable(value: object) -> None:
-    assert _transport.is_shareable(value)
+    assert _encoding.is_shareable(value)
 
 
 @pytest.mark.parametrize("value", NOT_SHAREABLE)
 def test_not_shareable(value: object) -> None:
-    assert not _transport.is_shareable(value)
+    assert not _encoding.is_shareable(value)
 
 
 def test_encode_call_with_shareable_arguments() -> None:
     args = (1, "two", (3.0, None))
-    blob, mode, payload = _transport.encode_call(_funcs_core.identity, args)
-    assert mode == _transport.SHARED
+    blob, mode, payload = _encoding.encode_call(_funcs_core.identity, args)
+    assert mode == _encoding.SHARED
     assert payload is args  # sent as is, not copied or pickled
     assert pickle.loads(blob) is _funcs_core.identity
-    assert _bigwire.decode_args(mode, payload) is args
+    assert _big.decode_args(mode, payload) is args
 
 
 @pytest.mark.parametrize(
@@ -112,10 +107,10 @@ def test_encode_call_with_shareable_arguments() -> None:
     ],
 )
 def test_encode_call_pickles_other_arguments(args: tuple[object, ...]) -> None:
-    blob, mode, payload = _transport.encode_call(operator.add, args)
-    assert mode == _transport.PICKLED
+    blob, mode, payload = _encoding.encode_call(operator.add, args)
+    assert mode == _encoding.PICKLED
     assert isinstance(payload, bytes)
-    decoded = _bigwire.decode_args(mode, payload)
+    decoded = _big.decode_args(mode, payload)
     assert decoded == args
     assert [type(a) for a in decoded] == [type(a) for a in args]
     assert pickle.loads(blob) is operator.add
@@ -123,13 +118,13 @@ def test_encode_call_pickles_other_arguments(args: tuple[object, ...]) -> None:
 
 def test_encode_call_partial_keeps_keywords() -> None:
     func = functools.partial(_funcs_core.with_keywords, 1, d=9)
-    blob, _, _ = _transport.encode_call(func, ())
+    blob, _, _ = _encoding.encode_call(func, ())
     assert pickle.loads(blob)(5) == (1, 5, 3, 9)
 
 
 def test_encode_call_unpicklable_argument_names_the_function() -> None:
     with pytest.raises(NotShareableError) as excinfo:
-        _transport.encode_call(_funcs_core.identity, (threading.Lock(),))
+        _encoding.encode_call(_funcs_core.identity, (threading.Lock(),))
     message = str(excinfo.value)
     assert message.startswith("cannot send the arguments of _funcs_core.identity")
     assert "lock" in message
@@ -139,12 +134,12 @@ def test_encode_call_unpicklable_argument_names_the_function() -> None:
 def test_encode_call_unpicklable_function() -> None:
     func = functools.partial(_funcs_core.identity, threading.Lock())
     with pytest.raises(NotShareableError, match=r"function partial\(_funcs_core"):
-        _transport.encode_call(func, ())
+        _encoding.encode_call(func, ())
 
 
 def test_encode_call_lambda_with_cloudpickle() -> None:
     pytest.importorskip("cloudpickle")  # installed in every test environment
-    blob, _, _ = _transport.encode_call(lambda x: x + 1, (1,))
+    blob, _, _ = _encoding.encode_call(lambda x: x + 1, (1,))
     assert pickle.loads(blob)(1) == 2
 
 
@@ -153,7 +148,7 @@ def test_encode_call_lambda_without_cloudpickle(
 ) -> None:
     monkeypatch.setitem(sys.modules, "cloudpickle", None)
     with pytest.raises(NotShareableError) as excinfo:
-        _transport.encode_call(lambda x: x + 1, (1,))
+        _encoding.encode_call(lambda x: x + 1, (1,))
     message = str(excinfo.value)
     assert "<lambda>" in message
     assert "define it at module level" in message
@@ -163,50 +158,48 @@ def test_encode_call_lambda_without_cloudpickle(
 
 
 def test_results_round_trip_through_the_outcome_encoding() -> None:
-    shared = _bigwire.encode_result(1, (1, "a"))
-    assert shared[1] == _transport.OK_SHARED
-    assert _transport.decode_outcome(shared, _funcs_core.identity) == (1, "a")
-    pickled = _bigwire.encode_result(2, [1, {2}])
-    assert pickled[1] == _transport.OK_PICKLED
-    assert _transport.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
-    unsendable = _bigwire.encode_result(3, threading.Lock())
-    assert unsendable[1] == _transport.UNSENDABLE
+    shared = _big.encode_result(1, (1, "a"))
+    assert shared[1] == _encoding.OK_SHARED
+    assert _encoding.decode_outcome(shared, _funcs_core.identity) == (1, "a")
+    pickled = _big.encode_result(2, [1, {2}])
+    assert pickled[1] == _encoding.OK_PICKLED
+    assert _encoding.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
+    unsendable = _big.encode_result(3, threading.Lock())
+    assert unsendable[1] == _encoding.UNSENDABLE
     with pytest.raises(NotShareableError, match=r"_funcs_core\.make_lock"):
-        _transport.decode_outcome(unsendable, _funcs_core.make_lock)
+        _encoding.decode_outcome(unsendable, _funcs_core.make_lock)
 
 
 def test_exceptions_through_the_outcome_encoding() -> None:
-    outcome = _transport.encode_exception(1, KeyError("k"), "remote text")
-    assert outcome[1] == _transport.RAISED
+    outcome = _encoding.encode_exception(1, KeyError("k"), "remote text")
+    assert outcome[1] == _encoding.RAISED
     with pytest.raises(KeyError) as excinfo:
-        _transport.decode_outcome(outcome, _funcs_core.identity)
+        _encoding.decode_outcome(outcome, _funcs_core.identity)
     assert isinstance(excinfo.value.__cause__, RemoteTraceback)
     assert excinfo.value.__cause__.text == "remote text"
     # pickle would call UnpicklableError("a-b"): it is rebuilt without __init__
     error = _funcs_core.UnpicklableError("a", "b")
-    outcome = _transport.encode_exception(1, error, "")
-    assert outcome[1] == _transport.RAISED
+    outcome = _encoding.encode_exception(1, error, "")
+    assert outcome[1] == _encoding.RAISED
     with pytest.raises(_funcs_core.UnpicklableError, match=r"^a-b$"):
-        _transport.decode_outcome(outcome, _funcs_core.identity)
+        _encoding.decode_outcome(outcome, _funcs_core.identity)
 
     for exc, name in [
         (SystemExit(2), "SystemExit"),
         (KeyboardInterrupt(), "KeyboardInterrupt"),
     ]:
-        outcome = _transport.encode_exception(1, exc, "text")
-        assert outcome[1] == _transport.RAISED_RAW
+        outcome = _encoding.encode_exception(1, exc, "text")
+        assert outcome[1] == _encoding.RAISED_RAW
         with pytest.raises(RemoteError) as remote:
-            _transport.decode_outcome(outcome, _funcs_core.identity)
+            _encoding.decode_outcome(outcome, _funcs_core.identity)
         assert remote.value.type_name == name
         assert remote.value.message == str(exc)
         assert remote.value.remote_traceback == "text"
 
 
 def test_describe() -> None:
-    assert _transport.describe(_funcs_core.identity) == "_funcs_core.identity"
-    assert (
-        _transport.describe(_funcs_core.Scaler(2).scale) == "_funcs_core.Scaler.scale"
-    )
-    assert _transport.describe(len) == "builtins.len"
+    assert _encoding.describe(_funcs_core.identity) == "_funcs_core.identity"
+    assert _encoding.describe(_funcs_core.Scaler(2).scale) == "_funcs_core.Scaler.scale"
+    assert _encoding.describe(len) == "builtins.len"
     partial = functools.partial(_funcs_core.identity, 1)
-    assert _transport.describe(partial) == "partial(_funcs_core.identity)"
+    assert _encoding.describe(partial) == "partial(_funcs_core.identity)"

@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 
     from ._api import current_default_pool as current_default_pool
     from ._api import run_sync_in_interpreter as run_sync_in_interpreter
-    from ._errors import AiointerpError as AiointerpError
-    from ._errors import BrokenWorkerError as BrokenWorkerError
-    from ._errors import NotShareableError as NotShareableError
-    from ._errors import PoolBusyError as PoolBusyError
-    from ._errors import PoolClosedError as PoolClosedError
-    from ._errors import RemoteError as RemoteError
-    from ._errors import RemoteTraceback as RemoteTraceback
     from ._executor import InterpreterExecutor as InterpreterExecutor
+    from ._host._stats import PoolStats as PoolStats
     from ._offload import offload as offload
     from ._pool import InterpreterPool as InterpreterPool
-    from ._stats import PoolStats as PoolStats
+    from ._wire._errors import AiointerpError as AiointerpError
+    from ._wire._errors import BrokenWorkerError as BrokenWorkerError
+    from ._wire._errors import NotShareableError as NotShareableError
+    from ._wire._errors import PoolBusyError as PoolBusyError
+    from ._wire._errors import PoolClosedError as PoolClosedError
+    from ._wire._errors import RemoteError as RemoteError
+    from ._wire._errors import RemoteTraceback as RemoteTraceback
 del TYPE_CHECKING
 
 __all__ = [
@@ -61,17 +61,17 @@ __all__ = [
 _LAZY = {
     "current_default_pool": "._api",
     "run_sync_in_interpreter": "._api",
-    "AiointerpError": "._errors",
-    "BrokenWorkerError": "._errors",
-    "NotShareableError": "._errors",
-    "PoolBusyError": "._errors",
-    "PoolClosedError": "._errors",
-    "RemoteError": "._errors",
-    "RemoteTraceback": "._errors",
+    "AiointerpError": "._wire._errors",
+    "BrokenWorkerError": "._wire._errors",
+    "NotShareableError": "._wire._errors",
+    "PoolBusyError": "._wire._errors",
+    "PoolClosedError": "._wire._errors",
+    "RemoteError": "._wire._errors",
+    "RemoteTraceback": "._wire._errors",
     "InterpreterPool": "._pool",
     "InterpreterExecutor": "._executor",
     "offload": "._offload",
-    "PoolStats": "._stats",
+    "PoolStats": "._host._stats",
 }
 
 

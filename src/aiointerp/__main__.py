@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    from . import _check
+    from ._cli import _check
 
     if args.command == "info":
         description = _check.info()

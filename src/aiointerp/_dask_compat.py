@@ -31,8 +31,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _defects
-from ._defects import sampling_may_crash
+from ._host import _defects
+from ._host._defects import sampling_may_crash
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -84,7 +84,7 @@ def current_task_name() -> str | None:
 
 #: ``sys._current_frames()``, which Dask's profiler calls, aborts CPython 3.13.0 while
 #: another interpreter runs code; releases not verified to survive it count as well
-#: (:func:`aiointerp._defects.sampling_may_crash`).
+#: (:func:`aiointerp._host._defects.sampling_may_crash`).
 PROFILER_CRASHES: Final = sampling_may_crash()
 
 _PROFILE_CALLBACKS: Final = ("profile", "profile-cycle")

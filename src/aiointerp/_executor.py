@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ._batch import Batch, decode
-from ._errors import BrokenWorkerError
-from ._map import validate_chunksize
+from ._host._map import validate_chunksize
+from ._host._validate import reject_async
+from ._inside._batch import Batch, decode
 from ._pool import InterpreterPool
-from ._validate import reject_async
+from ._wire._errors import BrokenWorkerError
 
 if TYPE_CHECKING:
-    from ._batch import BatchOutcome
+    from ._inside._batch import BatchOutcome
 
 __all__ = ["InterpreterExecutor"]
 
@@ -675,7 +675,7 @@ def _python_exit() -> None:
 
 
 _register_atexit: Any = getattr(threading, "_register_atexit", None)
-if _register_atexit is not None:  # runs before aiointerp._exit's hook (LIFO)
+if _register_atexit is not None:  # runs before aiointerp._kinds._exit's hook (LIFO)
     _register_atexit(_python_exit)
 else:  # pragma: no cover
     import atexit

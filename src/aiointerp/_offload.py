@@ -12,7 +12,7 @@ which pickles as ``_resolve_sync(module, qualname)``. The worker imports the mod
 (where ``f`` is the wrapper too), follows ``__wrapped__`` down to the wrapper
 (recognised by its code object) and calls the original under it. The original function object is left untouched. In a script, ``module``
 is ``__main__``: the lookup fails in a fresh worker, which then runs the script as
-``__mp_main__`` (see :class:`aiointerp._inside._Main`) and resolves again.
+``__mp_main__`` (see :class:`aiointerp._inside._mainscript._Main`) and resolves again.
 """
 
 from __future__ import annotations

@@ -14,16 +14,18 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.abc
 
-from . import _bigvalues, _bigwire, _defects, _mainscript, _transport
-from ._backends import current_loop_getter, ki_protected, spawn_detached
-from ._errors import BrokenWorkerError, PoolClosedError
-from ._interpreter import InterpreterWorker
-from ._protocol import INTERRUPTED, REFUSED, SHARED, Job, Outcome
-from ._roster import Roster
-from ._routing import Router, refusal_error
-from ._stats import PoolStats
-from ._validate import reject_async
-from ._worker import Worker, worker_config
+from ._host import _bigvalues, _defects
+from ._host._roster import Roster
+from ._host._routing import Router, refusal_error
+from ._host._stats import PoolStats
+from ._host._validate import reject_async
+from ._inside import _mainscript
+from ._kinds._backends import current_loop_getter, ki_protected, spawn_detached
+from ._kinds._interpreter import InterpreterWorker
+from ._kinds._worker import Worker, worker_config
+from ._wire import _big, _encoding
+from ._wire._errors import BrokenWorkerError, PoolClosedError
+from ._wire._protocol import INTERRUPTED, REFUSED, SHARED, Job, Outcome
 
 __all__ = ["InterpreterPool"]
 
@@ -229,10 +231,10 @@ class InterpreterPool:
         init_blob = None
         if initializer is not None:
             reject_async(initializer)
-            init_blob = _transport.dumps(
+            init_blob = _encoding.dumps(
                 (initializer, tuple(initargs)),
-                f"initializer {_transport.describe(initializer)}",
-                _transport.RECIPIENT[kind],
+                f"initializer {_encoding.describe(initializer)}",
+                _encoding.RECIPIENT[kind],
             )
         self._kind = kind
         self._router = Router(kind)
@@ -324,7 +326,7 @@ class InterpreterPool:
         """
         reject_async(func)
         func_blob, args_mode, payload = await _bigvalues.encode_call(
-            func, args, _transport.RECIPIENT[self._kind]
+            func, args, _encoding.RECIPIENT[self._kind]
         )
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
@@ -465,7 +467,7 @@ class InterpreterPool:
             the results computed before it were delivered and the calls still in
             flight cancelled; it carries a note naming the item
         """
-        from ._map import map_in_pool
+        from ._host._map import map_in_pool
 
         return map_in_pool(
             self,
@@ -486,7 +488,7 @@ class InterpreterPool:
 
     def _make_worker(self, kind: str) -> Worker:
         if kind == "process":
-            from ._process import ProcessWorker
+            from ._kinds._process import ProcessWorker
 
             return ProcessWorker(self._config)
         return InterpreterWorker(self._config)
@@ -576,7 +578,7 @@ class InterpreterPool:
         self, func: object, timeout: float, timer: _Timeout
     ) -> TimeoutError:
         """The error of a call whose ``timeout`` expired, saying where it was."""
-        label = _transport.describe(func)
+        label = _encoding.describe(func)
         if timer.started:
             return TimeoutError(
                 f"{label} did not finish within {timeout} s and was interrupted"
@@ -600,7 +602,7 @@ class InterpreterPool:
 
     @ki_protected
     async def _run(self, job: Job, func: object, timeout: _Timeout | None) -> Any:
-        """Run *job* where its function can run (see :mod:`aiointerp._routing`)."""
+        """Run *job* where its function can run (see :mod:`aiointerp._host._routing`)."""
         key = job.func
         route = self._router.route(func, key)
         if route is None:  # kind="auto", a function not seen yet: what it imports
@@ -636,7 +638,7 @@ class InterpreterPool:
                 )
             logger.debug(
                 "%s: a module refused subinterpreters (%s); sending it to %s%s",
-                _transport.describe(func),
+                _encoding.describe(func),
                 outcome.value[1],
                 next_route.kind,
                 " by value" if next_route.by_value else "",
@@ -674,7 +676,7 @@ class InterpreterPool:
             except BaseException as exc:
                 self._count_failure(exc, timeout)
                 raise
-            worker.job_label = _transport.describe(func)
+            worker.job_label = _encoding.describe(func)
             sent = job
             if by_reference is not None and worker.kind != kind:
                 sent = job._replace(func=by_reference)
@@ -727,15 +729,15 @@ class InterpreterPool:
         if outcome.status == INTERRUPTED and job.deadline is not None:
             # the code saw its own deadline pass (checkpoint) before our timer fired
             self._timed_out += 1
-            raise TimeoutError(f"{_transport.describe(func)} reached its deadline")
+            raise TimeoutError(f"{_encoding.describe(func)} reached its deadline")
         try:
-            if _bigwire.in_file(outcome):
+            if _big.in_file(outcome):
                 # shielded: the code finished, its result must not be lost to a
                 # timeout or a cancel that comes while it is decoded (bounded work)
                 with anyio.CancelScope(shield=True):
                     value = await _bigvalues.decode_result(outcome, func, kind)
             else:  # the common case: no await, no scope
-                value = _transport.decode_outcome(outcome, func, kind)
+                value = _encoding.decode_outcome(outcome, func, kind)
         except BaseException:
             self._failed += 1
             raise

@@ -32,9 +32,9 @@ import anyio
 import anyio.lowlevel
 
 from ._api import current_default_pool
-from ._errors import AiointerpError
 from ._pool import InterpreterPool
-from ._transport import describe
+from ._wire._encoding import describe
+from ._wire._errors import AiointerpError
 
 __all__ = ["ClientDisconnected", "run_until_disconnect"]
 

@@ -72,13 +72,13 @@ from distributed.protocol import pickle as dask_pickle
 
 from . import _dask_compat
 from ._api import current_default_pool
-from ._backends import thread_safe_call_soon
-from ._errors import BrokenWorkerError, NotShareableError, PoolClosedError
-from ._inside import _LOAD_NOTE
+from ._host._stats import PoolStats
+from ._host._validate import reject_async
+from ._inside._loop import _LOAD_NOTE
+from ._kinds._backends import thread_safe_call_soon
 from ._pool import InterpreterPool
-from ._stats import PoolStats
-from ._transport import describe
-from ._validate import reject_async
+from ._wire._encoding import describe
+from ._wire._errors import BrokenWorkerError, NotShareableError, PoolClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -660,7 +660,7 @@ class DaskPool:
         :param timeout: per-call timeout, as for :meth:`run_sync`
         :raises Exception: the first exception raised by a call
         """
-        from ._map import map_in_pool
+        from ._host._map import map_in_pool
 
         return map_in_pool(
             self,
@@ -674,7 +674,7 @@ class DaskPool:
     # -- internals
 
     async def _ensure_running(self) -> None:
-        """What :mod:`aiointerp._map` awaits before it starts (as for a pool)."""
+        """What :mod:`aiointerp._host._map` awaits before it starts (as for a pool)."""
         self._check_open()
 
     def _check_open(self) -> None:

@@ -42,8 +42,8 @@ from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ._errors import PoolBusyError, RemoteTraceback
 from ._pool import InterpreterPool
+from ._wire._errors import PoolBusyError, RemoteTraceback
 from .asgi import ClientDisconnected, run_until_disconnect
 
 __all__ = ["Offloader", "pool_lifespan"]
@@ -218,7 +218,7 @@ class Offloader:
 
 def _raised_in_worker(exc: BaseException) -> bool:
     """Did the function raise *exc*? Then its chain, as displayed, ends with its
-    remote traceback (see :func:`aiointerp._exceptions.rebuild`)."""
+    remote traceback (see :func:`aiointerp._wire._exceptions.rebuild`)."""
     seen = {id(exc)}
     link: BaseException | None = exc
     while link is not None:

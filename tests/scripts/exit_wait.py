@@ -17,7 +17,7 @@ import _funcs_exit as funcs
 import anyio
 
 import aiointerp
-from aiointerp import _exit
+from aiointerp._kinds import _exit
 
 
 async def main(name: str, fd: int) -> None:

@@ -29,7 +29,7 @@ import _funcs_storm as funcs
 import trio
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 #: SIGINT this long after the try began, at the latest
 LATEST = 0.150

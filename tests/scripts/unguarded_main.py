@@ -10,7 +10,7 @@ import asyncio
 import os
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 print(f"top-level code runs in interpreter {_interp.current_id()}", flush=True)
 

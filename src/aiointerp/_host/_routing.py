@@ -1,0 +1,357 @@
+"""Where a pool runs each function: what it tries first, and what it learned.
+
+A pool of ``kind="interpreter"`` or ``"process"`` sends every function, pickled by
+reference, to a worker of its kind. When a module refuses subinterpreters while an
+interpreter *loads* a function (the function's own module imports FastAPI, which
+imports ``pydantic_core``), the worker says so instead of running anything
+(:data:`aiointerp._wire._protocol.REFUSED`), and :meth:`Router.after_refusal` picks the
+next way, cheapest first:
+
+1. an interpreter, the function pickled by reference (the first try);
+2. an interpreter, the function pickled **by value** (cloudpickle, when installed):
+   its code and the globals it uses, without importing its module;
+3. a process (``kind="auto"`` only).
+
+What worked is remembered per function (by its pickle), so later calls go straight
+there. Only failures to load are retried, so no code ever runs twice.
+
+Under ``kind="auto"``, before a function's first call, :meth:`Router.foresee` reads
+the imports of its code (:mod:`aiointerp._host._imports`) and has the modules not known yet
+probed in fresh interpreters (:mod:`aiointerp._host._probes`): a function whose code
+imports a module that refuses subinterpreters (``import numpy`` in its body) runs
+in a process from its first call. A refusal raised while the code runs all the same
+(an import whose name is computed) reaches the caller; under ``kind="auto"``, later
+calls of that function go to a process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import threading
+import types
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from .._offload import _SyncRef
+from .._wire import _encoding, _exceptions
+from .._wire._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
+
+if TYPE_CHECKING:
+    import anyio
+    import anyio.abc
+
+    from ._probes import ModuleProbes
+
+__all__ = ["Route", "Router", "pickle_by_value", "refusal_error"]
+
+logger = logging.getLogger("aiointerp")
+
+#: functions whose route a pool remembers (the oldest is forgotten first)
+_MEMORY: Final = 1024
+#: pickles by value a pool keeps (one per distinct call pickle)
+_BLOBS: Final = 64
+#: call pickles whose route a ``kind="auto"`` pool looks up by the pickle alone
+_KNOWN_BLOBS: Final = 256
+#: pickles longer than this are not remembered so (a partial of data, say)
+_KNOWN_BLOB_SIZE: Final = 512
+#: callables known by their pickle alone (lambdas, callable objects) whose pickle is
+#: longer than this are looked at again at each call, not remembered
+_FORESEEN_BLOB_SIZE: Final = 4096
+#: cloudpickle's registry of modules sent by value is process-wide
+_REGISTRY_LOCK = threading.Lock()
+
+
+class Route(NamedTuple):
+    """How to send a function: to which kind of worker, pickled how."""
+
+    kind: str
+    #: the function pickled by value, or ``None``: by reference (the call's own blob)
+    by_value: bytes | None = None
+
+
+class Router:
+    """The routes of one pool's functions (see the module documentation).
+
+    A route is learned per *function* (its module and qualified name, under any
+    partial, map batch or ``@offload``): ``functools.partial(f, data)`` calls of many
+    ``data`` share ``f``'s. A function's pickle by value is made once per distinct
+    call pickle (kept for the last few).
+
+    Under ``kind="auto"`` a function is looked at once before its first call
+    (:meth:`foresee`); later calls find its route by its call pickle (a plain
+    function's is the same at every call), else by the function.
+    """
+
+    def __init__(self, kind: str) -> None:
+        #: the pool's kind: ``"interpreter"``, ``"process"`` or ``"auto"``
+        self.kind = kind
+        #: where a function is sent first
+        self.first = Route("process" if kind == "process" else "interpreter")
+        #: function -> (kind, by value)
+        self._learned: OrderedDict[object, tuple[str, bool]] = OrderedDict()
+        #: a call's pickle by reference -> its pickle by value
+        self._by_value: OrderedDict[bytes, bytes] = OrderedDict()
+        #: kind="auto": the functions looked at that go where the first route says
+        self._foreseen: OrderedDict[object, None] = OrderedDict()
+        #: kind="auto": functions being looked at, and the event set when done
+        self._foreseeing: dict[object, anyio.Event] = {}
+        #: kind="auto": the route of a call pickle (or of the function of a
+        #: partial), for a function looked at; emptied when a route is learned
+        self._known: dict[object, Route] = {}
+        self._probes: ModuleProbes | None = None
+
+    def route(self, func: object, blob: bytes) -> Route | None:
+        """Where to send *func*, whose pickle by reference is *blob*.
+
+        ``None`` under ``kind="auto"`` for a function not looked at yet: then
+        :meth:`foresee` says where.
+        """
+        if self.kind != "auto":
+            if not self._learned:  # the common case: nothing was ever refused
+                return self.first
+            return self._route_of(_key(func, blob), func, blob)
+        known = self._known
+        route = known.get(blob)
+        if route is not None:
+            return route
+        # a partial of data, a new pickle each call: by its function
+        inner = func.func if type(func) is functools.partial else None
+        if type(inner) is types.FunctionType:
+            route = known.get(inner)
+            if route is not None:
+                return route
+        key = _key(func, blob)
+        if key not in self._learned and key not in self._foreseen:
+            return None
+        route = self._route_of(key, func, blob)
+        if len(known) >= _KNOWN_BLOBS:
+            del known[next(iter(known))]
+        if inner is not None and route.by_value is None:
+            known[inner] = route  # (by value: a pickle of this partial, data too)
+        elif len(blob) <= _KNOWN_BLOB_SIZE:  # the same pickle: the same callable
+            known[blob] = route
+        return route
+
+    async def foresee(
+        self, func: object, blob: bytes, tg: anyio.abc.TaskGroup | None
+    ) -> Route:
+        """Where to send a first call of *func* under ``kind="auto"``.
+
+        Reads the imports of its code and has those not known yet probed in fresh
+        interpreters, in tasks of *tg* (the pool's): a module that refuses
+        subinterpreters sends the function to a process, learned before its first
+        call. Concurrent first calls of one function wait for one look. Cancelling
+        the caller stops its wait, not the probes.
+        """
+        import anyio
+
+        from ._imports import imports_of
+
+        key = _key(func, blob)
+        while (event := self._foreseeing.get(key)) is not None:
+            await event.wait()  # another caller looks at it
+        route = self.route(func, blob)
+        if route is not None:  # learned meanwhile
+            return route
+        event = self._foreseeing[key] = anyio.Event()
+        refused = None
+        try:
+            try:
+                imports = imports_of(func)
+            except Exception:  # pragma: no cover - a code object we cannot read
+                logger.debug("could not read the imports of %r", func, exc_info=True)
+                imports = ()
+            if imports:
+                if self._probes is None:
+                    from ._probes import ModuleProbes
+
+                    self._probes = ModuleProbes()
+                refused = await self._probes.refused(imports, tg)
+        finally:
+            del self._foreseeing[key]
+            event.set()
+        # a callable known by a big pickle of its own (a lambda with its data): not
+        # remembered, its next call reads its code again (cached per code object)
+        remember = not isinstance(key, bytes) or len(key) <= _FORESEEN_BLOB_SIZE
+        if refused is None:
+            if remember:
+                self._foreseen[key] = None
+                if len(self._foreseen) > _MEMORY:
+                    self._foreseen.popitem(last=False)
+            return self.first
+        logger.debug(
+            "%s imports %s, which refuses subinterpreters: it runs in a process",
+            _encoding.describe(func),
+            refused,
+        )
+        if remember:
+            self._learn(key, "process", False)
+        return Route("process")
+
+    def _route_of(self, key: object, func: object, blob: bytes) -> Route:
+        learned = self._learned.get(key)
+        if learned is None:
+            return self.first
+        kind, value = learned
+        if not value:
+            return Route(kind)
+        by_value = self._value_of(func, blob)
+        return Route(kind, by_value) if by_value is not None else self.first
+
+    def after_refusal(
+        self, func: object, blob: bytes, stage: str, route: Route
+    ) -> Route | None:
+        """A module refused subinterpreters at *stage* of a call sent by *route*.
+
+        Returns where to send the call now, or ``None``: the refusal is the caller's.
+        """
+        if self.kind == "process":  # pragma: no cover - processes do not refuse
+            return None
+        key = _key(func, blob)
+        if stage == CALL:  # the code ran: never again in an interpreter, no retry
+            if self.kind == "auto":
+                self._learn(key, "process", False)
+            return None
+        if stage == FUNCTION and route.by_value is None:
+            by_value = self._value_of(func, blob)
+            if by_value is not None:
+                self._learn(key, "interpreter", True)
+                return Route("interpreter", by_value)
+        if self.kind == "auto":
+            self._learn(key, "process", False)
+            return Route("process")
+        return None
+
+    def _value_of(self, func: object, blob: bytes) -> bytes | None:
+        by_value = self._by_value.get(blob)
+        if by_value is None:
+            by_value = pickle_by_value(func)
+            if by_value is not None:
+                self._by_value[blob] = by_value
+                if len(self._by_value) > _BLOBS:
+                    self._by_value.popitem(last=False)
+        return by_value
+
+    def _learn(self, key: object, kind: str, value: bool) -> None:
+        self._known.clear()  # routes of call pickles: some may have changed
+        self._learned[key] = (kind, value)
+        if len(self._learned) > _MEMORY:
+            self._learned.popitem(last=False)
+
+
+def _key(func: object, blob: bytes) -> object:
+    """What a route is learned for: the function under *func*, else its pickle."""
+    target = _target(func)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
+        return module, qualname
+    return blob  # a lambda, a local function, a callable object...
+
+
+def _target(func: object) -> object:
+    """The plain function under *func* (a partial, a map batch, an ``@offload``)."""
+    for _ in range(8):
+        if isinstance(func, _SyncRef):
+            func = func._func
+        inner = getattr(func, "func", None)  # functools.partial, _batch.Batch
+        if inner is None or not callable(inner):
+            return func
+        func = inner
+    return func
+
+
+def pickle_by_value(func: object) -> bytes | None:
+    """*func* pickled by value (its module's code not imported), or ``None``.
+
+    ``None`` when cloudpickle is not installed, when *func* is not defined in a
+    module (a builtin), or when it cannot be pickled so.
+    """
+    try:
+        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    target = _target(func)
+    module = sys.modules.get(getattr(target, "__module__", None) or "")
+    if module is None or module.__name__ == "builtins":
+        return None
+    name = module.__name__
+    # an @offload reference unwrapped: what it stands for, under the same name
+    sent = target if isinstance(func, _SyncRef) else func
+    with _REGISTRY_LOCK:  # another thread's pool must not unregister it meanwhile
+        # cloudpickle sends what __main__ defines by value of itself
+        registered = (
+            name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
+        )
+        try:
+            if not registered:
+                cloudpickle.register_pickle_by_value(module)
+            return bytes(cloudpickle.dumps(sent, _encoding._PROTOCOL))
+        except Exception:
+            return None
+        finally:
+            if not registered and name in cloudpickle.list_registry_pickle_by_value():
+                cloudpickle.unregister_pickle_by_value(module)
+
+
+def refusal_error(
+    value: Any, text: str | None, func: object, route: Route, kind: str
+) -> ImportError:
+    """The error a caller gets for a refusal (a REFUSED outcome's value and text).
+
+    An :class:`ImportError` whose message is aiointerp's explanation (which module
+    refused, the imports that reached it, what to do), and whose ``__cause__`` is
+    the ImportError raised inside the worker, rebuilt.
+    """
+    encoded, module, chain, stage = value
+    label = _encoding.describe(func)
+    path = " → ".join((*chain, module))
+    if stage == INITIALIZER:
+        what = f"the pool's initializer imported {module}"
+    elif stage == PRELOAD and chain:  # the chain starts with the module of preload
+        what = f"preloading {chain[0]} imports {module}"
+    elif stage == PRELOAD:
+        what = f"the pool's preload imports {module}"
+    elif stage == CALL:
+        what = f"{label} imported {module} while it ran"
+    elif stage == ARGUMENTS:
+        what = f"loading the arguments of {label} imports {module}"
+    else:
+        what = f"loading {label} imports {module}"
+        if route.by_value is not None:
+            what += " (also when sent by value: the globals it uses import it)"
+    lines = [f"{what}, which does not support subinterpreters (import chain: {path})."]
+    if stage in (INITIALIZER, PRELOAD):
+        lines.append(
+            "Workers that must import it need InterpreterPool(kind='process')."
+        )
+    elif kind == "auto":
+        lines.append("Later calls of it run in a process.")
+    elif stage == FUNCTION and route.by_value is None:
+        lines.append(
+            "Run it in a process with InterpreterPool(kind='auto') or "
+            "kind='process', or move the function into a module that does not "
+            f"import {chain[1] if len(chain) > 1 else module}"
+            + (
+                "."
+                if _has_cloudpickle()
+                else ", or install cloudpickle (pip install cloudpickle) so that "
+                "aiointerp sends it by value."
+            )
+        )
+    else:
+        lines.append(
+            "Run it in a process with InterpreterPool(kind='auto') or "
+            f"kind='process'; in an interpreter, it cannot import {module}."
+        )
+    error = ImportError(" ".join(lines), name=module)
+    error.__cause__ = _exceptions.rebuild(encoded, text or "")
+    return error
+
+
+def _has_cloudpickle() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cloudpickle") is not None
