@@ -76,7 +76,7 @@ import _interpreters
 if sys.version_info < (3, 13) or sys.implementation.name != "cpython":
     sys.exit(1)
 sys.path.insert(0, sys.argv[1])
-from aiointerp import _defects
+from aiointerp._host import _defects
 if _defects.free_threaded_refusal() is not None:
     sys.exit(1)
 crash = [d.summary for d in _defects.defects_of() if d.warn]

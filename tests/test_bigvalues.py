@@ -130,7 +130,7 @@ async def test_a_pickle_too_slow_for_the_loop_is_made_again_in_a_thread(
     monkeypatch.undo()
     small = ({"a": [1, 2]},)  # the loop's pickler is reused after it gave up
     _, mode, blob = await _bigvalues.encode_call(_funcs_core.identity, small)
-    assert (mode, blob) == (_encoding.PICKLED, pickle.dumps(small, 5))
+    assert (mode, blob) == (_protocol.PICKLED, pickle.dumps(small, 5))
 
 
 @pytest.mark.anyio
@@ -184,9 +184,9 @@ def test_small_results_are_encoded_as_before() -> None:
         if type(value) is memoryview:
             value = value.tobytes()
         expected = (
-            (1, _encoding.OK_SHARED, value, None, False)
+            (1, _protocol.OK_SHARED, value, None, False)
             if _encoding.is_shareable(value)
-            else (1, _encoding.OK_PICKLED, pickle.dumps(value, 5), None, False)
+            else (1, _protocol.OK_PICKLED, pickle.dumps(value, 5), None, False)
         )
         assert outcome == expected
 
@@ -203,7 +203,7 @@ async def test_a_big_result_is_sent_in_a_file_and_unpickled_in_a_thread() -> Non
     assert len(funcs.loaded_in) == 2
     assert threading.get_ident() not in funcs.loaded_in
     assert os.fstat(fd).st_size == 0  # its memory freed once read
-    _big.decode_args(_encoding.SHARED, ())  # the next call closes the file
+    _big.decode_args(_protocol.SHARED, ())  # the next call closes the file
     assert not _result_files()
 
 
@@ -220,7 +220,7 @@ async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
     assert blob.data == b"\x09" * MIB
     assert data == b"\x01" * MIB
     assert os.fstat(fd).st_size > 0  # the mapped pages stay, with the file
-    _big.decode_args(_encoding.SHARED, ())  # the next call closes the file
+    _big.decode_args(_protocol.SHARED, ())  # the next call closes the file
     assert not _result_files()
     assert blob.data[0] == 9  # the mapping outlives every descriptor
 

@@ -13,9 +13,9 @@ import types
 import _funcs_imports as funcs
 import _imports_pkg.handlers as handlers
 import pytest
-from aiointerp._inside._batch import Batch
 
 from aiointerp._host._imports import HELPER_DEPTH, Import, imports_of
+from aiointerp._inside._batch import Batch
 from aiointerp._offload import _sendable
 
 NUMPY = Import("numpy")

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiointerp._inside._loop import _LOAD_NOTE
 from conftest import child_env
+
+from aiointerp._inside._loop import _LOAD_NOTE
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -140,7 +140,7 @@ from __future__ import annotations
 import anyio
 
 import aiointerp
-from aiointerp import _interp
+from aiointerp._wire import _interp
 
 
 @aiointerp.offload

@@ -1,6 +1,6 @@
 """Big values to and from process workers: through shared memory, never a pipe.
 
-The transport is :mod:`aiointerp._kinds._channels` (segments: :mod:`aiointerp._wire._segments`).
+The transport is :mod:`aiointerp._wire._frames` (links: :mod:`aiointerp._kinds._pipelink`) (segments: :mod:`aiointerp._wire._segments`).
 Round trips run real child processes on every event loop and check that the values
 come back identical (type, dtype, shape, order, writeability, content). The
 structural tests check, without timing anything, that big messages never go
@@ -33,8 +33,9 @@ from _handshake import HANG, wait_started
 from conftest import child_env
 
 from aiointerp import BrokenWorkerError, InterpreterPool
-from aiointerp._kinds import _channels
-from aiointerp._wire import _big, _protocol, _segments
+from aiointerp._inside import _ends
+from aiointerp._kinds import _pipelink
+from aiointerp._wire import _big, _frames, _protocol, _segments
 
 numpy = pytest.importorskip("numpy")
 
@@ -168,24 +169,24 @@ async def test_big_messages_never_go_through_the_pipes(
 ) -> None:
     written: list[int] = []
     taken: list[int] = []
-    write_all = _channels._write_all
-    take = _channels.PipeLink.take
+    write_all = _frames.write_all
+    take = _pipelink.PipeLink.take
 
     def record_write(fd: int, data: bytes) -> None:
         written.append(len(data))
         write_all(fd, data)
 
-    def record_take(self: _channels.PipeLink) -> Any:
+    def record_take(self: _pipelink.PipeLink) -> Any:
         assert self._reader is not None
         taken.append(len(self._reader.payload or b""))
         return take(self)
 
-    monkeypatch.setattr(_channels, "_write_all", record_write)
-    monkeypatch.setattr(_channels.PipeLink, "take", record_take)
+    monkeypatch.setattr(_frames, "write_all", record_write)
+    monkeypatch.setattr(_pipelink.PipeLink, "take", record_take)
     async with InterpreterPool(1, kind="process") as pool:
         for value in (numpy.ones(BIG // 8), b"\x06" * BIG, bytearray(BIG), [1] * MIB):
             _same(await pool.run_sync(funcs.echo, value), value)
-    limit = _channels.INLINE_MAX + 5  # a frame's header
+    limit = _frames.INLINE_MAX + 5  # a frame's header
     assert written
     assert max(written) <= limit
     assert max(taken) <= limit
@@ -208,9 +209,9 @@ async def test_a_big_segment_is_written_off_the_event_loop(
         await pool.run_sync(funcs.size, b"\x01" * BIG)
         await pool.run_sync(funcs.size, b"\x01" * 100_000)
     (big_thread, big_size), (small_thread, small_size) = threads
-    assert big_size > _channels.WRITE_ON_LOOP_MAX
+    assert big_size > _pipelink.WRITE_ON_LOOP_MAX
     assert big_thread != loop_thread
-    assert small_size <= _channels.WRITE_ON_LOOP_MAX
+    assert small_size <= _pipelink.WRITE_ON_LOOP_MAX
     assert small_thread == loop_thread
 
 
@@ -250,13 +251,13 @@ async def test_cancel_while_the_arguments_are_written(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     paused = _Paused(monkeypatch)
-    cancel = _channels.PipeLink.cancel
+    cancel = _pipelink.PipeLink.cancel
 
-    def cancel_then_release(self: _channels.PipeLink, job_id: int) -> None:
+    def cancel_then_release(self: _pipelink.PipeLink, job_id: int) -> None:
         cancel(self, job_id)
         paused.release.set()  # the writer checks again: the job is abandoned
 
-    monkeypatch.setattr(_channels.PipeLink, "cancel", cancel_then_release)
+    monkeypatch.setattr(_pipelink.PipeLink, "cancel", cancel_then_release)
     trace = tmp_path / "ran"
     async with InterpreterPool(1, kind="process") as pool:
         await pool.run_sync(funcs.pid)
@@ -270,7 +271,7 @@ async def test_cancel_while_the_arguments_are_written(
                 tg.start_soon(cancel_when_writing)
                 await pool.run_sync(funcs.touch_then_size, str(trace), b"\x01" * BIG)
         assert scope.cancelled_caught
-        assert paused.raised == ["_Abandoned"]  # written no further
+        assert paused.raised == ["Abandoned"]  # written no further
         assert not trace.exists()  # the code never ran
         stats = pool.stats()
         assert (stats.cancelled, stats.abandoned) == (1, 0)  # not killed
@@ -383,9 +384,9 @@ def test_messages_sent_while_a_segment_is_written_keep_their_order(
 ) -> None:
     """A link and a channel face to face: what follows a big job waits for it."""
     paused = _Paused(monkeypatch)
-    link = _channels.PipeLink()
+    link = _pipelink.PipeLink()
     job_r, done_w, cancel_r, cancel_w, _, sock = link.child_fds
-    channel = _channels.PipeChannel(job_r, done_w, cancel_r, cancel_w, sock)
+    channel = _ends.PipeChannel(job_r, done_w, cancel_r, cancel_w, sock)
     try:
         job = (7, None, b"func", _protocol.SHARED, (b"\x01" * BIG,))
         link.send(_protocol.JOB, job)  # to the writer thread, which pauses
@@ -413,13 +414,13 @@ def test_an_abandoned_job_does_not_run() -> None:
 
 def test_a_segment_maps_its_buffers() -> None:
     array = numpy.arange(MIB, dtype=numpy.int16)
-    message = _channels._frame(b"J", (b"x" * 3 * MIB, array))
-    assert isinstance(message, _channels._Segment)
+    message = _frames.frame(b"J", (b"x" * 3 * MIB, array))
+    assert isinstance(message, _frames.Segment)
     assert len(message.buffers) == 1
     fd, size, table = _segments.write(message.pieces, message.buffers)
     assert table[0][0] % 4096 == 0  # at a page boundary
     assert os.fstat(fd).st_size == table[0][0] + array.nbytes
-    data, got = _channels._load_segment(fd, size, table)
+    data, got = _frames.load_segment(fd, size, table)
     assert data == b"x" * 3 * MIB
     assert funcs.in_shared_memory(got)
     _same(got, array)

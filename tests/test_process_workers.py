@@ -26,7 +26,6 @@ import _funcs_process as funcs
 import anyio
 import pytest
 from _handshake import HANG, LONG_GRACE, operator_events, text, wait_started
-from aiointerp._inside._loop import _LOAD_NOTE
 from conftest import child_env
 
 from aiointerp import (
@@ -36,6 +35,7 @@ from aiointerp import (
     PoolClosedError,
     RemoteTraceback,
 )
+from aiointerp._inside._loop import _LOAD_NOTE
 from aiointerp._kinds._interpreter import InterpreterWorker
 from aiointerp._kinds._process import ProcessWorker
 from aiointerp._kinds._worker import Worker, worker_config

@@ -14,7 +14,7 @@ import _funcs_core
 import pytest
 
 from aiointerp import NotShareableError, RemoteError, RemoteTraceback
-from aiointerp._wire import _big, _encoding
+from aiointerp._wire import _big, _encoding, _exceptions, _outcomes, _protocol
 
 
 class StrSubclass(str):
@@ -91,7 +91,7 @@ def test_not_shareable(value: object) -> None:
 def test_encode_call_with_shareable_arguments() -> None:
     args = (1, "two", (3.0, None))
     blob, mode, payload = _encoding.encode_call(_funcs_core.identity, args)
-    assert mode == _encoding.SHARED
+    assert mode == _protocol.SHARED
     assert payload is args  # sent as is, not copied or pickled
     assert pickle.loads(blob) is _funcs_core.identity
     assert _big.decode_args(mode, payload) is args
@@ -108,7 +108,7 @@ def test_encode_call_with_shareable_arguments() -> None:
 )
 def test_encode_call_pickles_other_arguments(args: tuple[object, ...]) -> None:
     blob, mode, payload = _encoding.encode_call(operator.add, args)
-    assert mode == _encoding.PICKLED
+    assert mode == _protocol.PICKLED
     assert isinstance(payload, bytes)
     decoded = _big.decode_args(mode, payload)
     assert decoded == args
@@ -159,39 +159,39 @@ def test_encode_call_lambda_without_cloudpickle(
 
 def test_results_round_trip_through_the_outcome_encoding() -> None:
     shared = _big.encode_result(1, (1, "a"))
-    assert shared[1] == _encoding.OK_SHARED
-    assert _encoding.decode_outcome(shared, _funcs_core.identity) == (1, "a")
+    assert shared[1] == _protocol.OK_SHARED
+    assert _outcomes.decode_outcome(shared, _funcs_core.identity) == (1, "a")
     pickled = _big.encode_result(2, [1, {2}])
-    assert pickled[1] == _encoding.OK_PICKLED
-    assert _encoding.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
+    assert pickled[1] == _protocol.OK_PICKLED
+    assert _outcomes.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
     unsendable = _big.encode_result(3, threading.Lock())
-    assert unsendable[1] == _encoding.UNSENDABLE
+    assert unsendable[1] == _protocol.UNSENDABLE
     with pytest.raises(NotShareableError, match=r"_funcs_core\.make_lock"):
-        _encoding.decode_outcome(unsendable, _funcs_core.make_lock)
+        _outcomes.decode_outcome(unsendable, _funcs_core.make_lock)
 
 
 def test_exceptions_through_the_outcome_encoding() -> None:
-    outcome = _encoding.encode_exception(1, KeyError("k"), "remote text")
-    assert outcome[1] == _encoding.RAISED
+    outcome = _exceptions.encode_exception(1, KeyError("k"), "remote text")
+    assert outcome[1] == _protocol.RAISED
     with pytest.raises(KeyError) as excinfo:
-        _encoding.decode_outcome(outcome, _funcs_core.identity)
+        _outcomes.decode_outcome(outcome, _funcs_core.identity)
     assert isinstance(excinfo.value.__cause__, RemoteTraceback)
     assert excinfo.value.__cause__.text == "remote text"
     # pickle would call UnpicklableError("a-b"): it is rebuilt without __init__
     error = _funcs_core.UnpicklableError("a", "b")
-    outcome = _encoding.encode_exception(1, error, "")
-    assert outcome[1] == _encoding.RAISED
+    outcome = _exceptions.encode_exception(1, error, "")
+    assert outcome[1] == _protocol.RAISED
     with pytest.raises(_funcs_core.UnpicklableError, match=r"^a-b$"):
-        _encoding.decode_outcome(outcome, _funcs_core.identity)
+        _outcomes.decode_outcome(outcome, _funcs_core.identity)
 
     for exc, name in [
         (SystemExit(2), "SystemExit"),
         (KeyboardInterrupt(), "KeyboardInterrupt"),
     ]:
-        outcome = _encoding.encode_exception(1, exc, "text")
-        assert outcome[1] == _encoding.RAISED_RAW
+        outcome = _exceptions.encode_exception(1, exc, "text")
+        assert outcome[1] == _protocol.RAISED_RAW
         with pytest.raises(RemoteError) as remote:
-            _encoding.decode_outcome(outcome, _funcs_core.identity)
+            _outcomes.decode_outcome(outcome, _funcs_core.identity)
         assert remote.value.type_name == name
         assert remote.value.message == str(exc)
         assert remote.value.remote_traceback == "text"

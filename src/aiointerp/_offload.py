@@ -7,8 +7,9 @@ wrapper is first awaited, in the host.
 
 Pickling. ``@offload`` rebinds the module's name ``f`` to the async wrapper, so the
 original function can no longer be pickled by reference: pickle looks ``f`` up,
-finds the wrapper and refuses. The wrapper therefore sends a :class:`_SyncRef`,
-which pickles as ``_resolve_sync(module, qualname)``. The worker imports the module
+finds the wrapper and refuses. The wrapper therefore sends a
+:class:`~aiointerp._inside._offloaded.SyncRef`, which pickles as a lookup of
+``module.qualname`` in the worker. The worker imports the module
 (where ``f`` is the wrapper too), follows ``__wrapped__`` down to the wrapper
 (recognised by its code object) and calls the original under it. The original function object is left untouched. In a script, ``module``
 is ``__main__``: the lookup fails in a fresh worker, which then runs the script as
@@ -20,8 +21,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Coroutine
-from types import CodeType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, overload
+
+from ._inside._offloaded import SyncRef, wrapper_codes
 
 if TYPE_CHECKING:
     from ._pool import InterpreterPool
@@ -36,55 +38,8 @@ T = TypeVar("T")
 _ASYNC_CODE_FLAGS: Final = 0x80 | 0x200
 
 
-def _resolve_sync(module: str, qualname: str) -> Callable[..., Any]:
-    """Worker side: find the original function of the ``@offload`` wrapper ``module.qualname``.
-
-    Decorators stacked above ``@offload`` are followed through ``__wrapped__``.
-
-    :raises AttributeError: the name does not lead to an offload wrapper (in a fresh
-        worker, for a ``__main__`` script: the worker then loads the script)
-    """
-    obj: Any = sys.modules.get(module)
-    if obj is None:
-        __import__(module)
-        obj = sys.modules[module]
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    # an attribute would not do as the mark: functools.wraps copies __dict__
-    while getattr(obj, "__code__", None) is not _wrapper_code():
-        obj = obj.__wrapped__  # AttributeError when the chain ends
-    return obj.__wrapped__  # type: ignore[no-any-return]
-
-
-@functools.cache
-def _wrapper_code() -> CodeType:
-    """The code object shared by every wrapper that :func:`offload` makes."""
-    for const in _make_wrapper.__code__.co_consts:
-        if isinstance(const, CodeType) and const.co_name == "wrapper":
-            return const
-    raise AssertionError("the code of offload's wrapper was not found")
-
-
-class _SyncRef:
-    """The original function of an ``@offload`` wrapper, as sent to workers."""
-
-    def __init__(self, module: str, qualname: str, func: Callable[..., Any]) -> None:
-        self.__module__ = module
-        self.__qualname__ = qualname  # for the labels of messages
-        self._func = func
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
-
-    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, str]]:
-        return _resolve_sync, (self.__module__, self.__qualname__)
-
-    def __repr__(self) -> str:
-        return f"<original of @offload {self.__module__}.{self.__qualname__}>"
-
-
 def _sendable(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Any:
-    """What to send for ``func``: itself, or a :class:`_SyncRef` when its name is taken.
+    """What to send for ``func``: itself, or a ``SyncRef`` when its name is taken.
 
     Looks the function's name up in its module: ``func`` itself there (``g =
     offload(f)`` keeps ``f``) pickles as usual; the wrapper, possibly under more
@@ -103,7 +58,7 @@ def _sendable(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Any:
         if obj is func:
             return func
         if obj is wrapper:
-            return _SyncRef(module_name, qualname, func)
+            return SyncRef(module_name, qualname, func)
         obj = getattr(obj, "__wrapped__", None)
     return func
 
@@ -127,6 +82,7 @@ def _make_wrapper(
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        # not at the top: workers import this module too, and must not pay for anyio
         from ._api import run_sync_in_interpreter
 
         if not sendable:
@@ -141,6 +97,13 @@ def _make_wrapper(
         return result
 
     return wrapper
+
+
+wrapper_codes.update(
+    const
+    for const in _make_wrapper.__code__.co_consts
+    if getattr(const, "co_name", None) == "wrapper"
+)
 
 
 @overload

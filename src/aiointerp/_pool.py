@@ -16,16 +16,17 @@ import anyio.abc
 
 from ._host import _bigvalues, _defects
 from ._host._roster import Roster
-from ._host._routing import Router, refusal_error
+from ._host._routing import Router
 from ._host._stats import PoolStats
 from ._host._validate import reject_async
 from ._inside import _mainscript
 from ._kinds._backends import current_loop_getter, ki_protected, spawn_detached
 from ._kinds._interpreter import InterpreterWorker
 from ._kinds._worker import Worker, worker_config
-from ._wire import _big, _encoding
+from ._wire import _big, _encoding, _outcomes
 from ._wire._errors import BrokenWorkerError, PoolClosedError
 from ._wire._protocol import INTERRUPTED, REFUSED, SHARED, Job, Outcome
+from ._wire._refusal import refusal_error
 
 __all__ = ["InterpreterPool"]
 
@@ -634,7 +635,11 @@ class InterpreterPool:
             if next_route is None:
                 self._failed += 1
                 raise refusal_error(
-                    outcome.value, outcome.text, func, route, self._kind
+                    outcome.value,
+                    outcome.text,
+                    func,
+                    route.by_value is not None,
+                    self._kind,
                 )
             logger.debug(
                 "%s: a module refused subinterpreters (%s); sending it to %s%s",
@@ -737,7 +742,7 @@ class InterpreterPool:
                 with anyio.CancelScope(shield=True):
                     value = await _bigvalues.decode_result(outcome, func, kind)
             else:  # the common case: no await, no scope
-                value = _encoding.decode_outcome(outcome, func, kind)
+                value = _outcomes.decode_outcome(outcome, func, kind)
         except BaseException:
             self._failed += 1
             raise

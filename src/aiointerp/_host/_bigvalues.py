@@ -43,7 +43,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._wire import _big, _encoding, _protocol, _segments
+from .._wire import _big, _encoding, _outcomes, _protocol, _segments
 from .._wire._errors import BrokenWorkerError
 
 __all__ = ["LOOP_BUDGET", "SLICE", "decode_result", "encode_call"]
@@ -235,7 +235,7 @@ async def decode_result(
     if status == _protocol.OK_PICKLED:
         if outcome[3] is not None:
             return await _load_file(outcome[2], outcome[3], func)
-    return _encoding.decode_outcome(outcome, func, kind)
+    return _outcomes.decode_outcome(outcome, func, kind)
 
 
 async def _load_file(fd: int, meta: tuple[Any, ...], func: object) -> Any:

@@ -32,7 +32,7 @@ import types
 from typing import Any, Final, NamedTuple
 
 from .._inside._batch import Batch
-from .._offload import _SyncRef
+from .._inside._offloaded import SyncRef
 
 __all__ = ["HELPER_COUNT", "HELPER_DEPTH", "Import", "imports_of"]
 
@@ -119,7 +119,7 @@ def _functions(func: object) -> list[types.FunctionType]:
         if not pending:
             break
         obj = pending.pop(0)
-        if isinstance(obj, _SyncRef):
+        if isinstance(obj, SyncRef):
             pending.append(obj._func)
         elif isinstance(obj, (functools.partial, Batch)):
             pending.append(obj.func)

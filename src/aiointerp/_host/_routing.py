@@ -32,11 +32,11 @@ import sys
 import threading
 import types
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from .._offload import _SyncRef
-from .._wire import _encoding, _exceptions
-from .._wire._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
+from .._inside._offloaded import SyncRef
+from .._wire import _encoding
+from .._wire._protocol import CALL, FUNCTION
 
 if TYPE_CHECKING:
     import anyio
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from ._probes import ModuleProbes
 
-__all__ = ["Route", "Router", "pickle_by_value", "refusal_error"]
+__all__ = ["Route", "Router", "pickle_by_value"]
 
 logger = logging.getLogger("aiointerp")
 
@@ -254,7 +254,7 @@ def _key(func: object, blob: bytes) -> object:
 def _target(func: object) -> object:
     """The plain function under *func* (a partial, a map batch, an ``@offload``)."""
     for _ in range(8):
-        if isinstance(func, _SyncRef):
+        if isinstance(func, SyncRef):
             func = func._func
         inner = getattr(func, "func", None)  # functools.partial, _batch.Batch
         if inner is None or not callable(inner):
@@ -279,7 +279,7 @@ def pickle_by_value(func: object) -> bytes | None:
         return None
     name = module.__name__
     # an @offload reference unwrapped: what it stands for, under the same name
-    sent = target if isinstance(func, _SyncRef) else func
+    sent = target if isinstance(func, SyncRef) else func
     with _REGISTRY_LOCK:  # another thread's pool must not unregister it meanwhile
         # cloudpickle sends what __main__ defines by value of itself
         registered = (
@@ -294,64 +294,3 @@ def pickle_by_value(func: object) -> bytes | None:
         finally:
             if not registered and name in cloudpickle.list_registry_pickle_by_value():
                 cloudpickle.unregister_pickle_by_value(module)
-
-
-def refusal_error(
-    value: Any, text: str | None, func: object, route: Route, kind: str
-) -> ImportError:
-    """The error a caller gets for a refusal (a REFUSED outcome's value and text).
-
-    An :class:`ImportError` whose message is aiointerp's explanation (which module
-    refused, the imports that reached it, what to do), and whose ``__cause__`` is
-    the ImportError raised inside the worker, rebuilt.
-    """
-    encoded, module, chain, stage = value
-    label = _encoding.describe(func)
-    path = " → ".join((*chain, module))
-    if stage == INITIALIZER:
-        what = f"the pool's initializer imported {module}"
-    elif stage == PRELOAD and chain:  # the chain starts with the module of preload
-        what = f"preloading {chain[0]} imports {module}"
-    elif stage == PRELOAD:
-        what = f"the pool's preload imports {module}"
-    elif stage == CALL:
-        what = f"{label} imported {module} while it ran"
-    elif stage == ARGUMENTS:
-        what = f"loading the arguments of {label} imports {module}"
-    else:
-        what = f"loading {label} imports {module}"
-        if route.by_value is not None:
-            what += " (also when sent by value: the globals it uses import it)"
-    lines = [f"{what}, which does not support subinterpreters (import chain: {path})."]
-    if stage in (INITIALIZER, PRELOAD):
-        lines.append(
-            "Workers that must import it need InterpreterPool(kind='process')."
-        )
-    elif kind == "auto":
-        lines.append("Later calls of it run in a process.")
-    elif stage == FUNCTION and route.by_value is None:
-        lines.append(
-            "Run it in a process with InterpreterPool(kind='auto') or "
-            "kind='process', or move the function into a module that does not "
-            f"import {chain[1] if len(chain) > 1 else module}"
-            + (
-                "."
-                if _has_cloudpickle()
-                else ", or install cloudpickle (pip install cloudpickle) so that "
-                "aiointerp sends it by value."
-            )
-        )
-    else:
-        lines.append(
-            "Run it in a process with InterpreterPool(kind='auto') or "
-            f"kind='process'; in an interpreter, it cannot import {module}."
-        )
-    error = ImportError(" ".join(lines), name=module)
-    error.__cause__ = _exceptions.rebuild(encoded, text or "")
-    return error
-
-
-def _has_cloudpickle() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("cloudpickle") is not None

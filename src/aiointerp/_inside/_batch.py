@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from .._wire import _big, _encoding, _exceptions, _protocol
+from .._wire import _big, _encoding, _exceptions, _outcomes, _protocol
 from .._wire._errors import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -74,7 +74,7 @@ class Batch:
 def _failure(index: int, exc: BaseException) -> _encoding.Outcome:
     tb = _encoding.user_traceback(exc.__traceback__, __file__)
     text = _encoding.format_remote(exc, tb)
-    return _encoding.encode_exception(index, exc, text)
+    return _exceptions.encode_exception(index, exc, text)
 
 
 def _pack_one_by_one(
@@ -120,7 +120,7 @@ def decode(
         return results, None
     index = failure[0]
     try:
-        _encoding.decode_outcome(failure, func)
+        _outcomes.decode_outcome(failure, func)
     except Exception as exc:
         exc.add_note(item_note(first + index, items[index]))
         return results, exc

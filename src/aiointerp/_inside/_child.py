@@ -2,7 +2,7 @@
 
 Stdlib only, and cheap to import (it runs before every process worker's first call).
 The host started this process with :func:`subprocess.Popen` and passed it six fds
-(see :class:`aiointerp._kinds._channels.PipeLink`); the first message on the job pipe is
+(see :class:`aiointerp._kinds._pipelink.PipeLink`); the first message on the job pipe is
 the pool's :class:`~aiointerp._wire._protocol.WorkerConfig`. The child then runs the
 worker loop of every kind, :func:`aiointerp._inside._loop.serve`.
 
@@ -48,10 +48,10 @@ def main(argv: list[str]) -> None:
     """Serve the host that started this process (argv: the six fds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     job_r, done_w, cancel_r, cancel_w, alive_r, sock = (int(arg) for arg in argv)
-    from .._kinds import _channels
     from .._wire import _protocol
+    from . import _ends
 
-    channel = _channels.PipeChannel(job_r, done_w, cancel_r, cancel_w, sock)
+    channel = _ends.PipeChannel(job_r, done_w, cancel_r, cancel_w, sock)
     kind, payload = channel.receive()
     if kind != _protocol.CONFIG:  # the host is gone before it sent the config
         return

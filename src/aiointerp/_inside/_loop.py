@@ -1,7 +1,7 @@
 """The loop that runs inside every worker, whatever its kind, and its watchdog.
 
 Stdlib only (never anyio, trio or the host modules), and unaware of the kind of worker
-that runs it: it talks to the host through a *channel* (:mod:`aiointerp._kinds._channels`)
+that runs it: it talks to the host through a *channel* (:mod:`aiointerp._inside._ends`)
 carrying the messages of :mod:`aiointerp._wire._protocol`. An interpreter worker runs
 :func:`serve` on the OS thread that entered the interpreter; a process worker on the
 child's main thread.
@@ -23,8 +23,7 @@ import sys
 import threading
 from collections import OrderedDict
 
-from .._kinds import _channels
-from .._wire import _big, _encoding, _interp, _protocol
+from .._wire import _big, _encoding, _exceptions, _frames, _interp, _protocol
 from .._wire._errors import Interrupted
 from .._wire._protocol import (
     DONE,
@@ -36,7 +35,7 @@ from .._wire._protocol import (
     Job,
     Outcome,
 )
-from . import _job
+from . import _ends, _job
 from ._interrupt import Interrupter, clear_async_exc
 from ._mainscript import UnguardedMainError, _Main
 
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class Channel(Protocol):
-        """The worker end of a kind's channels (see :mod:`aiointerp._kinds._channels`)."""
+        """The worker end of a kind's channels (see :mod:`aiointerp._inside._ends`)."""
 
         cancel_fd: int
         #: the worker kind, as in ``InterpreterPool(kind=...)``: named in messages
@@ -109,7 +108,8 @@ def _own_files() -> frozenset[str]:
     modules = (
         sys.modules[__name__],
         _big,
-        _channels,
+        _ends,
+        _frames,
         _interp,
         _interrupt,
         _protocol,
@@ -245,14 +245,14 @@ class _Loop:
             return Outcome(job_id, _protocol.INTERRUPTED, None, text, False)
         if isinstance(exc, UnguardedMainError):  # where the script used aiointerp
             text = exc.worker_traceback
-            return Outcome._make(_encoding.encode_exception(job_id, exc, text))
+            return Outcome._make(_exceptions.encode_exception(job_id, exc, text))
         if isinstance(exc, ImportError):
             refused = self.refused(job_id, exc, stage)
             if refused is not None:
                 return refused
         tb = _encoding.user_traceback(exc.__traceback__, __file__)
         text = _encoding.format_remote(exc, tb)
-        return Outcome._make(_encoding.encode_exception(job_id, exc, text))
+        return Outcome._make(_exceptions.encode_exception(job_id, exc, text))
 
     def disarm(self) -> bool:
         """End the current job for the watchdog; clear a pending interrupt.
@@ -370,6 +370,6 @@ def serve(config: _protocol.WorkerConfig, channel: Channel) -> None:
             channel.send(LINGER, lingering)
 
 
-def serve_interpreter(config: tuple[Any, ...], ends: _channels.InterpreterEnds) -> None:
+def serve_interpreter(config: tuple[Any, ...], ends: _ends.InterpreterEnds) -> None:
     """Entry point of an interpreter worker (run by :meth:`_interp.Interp.run_worker`)."""
-    serve(_protocol.WorkerConfig._make(config), _channels.InterpreterChannel(ends))
+    serve(_protocol.WorkerConfig._make(config), _ends.InterpreterChannel(ends))

@@ -149,7 +149,7 @@ class SignalReader:
 
 #: asyncio: what a registered reader reads ahead of its consumer before it stops
 #: reading (the rest waits in the pipe, and then the worker's writer): more than a
-#: frame (:data:`aiointerp._kinds._channels.INLINE_MAX`), so a whole one always fits
+#: frame (:data:`aiointerp._wire._frames.INLINE_MAX`), so a whole one always fits
 READ_AHEAD = 1 << 18
 
 

@@ -14,7 +14,7 @@ per worker, off the event loop, usually in the background (``min_idle``).
 
 The child (:mod:`aiointerp._inside._child`) ignores SIGINT and exits when the host dies; see
 there. The channels are pipes carrying framed pickles, big ones in shared memory
-whose descriptors cross a Unix socket (:class:`aiointerp._kinds._channels.PipeLink`). A process can be killed: code that does not
+whose descriptors cross a Unix socket (:class:`aiointerp._kinds._pipelink.PipeLink`). A process can be killed: code that does not
 stop within ``cancel_grace`` after it was interrupted is killed with SIGKILL, and
 its slot freed at once (:meth:`ProcessWorker.kill`).
 """
@@ -33,7 +33,7 @@ import anyio
 
 from .._wire._protocol import CONFIG, EXITED, WorkerConfig
 from . import _exit
-from ._channels import PipeLink
+from ._pipelink import PipeLink
 from ._worker import Worker
 
 __all__ = ["ProcessWorker", "WorkerExited", "describe_status"]

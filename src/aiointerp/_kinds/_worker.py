@@ -10,7 +10,7 @@ pool and its watcher (:mod:`aiointerp._host._roster`) use only this class's inte
 * the attributes :attr:`~Worker.job_id`, :attr:`~Worker.spent`, :attr:`~Worker.tasks`...
 
 Each kind is one subclass in a module of its own (:mod:`aiointerp._kinds._interpreter`); it
-provides the *link* (the host end of its channels, :mod:`aiointerp._kinds._channels`) and
+provides the *link* (the host end of its channels, :class:`~aiointerp._kinds._interpreter.InterpreterLink`, :class:`~aiointerp._kinds._pipelink.PipeLink`) and
 how to launch and finish the worker off the event loop. Everything else (the
 protocol of :mod:`aiointerp._wire._protocol`, matching outcomes to jobs, log forwarding)
 is here, once.
@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Protocol
 from anyio.lowlevel import checkpoint
 
 from .._inside import _logs
-from .._wire import _encoding
+from .._wire import _encoding, _outcomes
 from .._wire._errors import BrokenWorkerError, NotShareableError
 from .._wire._protocol import (
     DONE,
@@ -92,7 +92,7 @@ def a_worker(kind: str) -> str:
 
 
 class Link(Protocol):
-    """The host end of a worker's channels (see :mod:`aiointerp._kinds._channels`)."""
+    """The host end of a worker's channels (:class:`~aiointerp._kinds._interpreter.InterpreterLink`, :class:`~aiointerp._kinds._pipelink.PipeLink`)."""
 
     done_fd: int
 
@@ -297,7 +297,7 @@ class Worker:
             if outcome.status == REFUSED:  # a module refused this kind of worker
                 self.refused = outcome.value[1]
             try:
-                _encoding.decode_outcome(outcome, "initializer", self.kind)
+                _outcomes.decode_outcome(outcome, "initializer", self.kind)
             except BaseException as exc:
                 raise BrokenWorkerError(self._init_failure(exc)) from exc
         raise BrokenWorkerError(

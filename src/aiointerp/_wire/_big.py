@@ -24,7 +24,7 @@ queue's own copy of a 15 MB pickle when the host takes an outcome (``get`` copie
   as ``BUFFERS``: the worker copies each into a ``bytearray`` and unpickles with
   them (``buffers=``). A process worker's link sends them through shared memory
   and makes that ``MAPPED``: the worker unpickles with the mapped buffers as they
-  are, and its arrays are over the shared pages (:mod:`aiointerp._kinds._channels`).
+  are, and its arrays are over the shared pages (:mod:`aiointerp._wire._frames`).
 * Results (worker to host). A result whose pickle reaches :data:`SPILL_MIN` bytes,
   or a shareable one with more than :data:`SHARED_ITEMS_MAX` items or
   :data:`SHARED_BYTES_MAX` bytes of ``str``/``bytes``, is pickled into a file in
@@ -433,7 +433,7 @@ def in_file(outcome: _encoding.Outcome) -> bool:
 def sent(fd: int) -> None:
     """The host holds a descriptor of the result file *fd* of its own now: close ours.
 
-    For a process worker, once the descriptor crossed (:mod:`aiointerp._kinds._channels`):
+    For a process worker, once the descriptor crossed (:mod:`aiointerp._wire._frames`):
     a result the host maps is then freed as soon as the host drops it.
     """
     if _result.fd == fd:

@@ -13,19 +13,8 @@ from __future__ import annotations
 
 import pickle
 
-from . import _exceptions
-from ._errors import NotShareableError, RemoteError, RemoteTraceback
-from ._protocol import (
-    INTERRUPTED,
-    OK_PICKLED,
-    OK_SHARED,
-    PICKLED,
-    RAISED,
-    RAISED_RAW,
-    REFUSED,
-    SHARED,
-    UNSENDABLE,
-)
+from ._errors import NotShareableError
+from ._protocol import PICKLED, SHARED
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
@@ -200,58 +189,6 @@ def encode_call(
     return func_blob, PICKLED, dumps(args, f"the arguments of {describe(func)}", to)
 
 
-def decode_outcome(outcome: Outcome, func: object, kind: str = "auto") -> Any:
-    """Return the call's result or raise its exception, as the caller should see it.
-
-    *kind* is the kind of worker that ran the call (named in messages).
-    """
-    _, status, a, b, _ = outcome
-    if status == OK_SHARED:
-        return a
-    if status == OK_PICKLED:
-        try:
-            return pickle.loads(a)
-        except Exception as error:
-            raise _exceptions.unloadable_result(describe(func), error, kind) from error
-    if status == RAISED:  # a = _exceptions.encode(exc): rebuilt as itself
-        exc = _exceptions.rebuild(a, b)
-        _add_subinterpreter_hint(exc)
-        raise exc
-    if status == RAISED_RAW:
-        type_name, message = a
-        raise RemoteError(type_name, message, b) from RemoteTraceback(b)
-    if status == INTERRUPTED:  # raised by the code itself, not by a cancellation
-        raise RemoteError(
-            "aiointerp.Interrupted", f"raised inside {RAN_IN[kind]}", b
-        ) from RemoteTraceback(b)
-    if status == REFUSED:  # a module refused subinterpreters (see _routing)
-        from .._host._routing import Route, refusal_error
-
-        raise refusal_error(a, b, func, Route("interpreter"), "interpreter")
-    if status == UNSENDABLE:
-        type_name, why = a
-        raise NotShareableError(
-            f"the result of {describe(func)} ({type_name}) cannot be sent back "
-            f"from {RAN_IN[kind]}: {why}; return picklable or shareable values"
-        )
-    raise AssertionError(f"unexpected outcome status {status}")  # pragma: no cover
-
-
-def _add_subinterpreter_hint(exc: BaseException) -> None:
-    """A refusal that reached the caller as a plain error (raised in a map batch)."""
-    if isinstance(exc, ImportError) and "subinterpreter" in str(exc):
-        from ._refusal import find
-
-        found = find(exc)
-        module = found[0] if found else exc.name or "an extension module"
-        exc.add_note(
-            f"aiointerp: {module} does not support subinterpreters. Run the code "
-            "that imports it in a process: InterpreterPool(kind='process'), or "
-            "kind='auto' with the import at the top of the function's module (auto "
-            "sees it when it loads the function, before the code runs)."
-        )
-
-
 # -- worker side
 
 
@@ -282,18 +219,3 @@ def format_remote(exc: BaseException, tb: TracebackType | None) -> str:
 
     lines = traceback.format_exception(type(exc), exc, tb)
     return "".join(lines)
-
-
-def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
-    if isinstance(exc, Exception):  # a BaseException stays inside: RAISED_RAW
-        try:
-            return (job_id, RAISED, _exceptions.encode(exc), text, False)
-        except Exception:  # pragma: no cover - a defect of ours: the worker survives
-            pass
-    kind = type(exc)
-    name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
-    try:
-        message = str(exc)
-    except Exception as error:
-        message = f"<str() failed: {error!r}>"
-    return (job_id, RAISED_RAW, (name, message), text, False)

@@ -55,11 +55,15 @@ import pickle
 import sys
 from copyreg import dispatch_table
 
+from ._encoding import RAN_IN, dumps_result
 from ._errors import NotShareableError, RemoteError, RemoteTraceback
+from ._protocol import RAISED, RAISED_RAW
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
     from typing import Any, Final
+
+    from ._encoding import Outcome
 
     type Record = tuple[
         int,  # kind
@@ -121,8 +125,6 @@ def _dumps(value: object) -> bytes:
     try:
         return pickle.dumps(value, _PROTOCOL)
     except Exception:
-        from ._encoding import dumps_result  # cloudpickle, for classes sent by value
-
         return dumps_result(value)
 
 
@@ -434,8 +436,6 @@ def unloadable_result(
 ) -> NotShareableError:
     """The error for a result that was pickled in a worker (of *kind*) but cannot be
     unpickled in the caller (raise it ``from error``)."""
-    from ._encoding import RAN_IN
-
     exc = NotShareableError(
         f"the result of {func_name} cannot be rebuilt in the caller: "
         f"{_why(error)}; return values whose classes this process can import "
@@ -443,3 +443,18 @@ def unloadable_result(
     )
     exc.add_note(f"{_NOTE}unpickling the result of {func_name} raised {_why(error)}")
     return exc
+
+
+def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
+    if isinstance(exc, Exception):  # a BaseException stays inside: RAISED_RAW
+        try:
+            return (job_id, RAISED, encode(exc), text, False)
+        except Exception:  # pragma: no cover - a defect of ours: the worker survives
+            pass
+    kind = type(exc)
+    name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+    try:
+        message = str(exc)
+    except Exception as error:
+        message = f"<str() failed: {error!r}>"
+    return (job_id, RAISED_RAW, (name, message), text, False)

@@ -2,7 +2,7 @@
 
 Stdlib only: both sides import it (inside a worker it must cost next to nothing).
 A worker has three one-way channels; each kind of worker carries them its own way
-(:mod:`aiointerp._kinds._channels`), but what travels, and in which order, is defined here.
+(:mod:`aiointerp._inside._ends` and the links of :mod:`aiointerp._kinds`), but what travels, and in which order, is defined here.
 
 **Job channel** (host → worker): one signal per message.
 
@@ -56,7 +56,7 @@ args_mode       ``Job.args``                   the worker
 
 The host makes ``FRAMES`` and ``BUFFERS`` (:mod:`aiointerp._host._bigvalues`); a process
 link turns ``BUFFERS`` into ``MAPPED`` and sends ``ABANDONED`` in place of a job whose
-arguments it stopped writing (:mod:`aiointerp._kinds._channels`).
+arguments it stopped writing (:mod:`aiointerp._inside._ends` and the links of :mod:`aiointerp._kinds`).
 
 **Cancel channel** (host → the worker's watchdog): job ids, :data:`JOB_ID_SIZE`
 bytes little-endian each; :data:`STOP_WATCHDOG` (0) stops the watchdog. A cancel

@@ -10,12 +10,16 @@ such as numpy wrap that error in an ImportError of their own (``raise ... from e
 
 from __future__ import annotations
 
+from ._encoding import describe
+from ._exceptions import rebuild
+from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
+
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Final
+    from typing import Any, Final
 
-__all__ = ["NAMED", "PATTERN", "find", "links"]
+__all__ = ["NAMED", "PATTERN", "find", "links", "refusal_error"]
 
 #: What the refusals say (a regular expression, case-insensitive).
 PATTERN: Final = (
@@ -107,3 +111,66 @@ def _chain(modules: list[tuple[str, str | None]], refused: str) -> tuple[str, ..
         tops.add(top)
         chain.append(name)
     return tuple(chain)
+
+
+def refusal_error(
+    value: Any, text: str | None, func: object, by_value: bool, kind: str
+) -> ImportError:
+    """The error a caller gets for a refusal (a REFUSED outcome's value and text).
+
+    An :class:`ImportError` whose message is aiointerp's explanation (which module
+    refused, the imports that reached it, what to do), and whose ``__cause__`` is
+    the ImportError raised inside the worker, rebuilt. *by_value*: the function was
+    sent by value.
+    """
+
+    encoded, module, chain, stage = value
+    label = describe(func)
+    path = " → ".join((*chain, module))
+    if stage == INITIALIZER:
+        what = f"the pool's initializer imported {module}"
+    elif stage == PRELOAD and chain:  # the chain starts with the module of preload
+        what = f"preloading {chain[0]} imports {module}"
+    elif stage == PRELOAD:
+        what = f"the pool's preload imports {module}"
+    elif stage == CALL:
+        what = f"{label} imported {module} while it ran"
+    elif stage == ARGUMENTS:
+        what = f"loading the arguments of {label} imports {module}"
+    else:
+        what = f"loading {label} imports {module}"
+        if by_value:
+            what += " (also when sent by value: the globals it uses import it)"
+    lines = [f"{what}, which does not support subinterpreters (import chain: {path})."]
+    if stage in (INITIALIZER, PRELOAD):
+        lines.append(
+            "Workers that must import it need InterpreterPool(kind='process')."
+        )
+    elif kind == "auto":
+        lines.append("Later calls of it run in a process.")
+    elif stage == FUNCTION and not by_value:
+        lines.append(
+            "Run it in a process with InterpreterPool(kind='auto') or "
+            "kind='process', or move the function into a module that does not "
+            f"import {chain[1] if len(chain) > 1 else module}"
+            + (
+                "."
+                if _has_cloudpickle()
+                else ", or install cloudpickle (pip install cloudpickle) so that "
+                "aiointerp sends it by value."
+            )
+        )
+    else:
+        lines.append(
+            "Run it in a process with InterpreterPool(kind='auto') or "
+            f"kind='process'; in an interpreter, it cannot import {module}."
+        )
+    error = ImportError(" ".join(lines), name=module)
+    error.__cause__ = rebuild(encoded, text or "")
+    return error
+
+
+def _has_cloudpickle() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cloudpickle") is not None

@@ -14,7 +14,7 @@ hands the unpickler views of the mapping (``buffers=``): an array comes out over
 the segment's pages, without a copy, and keeps them as long as it lives.
 
 A segment has no name: it crosses to another process as a descriptor (SCM_RIGHTS,
-see :mod:`aiointerp._kinds._channels`), and the kernel frees it with its last descriptor
+see :mod:`aiointerp._wire._frames`), and the kernel frees it with its last descriptor
 or mapping, whoever ends when, and however. Nothing is ever left in ``/dev/shm``.
 """
 
