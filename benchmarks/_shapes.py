@@ -1,6 +1,6 @@
 """Code shapes users write, interrupted by the cleanup matrix and the latency benchmark.
 
-tests/test_cleanup_matrix.py proves that every cleanup of every shape runs when it is
+tests/inside/test_cleanup_matrix.py proves that every cleanup of every shape runs when it is
 interrupted; :mod:`benchmarks.cancel_latency` measures how soon each one stops.
 Stdlib and :mod:`aiointerp._wire._interp` only: these run inside worker interpreters. Each
 shape runs until it is interrupted and records its cleanup, line by line, in a file:

@@ -1,7 +1,7 @@
 """Functions of a web app's module: it imports FastAPI (so pydantic_core, which refuses
 subinterpreters), as the module of a FastAPI app's CPU-bound handler does.
 
-Imported by value or by reference by tests/test_auto.py; each function says what
+Imported by value or by reference by tests/host/test_auto.py; each function says what
 loading it needs.
 """
 

@@ -1,4 +1,4 @@
-"""Module-level functions and probes for the big-value tests (tests/test_bigvalues.py).
+"""Module-level functions and probes for the big-value tests (tests/host/test_bigvalues.py).
 
 Stdlib only: imported again inside worker interpreters. The probes record, in the
 interpreter where they run, which thread pickled or unpickled them: the host's

@@ -1,4 +1,4 @@
-"""Module-level functions sent to worker interpreters by tests/test_cancellation.py.
+"""Module-level functions sent to worker interpreters by tests/inside/test_cancellation.py.
 
 Stdlib and :mod:`aiointerp.worker` only. The tests observe these functions through
 what they write: a handshake on a pipe (``start_fd``: the 8-byte interpreter id, once

@@ -1,4 +1,4 @@
-"""Functions that tests/test_dask.py runs as Dask tasks, and probes of Dask workers.
+"""Functions that tests/integrations/test_dask.py runs as Dask tasks, and probes of Dask workers.
 
 Importable by Dask worker processes and inside isolated interpreters: stdlib and
 :mod:`aiointerp.worker` only, never ``distributed`` (the probes receive the worker

@@ -1,4 +1,4 @@
-"""Worker-side functions of tests/test_exceptions.py: exceptions of every awkward shape.
+"""Worker-side functions of tests/wire/test_exceptions.py: exceptions of every awkward shape.
 
 Imported by worker interpreters: stdlib only.
 """

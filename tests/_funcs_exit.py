@@ -1,4 +1,4 @@
-"""Code that process exit has to wait for (tests/test_exit.py, tests/scripts/exit_wait.py).
+"""Code that process exit has to wait for (tests/kinds/test_exit.py, tests/scripts/exit_wait.py).
 
 Each function writes one byte to *started_w* once it runs, then does not return
 within the test: it is in a C call that cannot be interrupted, or in a loop that

@@ -1,7 +1,7 @@
 """A module whose top-level code exits when a worker imports it (and only there).
 
 The host imports it as any module; a worker that loads :func:`answer` imports it
-again, and its ``sys.exit(4)`` runs there (tests/test_faults.py). Stdlib only.
+again, and its ``sys.exit(4)`` runs there (tests/kinds/test_faults.py). Stdlib only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Functions that log and warn inside worker interpreters (tests/test_logging.py)."""
+"""Functions that log and warn inside worker interpreters (tests/inside/test_logging.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Functions that write to sys.stdout and sys.stderr inside workers (tests/test_output.py)."""
+"""Functions that write to sys.stdout and sys.stderr inside workers (tests/inside/test_output.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real numpy, Pillow and pydantic code, run in workers by tests/test_real_packages.py.
+"""Real numpy, Pillow and pydantic code, run in workers by tests/kinds/test_real_packages.py.
 
 Not stdlib-only, on purpose: like application code, this module imports the three
 packages at its top, and isolated interpreters refuse all three (numpy's C

@@ -1,4 +1,4 @@
-"""Module-level functions run in process workers by tests/test_process_workers.py.
+"""Module-level functions run in process workers by tests/kinds/test_process_workers.py.
 
 Stdlib only. Handshakes go through a FIFO whose path the test passes (a process
 worker does not inherit the test's pipes): the code writes its pid, 8 bytes, once it

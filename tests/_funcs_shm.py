@@ -1,4 +1,4 @@
-"""Module-level functions run in process workers by tests/test_process_bigvalues.py.
+"""Module-level functions run in process workers by tests/kinds/test_process_bigvalues.py.
 
 Stdlib only at import (numpy is imported by the values that need it, as in any
 user's code): the worker imports this module by name.

@@ -1,6 +1,6 @@
 """One cell of the cleanup matrix: interrupt one code shape on one event loop.
 
-Run by tests/test_cleanup_matrix.py in a fresh Python per cell::
+Run by tests/inside/test_cleanup_matrix.py in a fresh Python per cell::
 
     python tests/_matrix_cell.py SHAPE BACKEND INTERRUPTS [KIND]
 

@@ -27,7 +27,7 @@ PRIMES = {10_000: 1229, 20_000: 2262, 30_000: 3245, 50_000: 5133}
 #: Far too long to finish while a test waits: only cancellation ends it.
 ENDLESS = 10**10
 #: The pool's one warning on CPython 3.13.0 (as in pyproject's pytest filterwarnings):
-#: tested in tests/test_profilers.py, kept out of the server logs checked here.
+#: tested in tests/host/test_profilers.py, kept out of the server logs checked here.
 DEFECT_WARNING = (
     "ignore:CPython 3.13.0 has a defect that aborts the process:RuntimeWarning"
 )

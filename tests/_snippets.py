@@ -1,6 +1,6 @@
 """Find the Python code blocks of README.md and docs/, and turn each into a program.
 
-tests/test_docs_snippets.py runs them; the rules are in its module docstring. This
+tests/project/test_docs_snippets.py runs them; the rules are in its module docstring. This
 module only reads Markdown and writes Python source: it runs nothing.
 """
 

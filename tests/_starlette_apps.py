@@ -1,6 +1,6 @@
 """A Starlette app and a FastAPI app built on :mod:`aiointerp.starlette`, for uvicorn.
 
-tests/test_starlette.py serves them with a real uvicorn process (tests/_server.py).
+tests/integrations/test_starlette.py serves them with a real uvicorn process (tests/_server.py).
 ``/work?n=N`` counts the primes below ``N`` (``&timeout=S``: with that timeout).
 The environment configures the pool: ``AIOINTERP_WORKERS`` (max_workers),
 ``AIOINTERP_MAX_WAITING`` (unset: no limit) and ``AIOINTERP_PRELOAD`` (module names,

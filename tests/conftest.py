@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = Path(aiointerp.__file__).resolve().parent.parent
 
 
-#: the pool's warning on CPython 3.13.0 (tests/test_profilers.py checks it)
+#: the pool's warning on CPython 3.13.0 (tests/host/test_profilers.py checks it)
 IGNORE_3130_WARNING = "ignore:CPython 3.13.0 has a defect:RuntimeWarning"
 
 

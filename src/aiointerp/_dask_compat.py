@@ -1,7 +1,7 @@
 """The Dask internals that :mod:`aiointerp.dask` relies on, in one place.
 
 Everything here depends on how ``distributed`` works inside, not on its documented
-API; each helper says what it relies on, and ``tests/test_dask.py`` checks each one
+API; each helper says what it relies on, and ``tests/integrations/test_dask.py`` checks each one
 against the installed ``distributed``. The supported range is pinned by the ``dask``
 extra (:data:`SUPPORTED`). When a future version changes one of these, the code
 degrades loudly (a warning or a clear error), never silently.

@@ -98,7 +98,7 @@ class _PoolOptions(TypedDict, total=False):
     """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``
     and ``kind`` (parameters of :class:`InterpreterPlugin` of their own).
 
-    All the others, in its order (tests/test_dask.py compares them).
+    All the others, in its order (tests/integrations/test_dask.py compares them).
     """
 
     min_idle: int

@@ -60,7 +60,7 @@ _RETRY_AFTER: Final = "1"
 class _PoolOptions(TypedDict, total=False):
     """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``.
 
-    All of them, in its order (tests/test_starlette.py compares them).
+    All of them, in its order (tests/integrations/test_starlette.py compares them).
     """
 
     min_idle: int

@@ -18,7 +18,7 @@ handler does) and checks, as an app that catches KeyboardInterrupt would:
 One JSON line per point that broke a property, then a summary line
 ``{"points": N, "tried": M, "reached": R, "broken": K, "lost_pools": L, ...}``
 (a pool that stopped serving or gave a wrong result is replaced; the run stops
-after MAX_HUNG_POOLS pools stopped serving); tests/test_sigint_storm.py asserts
+after MAX_HUNG_POOLS pools stopped serving); tests/face/test_sigint_storm.py asserts
 on them. LIMIT (default: all) tries at most that many points, spread evenly.
 """
 

@@ -1,6 +1,6 @@
 """A script whose class, defined in ``__main__``, pickles big buffers out of band.
 
-Run by tests/test_process_bigvalues.py. The function is a builtin, so the worker
+Run by tests/kinds/test_process_bigvalues.py. The function is a builtin, so the worker
 first meets ``__main__`` in the arguments, and loads the script there then.
 """
 

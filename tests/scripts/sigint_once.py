@@ -8,7 +8,7 @@ SIGINT to this process 0-150 ms after the try began, so that it lands while the
 watcher starts the workers, during calls, or while the pool closes. ``trio.run``
 must raise KeyboardInterrupt, never ``TrioInternalError``. One JSON line per try
 on stdout (the outcome, the delay, the traceback of anything else, the aiointerp
-threads still alive afterwards), then ``{"end": "ok"}``; tests/test_sigint_storm.py
+threads still alive afterwards), then ``{"end": "ok"}``; tests/face/test_sigint_storm.py
 asserts on them.
 """
 

@@ -7,7 +7,7 @@ with its own token (returned at once, or after 1-5 ms of pure-Python work so tha
 signals land mid-call). Then the storm stops and one last call must succeed within
 a hang guard. The findings are printed as one JSON line on stdout *before* the pool
 closes (so that a hang at close still reports them), then ``{"end": ...}`` once the
-event loop has ended; tests/test_sigint_storm.py asserts on them.
+event loop has ended; tests/face/test_sigint_storm.py asserts on them.
 
 How the app survives the storm, as a real app would:
 

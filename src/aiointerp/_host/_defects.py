@@ -90,7 +90,7 @@ KNOWN_DEFECTS: tuple[Defect, ...] = (
 
 
 #: The first release of each series seen to survive sys._current_frames() called
-#: beside running interpreters (tests/test_profilers.py); 3.13.0 crashed, releases
+#: beside running interpreters (tests/host/test_profilers.py); 3.13.0 crashed, releases
 #: in between were not tested, and 3.14.7 and 3.15.0rc1 were reported to crash when
 #: it is called inside an interpreter.
 _SAMPLING_SURVIVED_FROM: dict[tuple[int, int], tuple[int, int, int]] = {

@@ -163,7 +163,7 @@ def _write(text: str) -> None:
         pass
 
 
-def _die() -> None:  # pragma: no cover - ends the process (tests/test_exit.py)
+def _die() -> None:  # pragma: no cover - ends the process (tests/kinds/test_exit.py)
     if os.name == "posix":
         try:  # as Python on KeyboardInterrupt: the parent sees a death by SIGINT
             signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,7 +19,7 @@ import pytest
 from benchmarks import _shapes as shapes
 from conftest import HAVE_UVLOOP, child_env
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 BACKENDS = ["asyncio", "trio", *(["uvloop"] if HAVE_UVLOOP else [])]
 #: what the issue asks: KeyboardInterrupt within a second of Ctrl-C
 EXIT_WITHIN = 1.0

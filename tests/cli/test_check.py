@@ -32,7 +32,7 @@ from aiointerp._wire import _interp
 
 #: where aiointerp is imported from, also when it is not installed in this Python
 SOURCE = Path(aiointerp.__file__).resolve().parent.parent
-GENERATOR = Path(__file__).resolve().parent.parent / "scripts" / "compatibility.py"
+GENERATOR = Path(__file__).resolve().parents[2] / "scripts" / "compatibility.py"
 KEYS = [
     "module",
     "status",

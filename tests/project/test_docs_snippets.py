@@ -46,7 +46,7 @@ import pytest
 from _snippets import Snippet, SnippetError, collect, output_matches, wrap_fragment
 from conftest import child_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [
     ROOT / "README.md",
     *sorted(

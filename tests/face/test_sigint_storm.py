@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 from conftest import HAVE_UVLOOP, child_env
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 BACKENDS = ["asyncio", "trio", *(["uvloop"] if HAVE_UVLOOP else [])]
 STORM_SECONDS = float(os.environ.get("AIOINTERP_STORM_SECONDS", "20"))
 SIGINT_TRIES = int(os.environ.get("AIOINTERP_SIGINT_TRIES", "60"))

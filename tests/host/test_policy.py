@@ -1,7 +1,7 @@
 """The allocation policy of pools of several kinds, table-driven (no workers).
 
 :func:`aiointerp._host._policy.plan` is pure: each case is a snapshot and the plan it must
-give. The same cases on real workers: tests/test_auto.py ("capacity across kinds"),
+give. The same cases on real workers: tests/host/test_auto.py ("capacity across kinds"),
 each naming its row here.
 """
 

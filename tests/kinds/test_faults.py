@@ -141,7 +141,7 @@ def test_out_of_fds_the_workers_that_started_serve_every_call(backend: str) -> N
     # a real fd limit in a child process: room for about two of six process workers;
     # twelve calls: the callers whose workers could not start take the ones that
     # did (five failed before), and the warning says what to do
-    script = Path(__file__).parent / "scripts" / "few_fds.py"
+    script = Path(__file__).parents[1] / "scripts" / "few_fds.py"
     done = subprocess.run(
         [sys.executable, str(script), backend],
         env=child_env(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import child_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PRIMES = [
     "primes below 20000: 2262",

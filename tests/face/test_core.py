@@ -243,7 +243,7 @@ async def test_custom_exception_keeps_type_and_state() -> None:
 
 async def test_exception_that_pickle_cannot_rebuild_keeps_its_type() -> None:
     # pickle would call UnpicklableError("left-right"): rebuilt without __init__
-    # (tests/test_exceptions.py has the other shapes, and the RemoteError fallback)
+    # (tests/wire/test_exceptions.py has the other shapes, and the RemoteError fallback)
     async with InterpreterPool(1) as pool:
         with pytest.raises(_funcs_core.UnpicklableError) as excinfo:
             await pool.run_sync(_funcs_core.fail_unpicklable, "left", "right")

@@ -339,7 +339,7 @@ anyio.run(main)
 
 
 async def test_no_orphans_when_the_host_is_killed() -> None:
-    script = _HOST.format(tests=str(Path(__file__).parent))
+    script = _HOST.format(tests=str(Path(__file__).parents[1]))
     host = await anyio.to_thread.run_sync(
         functools.partial(
             subprocess.Popen,

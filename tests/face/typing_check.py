@@ -1,6 +1,6 @@
 """Static checks of the public signatures; not run by pytest.
 
-Check with ``python -m mypy --strict tests/typing_check.py``: every ``assert_type``
+Check with ``python -m mypy --strict tests/face/typing_check.py``: every ``assert_type``
 must hold, and every ``type: ignore`` must be needed (strict warns on unused ones),
 which proves that mypy rejects those calls.
 """

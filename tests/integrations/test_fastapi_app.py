@@ -1,7 +1,7 @@
 """examples/fastapi_app.py served by a real uvicorn process on the loopback interface.
 
 The checks shared with examples/web_app.py (tests/_server.py), validation, and a
-clean log; aiointerp.starlette itself is tested in tests/test_starlette.py.
+clean log; aiointerp.starlette itself is tested in tests/integrations/test_starlette.py.
 """
 
 from __future__ import annotations

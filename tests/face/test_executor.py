@@ -3,7 +3,7 @@
 These tests are synchronous (the executor is for sync code); run_in_executor is
 tested on asyncio loops (asyncio's and uvloop's), the only loops with that API.
 ``kind="process"`` executors hand-shake through FIFOs (a worker process inherits
-none of the test's pipes), as tests/test_process_workers.py does.
+none of the test's pipes), as tests/kinds/test_process_workers.py does.
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def test_thread_is_gone_after_shutdown() -> None:
 def test_interpreter_exit_shuts_down_a_forgotten_executor() -> None:
     code = (
         "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
         "import _funcs_integrations as funcs\n"
         "import aiointerp\n"
         "executor = aiointerp.InterpreterExecutor(1)\n"
@@ -285,7 +285,7 @@ def test_loop_thread_that_cannot_start_breaks_the_executor(kind: str) -> None:
     # real triggers in a child process: no file descriptor left for the thread's event
     # loop (submit used to deadlock: it joined the thread holding the lock the thread
     # needed), or Thread.start() raising "can't start new thread"
-    script = Path(__file__).parent / "scripts" / "executor_cannot_start.py"
+    script = Path(__file__).parents[1] / "scripts" / "executor_cannot_start.py"
     done = subprocess.run(
         [sys.executable, str(script), kind],
         env=child_env(),

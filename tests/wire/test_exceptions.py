@@ -326,7 +326,7 @@ async def test_map_batch_result_that_cannot_be_rebuilt_is_not_shareable(
 
 
 def test_exception_class_of_main_script() -> None:
-    script = Path(__file__).parent / "scripts" / "main_exceptions.py"
+    script = Path(__file__).parents[1] / "scripts" / "main_exceptions.py"
     process = subprocess.run(
         [sys.executable, str(script)],
         env=child_env(),

@@ -510,7 +510,7 @@ async def test_auto_a_cancelled_first_caller_leaves_the_probe_to_the_next(
     assert (stats.cancelled, stats.completed) == (1, 1)
 
 
-# -- capacity across kinds: the policy's rows (tests/test_policy.py) on real workers ---
+# -- capacity across kinds: the policy's rows (tests/host/test_policy.py) on real workers ---
 
 
 def conversions(events: list[logging.LogRecord]) -> list[str]:

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.stress
 INTERRUPTS = 50
 #: the same, for process workers (issue 17 asks for 20): each costs a process start
 PROCESS_INTERRUPTS = 20
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 BACKENDS = ["asyncio", "trio", *(["uvloop"] if HAVE_UVLOOP else [])]
 
 

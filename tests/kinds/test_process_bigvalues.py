@@ -358,7 +358,7 @@ async def test_a_big_result_nobody_waits_for_is_freed(tmp_path: Path) -> None:
 def test_classes_of_a_main_script_with_out_of_band_buffers() -> None:
     """The worker meets ``__main__`` in arguments with buffers: it loads the script,
     then unpickles them again, buffers included (interpreters copy them)."""
-    scripts = Path(__file__).parent / "scripts"
+    scripts = Path(__file__).parents[1] / "scripts"
     process = subprocess.run(
         [sys.executable, "main_buffers.py"],
         cwd=scripts,

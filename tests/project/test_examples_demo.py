@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiointerp._host._defects import defects_of
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_quick_runs_and_verifies_results() -> None:

@@ -16,7 +16,7 @@ from conftest import child_env
 
 from aiointerp._host import _defects
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 CRASHES_HERE = any(defect.warn for defect in _defects.defects_of())
 
 

@@ -16,7 +16,7 @@ from conftest import child_env
 
 from aiointerp._inside._loop import _LOAD_NOTE
 
-SCRIPTS = Path(__file__).parent / "scripts"
+SCRIPTS = Path(__file__).parents[1] / "scripts"
 
 
 def _run(*args: str, cwd: Path = SCRIPTS) -> str:

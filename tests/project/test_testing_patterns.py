@@ -19,7 +19,7 @@ import pytest
 from _snippets import collect
 from conftest import IGNORE_3130_WARNING, child_env
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "testing.md"
 TESTS = 5
 #: a suite on anyio's plugin alone (pytest-asyncio, installed for its own test,

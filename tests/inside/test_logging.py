@@ -19,7 +19,7 @@ import pytest
 from _handshake import fifo, wait_byte
 
 from aiointerp import InterpreterPool
-from aiointerp._inside._loop import _logs
+from aiointerp._inside import _logs
 
 pytestmark = pytest.mark.anyio
 

@@ -48,7 +48,7 @@ import aiointerp
 from aiointerp.asgi import ClientDisconnected
 from aiointerp.starlette import Offloader, _PoolOptions, pool_lifespan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 APPS = {
     "starlette": "tests._starlette_apps:starlette_app",
     "fastapi": "tests._starlette_apps:fastapi_app",

@@ -22,7 +22,7 @@ from conftest import HAVE_UVLOOP, child_env
 
 from aiointerp._kinds import _exit
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 BACKENDS = ["asyncio", "trio", *(["uvloop"] if HAVE_UVLOOP else [])]
 #: what the issue asks: the second Ctrl-C ends the process at once
 EXIT_WITHIN = 2.0

@@ -224,7 +224,7 @@ async def test_each_failed_start_fails_one_waiting_caller(fakes: Fakes) -> None:
         assert (stats.failed, stats.created, stats.workers) == (3, 0, 0)
 
 
-# real test: tests/test_faults.py::test_out_of_fds_the_workers_that_started_serve_every_call
+# real test: tests/kinds/test_faults.py::test_out_of_fds_the_workers_that_started_serve_every_call
 async def test_a_caller_whose_start_failed_takes_the_next_freed_worker(
     fakes: Fakes,
 ) -> None:

@@ -4,7 +4,7 @@ Real interpreters and real child processes on every event loop; the host side is
 observed through pytest's ``capsys`` (which replaces ``sys.stdout`` and
 ``sys.stderr``), :func:`contextlib.redirect_stdout` and ``capfd`` (file descriptors
 1 and 2, where the output goes with ``forward_output=False``). A real notebook
-kernel is in tests/test_interactive.py.
+kernel is in tests/inside/test_interactive.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from _handshake import fifo, wait_byte
 
 from aiointerp import InterpreterExecutor, InterpreterPool
-from aiointerp._inside._loop import _logs
+from aiointerp._inside import _logs
 from aiointerp._kinds import _backends, _worker
 
 pytestmark = pytest.mark.anyio
@@ -214,7 +214,7 @@ def test_executor_forwards_output(capsys: pytest.CaptureFixture[str]) -> None:
 def test_an_item_of_a_destroyed_interpreter_is_skipped() -> None:
     # a queue item whose interpreter is gone comes back as None on 3.13 (UNBOUND on
     # 3.14): never an item to handle
-    from aiointerp._inside._loop import _logs
+    from aiointerp._inside import _logs
 
     _logs.handle(None, 1)
 
