@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from aiointerp import worker
+from aiointerp._inside import _job
 
-if worker._state is not None:  # inside a worker: the loop set it before the call
+if _job._state is not None:  # inside a worker: the loop set it before the call
     sys.exit(4)
 
 

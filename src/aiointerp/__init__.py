@@ -19,7 +19,7 @@ if _sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
         f"this is Python {_sys.version.split()[0]}"
     )
 
-from .worker import Interrupted as Interrupted
+from ._wire._errors import Interrupted as Interrupted
 
 # typing costs every worker interpreter ~5 ms of start-up; annotations are lazy
 TYPE_CHECKING = False

@@ -125,7 +125,7 @@ def test_public_targets_become_links(package: object) -> None:
     run = _docstring(package, "run_sync_in_interpreter")
     assert "[`InterpreterPool.run_sync()`][aiointerp.InterpreterPool.run_sync]" in run
     # a relative reference inside a class is that class's member
-    errors = _docstring(package, "_errors")
+    errors = _docstring(package, "_wire._errors")
     assert "[`RemoteTraceback`][aiointerp.RemoteTraceback]" in errors
     dask = _docstring(package, "dask")
     assert "`aiointerp._dask_compat`" in dask
