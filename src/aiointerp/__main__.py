@@ -100,16 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    from ._cli import _check
-
     if args.command == "info":
-        description = _check.info()
+        from ._cli import _info
+
+        description = _info.info()
         if args.json:
             print(json.dumps(description.as_dict(), indent=2))
         else:
-            print(_check.format_info(description))
+            print(_info.format_info(description))
         return 0
-    bad = [name for name in args.modules if not _check.is_target(name)]
+    from ._cli import _check
+    from ._host._checks import is_target
+
+    bad = [name for name in args.modules if not is_target(name)]
     if bad:
         parser.error(
             f"not a module name or module:function: {', '.join(map(repr, bad))}"

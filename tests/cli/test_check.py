@@ -16,6 +16,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +26,8 @@ import pytest
 
 import aiointerp
 from aiointerp.__main__ import main
-from aiointerp._cli import _check
-from aiointerp._host import _defects
+from aiointerp._cli import _check, _info
+from aiointerp._host import _checks, _defects, _isolated
 from aiointerp._host._defects import KNOWN_DEFECTS, defects_of
 from aiointerp._wire import _interp
 
@@ -263,7 +264,7 @@ def test_other_errors_are_failed(
 ) -> None:
     monkeypatch.syspath_prepend(str(modules_dir))
     [result] = _check.check([module])
-    assert result == _check.CheckResult(module, "failed", None, error, result.seconds)
+    assert result == _checks.CheckResult(module, "failed", None, error, result.seconds)
     assert result.seconds is not None
 
 
@@ -314,8 +315,8 @@ def test_refusing_extension_is_named_in_full(
 
 
 def test_not_installed_is_decided_before_any_interpreter() -> None:
-    result = _check.check_module("no_such_module_of_aiointerp_tests")
-    assert result == _check.CheckResult(
+    result = _checks.check_module("no_such_module_of_aiointerp_tests")
+    assert result == _checks.CheckResult(
         "no_such_module_of_aiointerp_tests",
         "not_installed",
         error="not found on sys.path",
@@ -334,10 +335,10 @@ def test_bad_names_are_rejected_before_any_import() -> None:
     with pytest.raises(ValueError, match="not a module name: 'a b'"):
         _check.check(["no_such_module_of_aiointerp_tests", "a b"])
     with pytest.raises(ValueError, match="not a module name: ''"):
-        _check.check_module("")
-    assert _check.is_module_name("a.b_c.d1")
-    assert not _check.is_module_name("a..b")
-    assert not _check.is_module_name("1a")
+        _checks.check_module("")
+    assert _checks.is_module_name("a.b_c.d1")
+    assert not _checks.is_module_name("a..b")
+    assert not _checks.is_module_name("1a")
 
 
 def test_each_module_gets_a_fresh_interpreter(
@@ -372,7 +373,7 @@ def test_check_import_follows_the_from_list_as_the_statement_does(
     (package / "refusing.py").write_text("import readline\n")
     (package / "after.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    results = _check.check_import(
+    results = _checks.check_import(
         "fromlist_pkg", ("attr", "plain", "missing", "refusing", "after")
     )
     assert [(r.module, r.status) for r in results] == [
@@ -384,17 +385,17 @@ def test_check_import_follows_the_from_list_as_the_statement_does(
     ]  # the items after a refused one are not imported
     assert results[1].note == "attr is an attribute of fromlist_pkg"
     assert results[4].extension == "readline"
-    [plain] = _check.check_import("json", ())
+    [plain] = _checks.check_import("json", ())
     assert (plain.module, plain.status, plain.note) == ("json", "loads", None)
-    [absent] = _check.check_import("no_such_module_of_aiointerp_tests", ("x",))
+    [absent] = _checks.check_import("no_such_module_of_aiointerp_tests", ("x",))
     assert absent.status == "not_installed"
     with pytest.raises(ValueError, match="not an import"):
-        _check.check_import("json", ("a b",))
+        _checks.check_import("json", ("a b",))
 
 
 def test_a_broken_check_is_a_runtime_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # bookkeeping: what the caller sees when the code sent into the interpreter fails
-    monkeypatch.setattr(_check, "_PROBE", "raise OSError('probe broke')\n")
+    monkeypatch.setattr(_isolated, "_PROBE", "raise OSError('probe broke')\n")
     with pytest.raises(RuntimeError, match="could not check 'json'") as info:
         _check.check(["json"])
     assert "OSError: probe broke" in str(info.value)
@@ -403,8 +404,9 @@ def test_a_broken_check_is_a_runtime_error(monkeypatch: pytest.MonkeyPatch) -> N
 def test_import_aiointerp_does_not_load_the_cli() -> None:
     code = (
         "import sys, aiointerp\n"
-        "loaded = {'aiointerp._cli._check', 'aiointerp.__main__'} & set(sys.modules)\n"
-        "assert not loaded, loaded\n"
+        "loaded = {'aiointerp._cli._check', 'aiointerp._cli._info', 'aiointerp.__main__',\n"
+        "          'aiointerp._host._checks', 'aiointerp._host._isolated'}\n"
+        "assert not loaded & set(sys.modules), loaded & set(sys.modules)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(SOURCE))
     process = subprocess.run(
@@ -560,8 +562,8 @@ def test_the_walk_is_bounded(
     seconds: float,
 ) -> None:
     monkeypatch.syspath_prepend(str(packages_dir))
-    monkeypatch.setattr(_check, "SUBMODULE_LIMIT", limit)
-    monkeypatch.setattr(_check, "SUBMODULE_SECONDS", seconds)
+    monkeypatch.setattr(_checks, "SUBMODULE_LIMIT", limit)
+    monkeypatch.setattr(_checks, "SUBMODULE_SECONDS", seconds)
     [result] = _check.check(["aiointerp_clean_pkg"])
     assert result.submodules is not None
     if seconds:  # one submodule: within the count
@@ -753,13 +755,13 @@ def test_by_value_leaves_cloudpickle_as_it_was(
 
 
 def test_is_target() -> None:
-    assert _check.is_target("pkg.mod")
-    assert _check.is_target("pkg.mod:func")
-    assert _check.is_target("pkg.mod:Class.method")
+    assert _checks.is_target("pkg.mod")
+    assert _checks.is_target("pkg.mod:func")
+    assert _checks.is_target("pkg.mod:Class.method")
     for bad in ("pkg.mod:", ":func", "a:b:c", "pkg mod:f", "pkg:1f"):
-        assert not _check.is_target(bad), bad
+        assert not _checks.is_target(bad), bad
     with pytest.raises(ValueError, match="not module:function: 'json'"):
-        _check.check_function("json")
+        _checks.check_function("json")
 
 
 # -- info
@@ -826,10 +828,10 @@ def test_cli_info_json() -> None:
 
 
 def test_info_in_process() -> None:
-    description = _check.info()
+    description = _info.info()
     assert description.subinterpreters
     assert description.defects == tuple(defects_of())
-    text = _check.format_info(description)
+    text = _info.format_info(description)
     if description.defects:
         assert "known CPython defects that affect" in text
     else:
@@ -842,10 +844,10 @@ def test_info_without_subinterpreters(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("no interpreters today")
 
     monkeypatch.setattr(_interp, "create", refuse)
-    description = _check.info()
+    description = _info.info()
     assert not description.subinterpreters
     assert "RuntimeError: no interpreters today" in description.subinterpreters_detail
-    assert "subinterpreters  unavailable: could not create one" in _check.format_info(
+    assert "subinterpreters  unavailable: could not create one" in _info.format_info(
         description
     )
 
@@ -872,6 +874,29 @@ def test_free_threaded_build_is_refused(
     assert "Use a default (GIL) build of CPython" in message  # what to do
 
 
+@pytest.mark.parametrize("gil_disabled", [None, 0, 1], ids=["unset", "off", "on"])
+def test_free_threaded_build_told_without_abiflags(
+    monkeypatch: pytest.MonkeyPatch, gil_disabled: int | None
+) -> None:
+    # Windows has no sys.abiflags: the build's Py_GIL_DISABLED tells it instead
+    monkeypatch.delattr(sys, "abiflags", raising=False)
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: True)
+    seen: list[str] = []
+
+    def config_var(name: str) -> int | None:
+        seen.append(name)
+        return gil_disabled
+
+    monkeypatch.setattr(sysconfig, "get_config_var", config_var)
+    refusal = _defects.free_threaded_refusal()
+    assert seen == ["Py_GIL_DISABLED"]
+    if gil_disabled:
+        assert refusal is not None
+        assert "its GIL enabled for now" in refusal
+    else:
+        assert refusal is None
+
+
 def test_free_threaded_gil_off_is_refused_whatever_the_build_flags(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -884,7 +909,7 @@ def test_info_shows_the_free_threaded_refusal(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     _free_threaded(monkeypatch, gil_enabled=False)
-    description = _check.info()
+    description = _info.info()
     assert description.refused == _defects.free_threaded_refusal()
     assert main(["info"]) == 0
     out = capfd.readouterr().out

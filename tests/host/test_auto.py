@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -32,7 +33,10 @@ import pytest
 from _handshake import HANG, operator_events, pipe, wait_started
 
 from aiointerp import InterpreterPool, RemoteTraceback
+from aiointerp._host import _imports
+from aiointerp._host._routing import Route, Router
 from aiointerp._offload import _sendable
+from aiointerp._wire._protocol import CALL, FUNCTION
 
 pytestmark = pytest.mark.anyio
 
@@ -304,6 +308,19 @@ async def test_a_process_never_reports_a_refusal() -> None:
     assert isinstance(excinfo.value.__cause__, RemoteTraceback)
 
 
+def test_a_process_pool_leaves_a_refusal_to_the_caller() -> None:
+    # bookkeeping: were a process ever to report a refusal (the test above: it does
+    # not), the router would not reroute it
+    router = Router("process")
+    blob = pickle.dumps(_funcs_core.identity)
+    for stage in (FUNCTION, CALL):
+        assert (
+            router.after_refusal(_funcs_core.identity, blob, stage, router.first)
+            is None
+        )
+    assert router.route(_funcs_core.identity, blob) == Route("process")
+
+
 async def test_partials_of_one_function_share_its_route(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -443,6 +460,26 @@ async def test_auto_decides_nothing_for_a_module_that_is_not_installed(
         stats = pool.stats()
     assert lines(marker) == [str(os.getpid())]  # it ran, once, in an interpreter
     assert stats.processes == 0
+
+
+async def test_auto_runs_a_function_whose_imports_cannot_be_read_as_any_other(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # imports_of promises not to raise; were it to, the call goes to the first route
+    def unreadable(func: object) -> tuple[object, ...]:
+        raise RuntimeError("unreadable code")
+
+    monkeypatch.setattr(_imports, "imports_of", unreadable)
+    caplog.set_level(logging.DEBUG, logger="aiointerp")
+    marker = tmp_path / "ran"
+    async with InterpreterPool(1, kind="auto") as pool:
+        pid, text = await pool.run_sync(imports.stdlib_and_safe, str(marker))
+        stats = pool.stats()
+    assert pid == os.getpid()  # an interpreter of this process
+    assert text == '["1", "x"]'
+    assert (stats.interpreters, stats.processes) == (1, 0)
+    assert any("could not read the imports of" in r.message for r in caplog.records)
+    assert probed(caplog) == []  # nothing read, nothing probed
 
 
 async def test_interpreter_and_process_pools_do_not_probe(

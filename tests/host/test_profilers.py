@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import pytest
 from conftest import child_env
 
 from aiointerp._host import _defects
@@ -48,3 +50,12 @@ def test_defect_table() -> None:
     assert not any(d.warn for d in _defects.defects_of((3, 13, 18)))
     assert _defects.defects_of((3, 14, 10)) == []
     assert len(_defects.defects_of((3, 13, 18))) == 2
+
+
+def test_defect_table_is_cpythons(monkeypatch: pytest.MonkeyPatch) -> None:
+    # another implementation has none of CPython's defects, whatever its version
+    other = types.SimpleNamespace(**vars(sys.implementation))
+    other.name = "pypy"
+    monkeypatch.setattr(sys, "implementation", other)
+    assert _defects.defects_of((3, 13, 0)) == []
+    assert _defects.defects_of() == []

@@ -122,7 +122,7 @@ def defects_of(version: tuple[int, int, int] | None = None) -> list[Defect]:
     """The known defects of CPython *version* (default: this Python)."""
     if version is None:
         version = sys.version_info[:3]
-    if sys.implementation.name != "cpython":  # pragma: no cover
+    if sys.implementation.name != "cpython":  # the table is CPython's
         return []
     return [defect for defect in KNOWN_DEFECTS if defect.affects(version)]
 
@@ -153,9 +153,9 @@ def _free_threaded_build() -> bool:
     abiflags = getattr(sys, "abiflags", None)
     if abiflags is not None:  # POSIX: "t" marks the build (PEP 703); no sysconfig cost
         return "t" in abiflags
-    import sysconfig  # pragma: no cover - Windows
+    import sysconfig  # Windows: no abiflags
 
-    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))  # pragma: no cover
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def free_threaded_refusal() -> str | None:

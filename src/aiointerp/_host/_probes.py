@@ -1,9 +1,9 @@
 """Which modules load in an isolated interpreter: probed once per pool (``kind="auto"``).
 
-Before a function's first call, a ``kind="auto"`` pool reads what its code imports
-(:func:`aiointerp._host._imports.imports_of`) and asks :class:`ModuleProbes` whether one of
-those modules refuses subinterpreters. Each import not known yet is probed once per
-pool: :func:`aiointerp._cli._check.check_import` imports it in a fresh isolated
+Before a function's first call, a ``kind="auto"`` pool asks :class:`ModuleProbes`
+whether one of the modules its code imports refuses subinterpreters
+(:meth:`aiointerp._host._routing.Router.foresee`). Each import not known yet is probed once per
+pool: :func:`aiointerp._host._checks.check_import` imports it in a fresh isolated
 interpreter, as ``python -m aiointerp check`` does, on a thread (never on the event
 loop), at most :data:`PROBES` at a time, in a task of the pool (a cancelled caller
 stops waiting; the probe goes on, and its verdict serves the next callers). Callers
@@ -28,16 +28,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
+from ._checks import Status, check_import
 from ._imports import Import
-
-if TYPE_CHECKING:
-    from .._cli._check import CheckResult, Status
 
 __all__ = ["PROBES", "PROBE_WAIT", "STDLIB_PROBED", "ModuleProbes"]
 
@@ -75,7 +73,7 @@ class ModuleProbes:
     """The modules of one pool found to load, or to refuse, in isolated interpreters."""
 
     def __init__(self) -> None:
-        #: module -> what importing it did (:attr:`aiointerp._cli._check.CheckResult.status`)
+        #: module -> what importing it did (:attr:`aiointerp._host._checks.CheckResult.status`)
         self._verdicts: dict[str, Status] = {}
         #: probes running, and the event each sets when it ends
         self._running: dict[Import, anyio.Event] = {}
@@ -138,7 +136,7 @@ class ModuleProbes:
                 # abandoned if the pool closes: an import that hangs must not hold
                 # up aclose() (the probe's interpreter is destroyed when it ends)
                 results = await anyio.to_thread.run_sync(
-                    _check_import,
+                    check_import,
                     item.module,
                     item.fromlist,
                     limiter=self._limiter,
@@ -184,9 +182,3 @@ def _known_to_load(module: str) -> bool:
     if top == "aiointerp":
         return True
     return top in sys.stdlib_module_names and top not in STDLIB_PROBED
-
-
-def _check_import(module: str, fromlist: tuple[str, ...]) -> tuple[CheckResult, ...]:
-    from .._cli._check import check_import  # only kind="auto" pools import it, once
-
-    return check_import(module, fromlist)

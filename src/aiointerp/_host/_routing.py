@@ -1,42 +1,37 @@
 """Where a pool runs each function: what it tries first, and what it learned.
 
-A pool of ``kind="interpreter"`` or ``"process"`` sends every function, pickled by
-reference, to a worker of its kind. When a module refuses subinterpreters while an
-interpreter *loads* a function (the function's own module imports FastAPI, which
-imports ``pydantic_core``), the worker says so instead of running anything
-(:data:`aiointerp._wire._protocol.REFUSED`), and :meth:`Router.after_refusal` picks the
-next way, cheapest first:
+A pool sends every function, pickled by reference, to a worker of its kind. When a
+module refuses subinterpreters while an interpreter *loads* a function (the
+function's own module imports FastAPI, which imports ``pydantic_core``), the worker
+says so instead of running anything (:data:`aiointerp._wire._protocol.REFUSED`), and
+:meth:`Router.after_refusal` picks the next way, cheapest first:
 
 1. an interpreter, the function pickled by reference (the first try);
-2. an interpreter, the function pickled **by value** (cloudpickle, when installed):
-   its code and the globals it uses, without importing its module;
+2. an interpreter, the function pickled **by value**
+   (:func:`aiointerp._host._byvalue.pickle_by_value`);
 3. a process (``kind="auto"`` only).
 
-What worked is remembered per function (by its pickle), so later calls go straight
-there. Only failures to load are retried, so no code ever runs twice.
+What worked is remembered per function, so later calls go straight there. Only
+failures to load are retried, so no code ever runs twice: a refusal raised while the
+code runs (an import whose name is computed) reaches the caller, and under
+``kind="auto"`` sends that function's later calls to a process.
 
-Under ``kind="auto"``, before a function's first call, :meth:`Router.foresee` reads
-the imports of its code (:mod:`aiointerp._host._imports`) and has the modules not known yet
-probed in fresh interpreters (:mod:`aiointerp._host._probes`): a function whose code
-imports a module that refuses subinterpreters (``import numpy`` in its body) runs
-in a process from its first call. A refusal raised while the code runs all the same
-(an import whose name is computed) reaches the caller; under ``kind="auto"``, later
-calls of that function go to a process.
+Under ``kind="auto"``, :meth:`Router.foresee` decides a function's first call from
+the modules its code imports (:mod:`aiointerp._host._imports`) and what they do in
+an isolated interpreter (:mod:`aiointerp._host._probes`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import sys
-import threading
 import types
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from .._inside._offloaded import SyncRef
 from .._wire import _encoding
 from .._wire._protocol import CALL, FUNCTION
+from ._byvalue import pickle_by_value, target_of
 
 if TYPE_CHECKING:
     import anyio
@@ -44,7 +39,7 @@ if TYPE_CHECKING:
 
     from ._probes import ModuleProbes
 
-__all__ = ["Route", "Router", "pickle_by_value"]
+__all__ = ["Route", "Router"]
 
 logger = logging.getLogger("aiointerp")
 
@@ -59,8 +54,6 @@ _KNOWN_BLOB_SIZE: Final = 512
 #: callables known by their pickle alone (lambdas, callable objects) whose pickle is
 #: longer than this are looked at again at each call, not remembered
 _FORESEEN_BLOB_SIZE: Final = 4096
-#: cloudpickle's registry of modules sent by value is process-wide
-_REGISTRY_LOCK = threading.Lock()
 
 
 class Route(NamedTuple):
@@ -139,11 +132,10 @@ class Router:
     ) -> Route:
         """Where to send a first call of *func* under ``kind="auto"``.
 
-        Reads the imports of its code and has those not known yet probed in fresh
-        interpreters, in tasks of *tg* (the pool's): a module that refuses
-        subinterpreters sends the function to a process, learned before its first
-        call. Concurrent first calls of one function wait for one look. Cancelling
-        the caller stops its wait, not the probes.
+        A process when its code imports a module that refuses subinterpreters
+        (probed in tasks of *tg*, the pool's; none when it is ``None``), learned
+        before its first call; else the first route. Concurrent first calls of one
+        function wait for one look.
         """
         import anyio
 
@@ -160,7 +152,7 @@ class Router:
         try:
             try:
                 imports = imports_of(func)
-            except Exception:  # pragma: no cover - a code object we cannot read
+            except Exception:  # a defect of imports_of, which promises not to raise
                 logger.debug("could not read the imports of %r", func, exc_info=True)
                 imports = ()
             if imports:
@@ -207,7 +199,7 @@ class Router:
 
         Returns where to send the call now, or ``None``: the refusal is the caller's.
         """
-        if self.kind == "process":  # pragma: no cover - processes do not refuse
+        if self.kind == "process":  # processes do not refuse: never rerouted
             return None
         key = _key(func, blob)
         if stage == CALL:  # the code ran: never again in an interpreter, no retry
@@ -243,54 +235,9 @@ class Router:
 
 def _key(func: object, blob: bytes) -> object:
     """What a route is learned for: the function under *func*, else its pickle."""
-    target = _target(func)
+    target = target_of(func)
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
     if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
         return module, qualname
     return blob  # a lambda, a local function, a callable object...
-
-
-def _target(func: object) -> object:
-    """The plain function under *func* (a partial, a map batch, an ``@offload``)."""
-    for _ in range(8):
-        if isinstance(func, SyncRef):
-            func = func._func
-        inner = getattr(func, "func", None)  # functools.partial, _batch.Batch
-        if inner is None or not callable(inner):
-            return func
-        func = inner
-    return func
-
-
-def pickle_by_value(func: object) -> bytes | None:
-    """*func* pickled by value (its module's code not imported), or ``None``.
-
-    ``None`` when cloudpickle is not installed, when *func* is not defined in a
-    module (a builtin), or when it cannot be pickled so.
-    """
-    try:
-        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    target = _target(func)
-    module = sys.modules.get(getattr(target, "__module__", None) or "")
-    if module is None or module.__name__ == "builtins":
-        return None
-    name = module.__name__
-    # an @offload reference unwrapped: what it stands for, under the same name
-    sent = target if isinstance(func, SyncRef) else func
-    with _REGISTRY_LOCK:  # another thread's pool must not unregister it meanwhile
-        # cloudpickle sends what __main__ defines by value of itself
-        registered = (
-            name == "__main__" or name in cloudpickle.list_registry_pickle_by_value()
-        )
-        try:
-            if not registered:
-                cloudpickle.register_pickle_by_value(module)
-            return bytes(cloudpickle.dumps(sent, _encoding._PROTOCOL))
-        except Exception:
-            return None
-        finally:
-            if not registered and name in cloudpickle.list_registry_pickle_by_value():
-                cloudpickle.unregister_pickle_by_value(module)

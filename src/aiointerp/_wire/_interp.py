@@ -44,7 +44,7 @@ def _unsupported() -> ImportError:
     )
 
 
-if sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
+if sys.version_info < (3, 13):  # a checkout run by an older Python (pip refuses)
     raise _unsupported()
 
 
@@ -65,7 +65,7 @@ _WORKER_BOOTSTRAP: Final = (
 if sys.version_info >= (3, 14):
     try:
         import concurrent.interpreters as _ci
-    except ImportError as exc:  # pragma: no cover - builds without subinterpreters
+    except ImportError as exc:  # a build without subinterpreters
         raise _unsupported() from exc
 
     class Interp:
@@ -123,7 +123,7 @@ else:
     try:
         import _interpqueues
         import _interpreters
-    except ImportError as exc:  # pragma: no cover - builds without subinterpreters
+    except ImportError as exc:  # a build without subinterpreters
         raise _unsupported() from exc
 
     _SHARED_ONLY: Final = 0  # _interpqueues item format: cross-interpreter data only
