@@ -36,9 +36,10 @@ from aiointerp import (
     RemoteTraceback,
 )
 from aiointerp._inside._loop import _LOAD_NOTE
+from aiointerp._kinds._config import worker_config
 from aiointerp._kinds._interpreter import InterpreterWorker
 from aiointerp._kinds._process import ProcessWorker
-from aiointerp._kinds._worker import Worker, worker_config
+from aiointerp._kinds._worker import Worker
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,8 @@ import anyio
 import anyio.abc
 
 from .._kinds._backends import ki_protected
-from .._kinds._worker import Worker, a_worker
+from .._kinds._config import a_worker
+from .._kinds._worker import Worker
 from .._wire._errors import BrokenWorkerError
 from ._events import event
 from ._measures import Measures

@@ -19,7 +19,8 @@ from typing import Final
 import anyio
 
 from .._kinds._backends import ki_protected
-from .._kinds._worker import Worker, a_worker
+from .._kinds._config import a_worker
+from .._kinds._worker import Worker
 from .._wire._errors import BrokenWorkerError
 from ._events import event, out_of_fds
 from ._handover import Handover
@@ -142,7 +143,7 @@ class Starts(Handover):
             self.opening.event.set()
         if worker.killable:  # it may die while idle (OOM killer, kill): watch for it
             how = await worker.wait_exited()
-            if how and self.states.get(worker) == IDLE:
+            if not worker.alive and self.states.get(worker) == IDLE:
                 self._move(worker, IDLE, RETIRING)
                 self._replace(worker.kind)
                 event(

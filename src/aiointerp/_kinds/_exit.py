@@ -70,8 +70,10 @@ class ExitWorker(Protocol):
         """
         ...
 
-    def is_alive(self) -> bool:
-        """Whether the worker still runs (its code, or its own clean-up)."""
+    @property
+    def alive(self) -> bool:
+        """Whether the worker still runs (its code, or its own clean-up); it stops
+        being alive when it ends, as :meth:`join` sees."""
         ...
 
     def kill(self) -> bool:
@@ -113,7 +115,9 @@ def _at_exit() -> None:
                 worker.stop_at_exit()
         _wait(workers)
     except KeyboardInterrupt:
-        _exit_now([worker for worker in workers if worker.is_alive()])
+        for worker in workers:  # a child that died meanwhile is reaped: not alive
+            worker.join(0)
+        _exit_now([worker for worker in workers if worker.alive])
 
 
 def _wait(workers: list[ExitWorker]) -> None:
@@ -121,7 +125,7 @@ def _wait(workers: list[ExitWorker]) -> None:
     for worker in workers:
         worker.join(max(0.0, deadline - time.monotonic()))
     # a process can be killed; an interpreter's code must return first
-    stuck = [w for w in workers if w.is_alive() and not (w.kill() and _reaped(w))]
+    stuck = [w for w in workers if w.alive and not (w.kill() and _reaped(w))]
     for worker in stuck:
         logger.warning(_WAITING, worker, _label(worker))
     for worker in stuck:
@@ -130,7 +134,7 @@ def _wait(workers: list[ExitWorker]) -> None:
 
 def _reaped(worker: ExitWorker) -> bool:
     worker.join(1.0)  # a killed process ends at once
-    return not worker.is_alive()
+    return not worker.alive
 
 
 def _label(worker: ExitWorker) -> str:

@@ -113,6 +113,7 @@ class ProcessWorker(Worker):
             )
         finally:
             link.close_child_ends()
+        self._began()
         self.ident = self._process.pid
         pidfd_open = getattr(os, "pidfd_open", None)  # Linux only
         try:  # before anything could reap the child: the pid is still its own
@@ -140,19 +141,26 @@ class ProcessWorker(Worker):
             return str(self._failure)
         return super()._why_ended()
 
-    async def _reap(self) -> int | None:
+    def _reaped(self, timeout: float | None) -> int | None:
+        """Reap the child, waiting up to *timeout* seconds (``None``: no limit).
+
+        Its exit status, or ``None`` if it still runs (or never ran). Every reap of
+        the child is here: the one place its end is reported (:meth:`_ended`).
+        """
         process = self._process
         if process is None:
             return None
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:  # a stuck exit
+            return None
+        self._ended()
+        return returncode
 
-        def wait() -> int | None:
-            try:
-                return process.wait(_REAP_WAIT)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck exit
-                return None
-
+    async def _reap(self) -> int | None:
+        """Reap the child off the event loop (:data:`_REAP_WAIT` seconds at most)."""
         with anyio.CancelScope(shield=True):
-            returncode = await anyio.to_thread.run_sync(wait)
+            returncode = await anyio.to_thread.run_sync(self._reaped, _REAP_WAIT)
         return returncode
 
     async def wait_exited(self) -> str:
@@ -160,7 +168,8 @@ class ProcessWorker(Worker):
         (``was killed by signal 9 (SIGKILL)``).
 
         Returns ``""`` at once when its end cannot be watched (no pidfd: not
-        Linux, or no fd was left for it). Call it once: it takes the pidfd over.
+        Linux, or no fd was left for it); else the child is reaped (:attr:`alive`
+        is false). Call it once: it takes the pidfd over.
         """
         with self._release_lock:
             fd, self._pidfd = self._pidfd, -1  # ours to close now, not _release's
@@ -170,11 +179,11 @@ class ProcessWorker(Worker):
             await anyio.wait_readable(fd)
         finally:
             os.close(fd)
-        assert self._process is not None
-        return describe_status(self._process.poll())
+        # readable: the child has ended, its reap does not wait
+        return describe_status(self._reaped(0))
 
     async def _finish(self) -> None:
-        if await self._reap() is None:  # pragma: no cover - its exit is stuck
+        if await self._reap() is None:  # its exit is stuck: a thread waits for it
             self._abandon()
             return
         self._release()
@@ -191,7 +200,7 @@ class ProcessWorker(Worker):
         self.kill()
 
         def reap() -> None:
-            process.wait()
+            self._reaped(None)
             self._release()
 
         threading.Thread(target=reap, name="aiointerp-reaper", daemon=True).start()
@@ -204,7 +213,7 @@ class ProcessWorker(Worker):
                 process.kill()
             except OSError:  # pragma: no cover - reaped meanwhile
                 pass
-        self.spent = True
+        self._spent = True
         return True
 
     def _release(self) -> None:
@@ -220,13 +229,4 @@ class ProcessWorker(Worker):
     # -- for the process-exit hook (aiointerp._kinds._exit)
 
     def join(self, timeout: float | None) -> None:
-        process = self._process
-        if process is not None:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def is_alive(self) -> bool:
-        process = self._process
-        return process is not None and process.poll() is None
+        self._reaped(timeout)
