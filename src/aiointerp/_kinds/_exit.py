@@ -153,7 +153,7 @@ def _exit_now(running: list[ExitWorker]) -> None:
         try:
             if stream is not None:
                 stream.flush()
-        except Exception:  # pragma: no cover - closed, broken pipe
+        except Exception:  # closed, broken pipe
             pass
     _die()
 
@@ -163,11 +163,11 @@ def _write(text: str) -> None:
     try:
         if stream is not None:
             stream.write(text)
-    except Exception:  # pragma: no cover - closed, broken pipe
+    except Exception:  # closed, broken pipe
         pass
 
 
-def _die() -> None:  # pragma: no cover - ends the process (tests/kinds/test_exit.py)
+def _die() -> None:
     if os.name == "posix":
         try:  # as Python on KeyboardInterrupt: the parent sees a death by SIGINT
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -180,7 +180,7 @@ def _die() -> None:  # pragma: no cover - ends the process (tests/kinds/test_exi
 _register_atexit: Any = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:  # before threading joins the threads
     _register_atexit(_at_exit)
-else:  # pragma: no cover
+else:  # pragma: no cover - every supported CPython (3.13+) has _register_atexit
     import atexit
 
     atexit.register(_at_exit)

@@ -77,7 +77,7 @@ class InterpreterWorker(Worker):
             link.drain()  # what it queued must outlive the interpreter
             try:
                 interp.close()  # waits for the threads the calls left running
-            except Exception as exc:  # pragma: no cover - a thread of user code lingers
+            except Exception as exc:  # a thread of user code lingers...
                 logger.warning("could not destroy interpreter %s: %r", interp.id, exc)
             link.write_exited()
 

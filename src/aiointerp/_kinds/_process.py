@@ -208,11 +208,11 @@ class ProcessWorker(Worker):
     def kill(self) -> bool:
         """Kill the child with SIGKILL; a thread reaps it and releases the link."""
         process = self._process
-        if process is not None and process.returncode is None:
-            try:
-                process.kill()
-            except OSError:  # pragma: no cover - reaped meanwhile
-                pass
+        if process is not None:
+            # nothing for a child reaped meanwhile (Popen polls first, and ignores
+            # ProcessLookupError); a reap by that poll is noted by the _reaped()
+            # that follows every kill (_abandon's reaper, the exit hook's join)
+            process.kill()
         self._spent = True
         return True
 
