@@ -6,11 +6,8 @@ are normally closed with their event loops long before exit; workers still alive
 then (abandoned code, a loop that died without closing its pool) are stopped by
 :func:`_at_exit`, which :mod:`threading` runs before it joins the threads.
 
-Workers are registered here while they own file descriptors. The hook writes to them
-(to interrupt and stop them) with the registry's lock held, and :func:`unregister`
-takes that lock, so a worker closing its fds on another thread (a reaper) waits
-until the hook is done writing: the hook never writes to a closed fd, nor to a
-reused one.
+Workers are registered here while they own file descriptors: the hook never writes
+to a closed fd, nor to a reused one.
 
 A worker that does not stop keeps the process alive until its code returns: the
 hook says so, then waits. Ctrl-C during that wait ends the process at once: one line
@@ -82,6 +79,9 @@ class ExitWorker(Protocol):
 
 
 _live: set[ExitWorker] = set()
+# The hook writes to the workers (to interrupt and stop them) with this lock held,
+# and unregister() takes it: a worker closing its fds on another thread (a reaper)
+# waits until the hook is done writing.
 _lock = threading.Lock()
 
 

@@ -1,22 +1,13 @@
 """The process kind: a child Python process running the worker loop.
 
-**How the child starts.** :func:`subprocess.Popen` of ``sys.executable -c`` (a
-two-line bootstrap that imports :mod:`aiointerp._inside._child`), with ``close_fds=True``
-and the six fds of its channels in ``pass_fds``, run on one of anyio's worker
-threads so that the event loop never waits for it. Never ``fork``: the host runs
-threads (the event loop's, anyio's, other workers'), and a forked child of a threaded
-process may deadlock on a lock another thread held. ``Popen`` uses ``posix_spawn``
-or ``vfork``+``exec`` where it can, so the child runs nothing of the parent before
-``exec``; multiprocessing's ``spawn`` does the same with more machinery (its own
-pipes, its resource tracker), and ``forkserver`` a server process of its own. The
-cost is a fresh interpreter's start (tens of milliseconds, see the docs), paid once
-per worker, off the event loop, usually in the background (``min_idle``).
-
-The child (:mod:`aiointerp._inside._child`) ignores SIGINT and exits when the host dies; see
-there. The channels are pipes carrying framed pickles, big ones in shared memory
-whose descriptors cross a Unix socket (:class:`aiointerp._kinds._pipelink.PipeLink`). A process can be killed: code that does not
-stop within ``cancel_grace`` after it was interrupted is killed with SIGKILL, and
-its slot freed at once (:meth:`ProcessWorker.kill`).
+A :class:`ProcessWorker` starts a fresh interpreter (``sys.executable``, never a
+``fork`` of the host), off the event loop; its channels are a
+:class:`~aiointerp._kinds._pipelink.PipeLink`. The child
+(:mod:`aiointerp._inside._child`) ignores SIGINT and exits when the host dies. A
+process can be killed: code that does not stop within ``cancel_grace`` after it was
+interrupted is killed with SIGKILL, and its slot freed at once
+(:meth:`ProcessWorker.kill`). Its end is its reap (:meth:`ProcessWorker._reaped`);
+on Linux a pidfd lets the pool see a child that dies while idle.
 """
 
 from __future__ import annotations
@@ -100,6 +91,16 @@ class ProcessWorker(Worker):
 
     def _spawn(self) -> None:
         """Start the child and send it its config (on a worker thread)."""
+        # Popen of `sys.executable -c` (a two-line bootstrap that imports
+        # aiointerp._inside._child), close_fds=True and the six fds of the channels
+        # in pass_fds, on one of anyio's worker threads so that the event loop never
+        # waits for it. Never fork: the host runs threads (the event loop's,
+        # anyio's, other workers'), and a forked child of a threaded process may
+        # deadlock on a lock another thread held. Popen uses posix_spawn or
+        # vfork+exec where it can, so the child runs nothing of the parent before
+        # exec (multiprocessing's spawn does the same with more machinery). The
+        # cost is a fresh interpreter's start, paid once per worker, usually in the
+        # background (min_idle).
         link = self._link
         try:
             self._process = subprocess.Popen(

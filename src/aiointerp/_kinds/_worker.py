@@ -1,31 +1,20 @@
 """The worker boundary: what the pool knows of a worker, whatever its kind.
 
 A :class:`Worker` is the host side of one worker that runs one call at a time. The
-pool and its watcher (:mod:`aiointerp._host._roster`) use only this class's interface:
+pool and its roster (:mod:`aiointerp._host._roster`) use only this interface:
 
 * :meth:`Worker.start`, :meth:`Worker.aclose` (and :meth:`Worker.kill`, for kinds
   that can be killed);
-* :meth:`Worker.send` a job, then :meth:`Worker.receive` its outcome;
+* :meth:`Worker.send` a job, then :meth:`Worker.receive` its outcome (only its own:
+  a stale outcome is dropped);
 * :meth:`Worker.interrupt` the job in flight;
-* the attributes :attr:`~Worker.alive`, :attr:`~Worker.job_id`,
-  :attr:`~Worker.spent`, :attr:`~Worker.tasks`...
+* :attr:`Worker.alive`, the one answer to "is this worker alive?", and
+  :attr:`Worker.spent`, :attr:`Worker.job_id`, :attr:`Worker.tasks`...
 
-Each kind is one subclass in a module of its own (:mod:`aiointerp._kinds._interpreter`); it
-provides the *link* (the host end of its channels, :class:`~aiointerp._kinds._interpreter.InterpreterLink`, :class:`~aiointerp._kinds._pipelink.PipeLink`) and
-how to launch and finish the worker off the event loop. Everything else (the
-protocol of :mod:`aiointerp._wire._protocol`, matching outcomes to jobs, log forwarding)
-is here, once; the host's handling of what a worker forwards is
-:mod:`aiointerp._kinds._relay`'s.
-
-Whether a worker is alive is one property, :attr:`Worker.alive`: it holds from the
-moment its thread or process exists until the one event that ends it (its thread
-ending, its process reaped), which its kind reports at :meth:`Worker._ended`. The
-roster, the process-exit hook (:mod:`aiointerp._kinds._exit`) and the kinds all ask
-it; :attr:`Worker.spent` (it takes no more calls) follows from it.
-
-On trio, every step that must not be torn apart by a ``KeyboardInterrupt`` runs
-KI-protected (:func:`aiointerp._kinds._backends.ki_protected`): a Ctrl-C is then delivered at
-the caller's next checkpoint, between two steps of the protocol, never inside one.
+Each kind is a subclass in a module of its own (:mod:`aiointerp._kinds._interpreter`,
+:mod:`aiointerp._kinds._process`): its link (the host end of its channels), how it
+is launched, reaped and abandoned, and the event that ends it. On trio a Ctrl-C
+never lands inside a step of the protocol, only between two.
 """
 
 from __future__ import annotations
