@@ -97,3 +97,11 @@ def sigint_self() -> str:
     for _ in range(1000):  # bytecodes where a KeyboardInterrupt would be raised
         pass
     return "survived"
+
+
+def stall_exit() -> int:
+    """Make this process's exit hang (an atexit handler blocked in C); its pid."""
+    import atexit
+
+    atexit.register(time.sleep, 3600)
+    return os.getpid()

@@ -21,8 +21,9 @@ from ._host._stats import PoolStats
 from ._host._validate import reject_async
 from ._inside import _mainscript
 from ._kinds._backends import current_loop_getter, ki_protected, spawn_detached
+from ._kinds._config import worker_config
 from ._kinds._interpreter import InterpreterWorker
-from ._kinds._worker import Worker, worker_config
+from ._kinds._worker import Worker
 from ._wire import _big, _encoding, _outcomes
 from ._wire._errors import BrokenWorkerError, PoolClosedError
 from ._wire._protocol import INTERRUPTED, REFUSED, SHARED, Job, Outcome

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from aiointerp._host._measures import Demand
 from aiointerp._host._policy import (
     HYSTERESIS,
-    Demand,
     Kind,
     Plan,
     Snapshot,

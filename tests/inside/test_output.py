@@ -24,7 +24,7 @@ from _handshake import fifo, wait_byte
 
 from aiointerp import InterpreterExecutor, InterpreterPool
 from aiointerp._inside import _logs
-from aiointerp._kinds import _backends, _worker
+from aiointerp._kinds import _backends, _relay
 
 pytestmark = pytest.mark.anyio
 
@@ -304,7 +304,7 @@ async def test_a_backlog_is_handed_over_in_slices(
     """What was written between calls reaches the host's stream during the next
     call in slices, the event loop getting turns between them (here after every
     slice: FORWARD_SLICE 0); so a backlog never stalls it."""
-    monkeypatch.setattr(_worker, "FORWARD_SLICE", 0.0)
+    monkeypatch.setattr(_relay, "FORWARD_SLICE", 0.0)
     turns = 0
     seen: list[int] = []  # the loop's turns, at each line written
 

@@ -9,7 +9,7 @@ import pytest
 
 import aiointerp
 from aiointerp import _pool
-from aiointerp._kinds import _worker
+from aiointerp._kinds import _config
 
 pytestmark = pytest.mark.anyio
 
@@ -18,7 +18,7 @@ async def test_failed_bootstrap_is_broken_and_leaks_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # an empty sys.path: the worker cannot import aiointerp, its exec fails at once
-    real = _worker.worker_config
+    real = _config.worker_config
     monkeypatch.setattr(
         _pool,
         "worker_config",

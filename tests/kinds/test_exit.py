@@ -120,8 +120,7 @@ class _FakeWorker:
     def join(self, timeout: float | None) -> None:
         pass
 
-    def is_alive(self) -> bool:
-        return False
+    alive = False
 
 
 def test_the_hook_writes_to_workers_with_the_registry_lock_held() -> None:
@@ -135,3 +134,52 @@ def test_the_hook_writes_to_workers_with_the_registry_lock_held() -> None:
             _exit.unregister(worker)
     assert [worker.lock_held for worker in workers] == [[True], [True]]
     assert not _exit._lock.locked()
+
+
+class _Broken:
+    """A stream that fails as a closed one, or a broken pipe, does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("stderr is gone")
+
+    def flush(self) -> None:
+        raise ValueError("I/O operation on closed file")
+
+
+def test_a_broken_stream_does_not_keep_the_process_from_ending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # bookkeeping beside test_second_ctrl_c_at_exit_ends_the_process_quietly (a real exit): the line
+    # and the flushes fail, and the process still dies
+    died: list[bool] = []
+    monkeypatch.setattr(_exit, "_die", lambda: died.append(True))
+    monkeypatch.setattr(sys, "stdout", _Broken())
+    monkeypatch.setattr(sys, "stderr", _Broken())
+    _exit._exit_now([_FakeWorker()])
+    assert died == [True]
+
+
+def test_dying_of_sigint_falls_back_to_exit_status_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # bookkeeping beside the real exits above: where the process cannot die of
+    # SIGINT (here: raise_signal fails as off the main thread), it exits with 130
+    calls: list[object] = []
+
+    def raise_signal(number: int) -> None:
+        calls.append(number)
+        raise ValueError("signal only works in main thread")
+
+    class Exited(BaseException):
+        pass
+
+    def exit_(status: int) -> None:
+        calls.append(("exit", status))
+        raise Exited
+
+    monkeypatch.setattr(_exit.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(_exit.signal, "raise_signal", raise_signal)
+    monkeypatch.setattr(_exit.os, "_exit", exit_)
+    with pytest.raises(Exited):
+        _exit._die()
+    assert calls == [signal.SIGINT, ("exit", _exit.INTERRUPTED_STATUS)]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import _funcs_lifecycle as f
 import anyio
@@ -178,3 +179,62 @@ async def test_a_module_that_exits_when_a_worker_imports_it_fails_the_call(
             assert await pool.run_sync(abs, -3) == 3  # the same worker serves on
         stats = pool.stats()
         assert (stats.created, stats.failed, stats.completed) == (1, 2, 1)
+
+
+async def test_an_interpreter_that_cannot_be_destroyed_is_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # interp.close() fails (as when a thread of user code lingers in it): the
+    # worker's thread says so and ends; the pool closes
+    from aiointerp._wire import _interp
+
+    real_create = _interp.create
+
+    class Failing:
+        def __init__(self) -> None:
+            self._real = real_create()
+            self.id = self._real.id
+
+        def run_worker(self, *args: Any) -> None:
+            self._real.run_worker(*args)
+
+        def close(self) -> None:
+            self._real.close()  # destroyed all the same: nothing leaks
+            raise RuntimeError("interpreter has more than one thread")
+
+    monkeypatch.setattr(_interp, "create", Failing)
+    with caplog.at_level(logging.WARNING, logger="aiointerp"):
+        async with InterpreterPool(1) as pool:
+            ident = await pool.run_sync(f.interp_id)
+    assert _warned(caplog, f"could not destroy interpreter {ident}: RuntimeError")
+
+
+async def test_a_done_pipe_that_fails_to_read_ends_the_worker(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
+    # asyncio's registered reader: a read that fails (the fd closed under it) is
+    # the end of the pipe: the reader stops watching, its consumer sees b""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("the registered reader is asyncio's")
+    from aiointerp._kinds import _backends
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        reader = _backends.signal_reader(r)
+        real_read = os.read
+
+        def failing_read(fd: int, size: int) -> bytes:
+            if fd == r:
+                raise OSError(9, "Bad file descriptor")
+            return real_read(fd, size)
+
+        monkeypatch.setattr(_backends.os, "read", failing_read)
+        os.write(w, b"x")
+        with anyio.fail_after(HANG_GUARD):
+            assert await reader.read() == b""
+        assert reader.ready()  # at its end: never waits again
+        reader.close()
+    finally:
+        os.close(r)
+        os.close(w)

@@ -36,9 +36,11 @@ from aiointerp import (
     RemoteTraceback,
 )
 from aiointerp._inside._loop import _LOAD_NOTE
+from aiointerp._kinds import _process
+from aiointerp._kinds._config import worker_config
 from aiointerp._kinds._interpreter import InterpreterWorker
 from aiointerp._kinds._process import ProcessWorker
-from aiointerp._kinds._worker import Worker, worker_config
+from aiointerp._kinds._worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -445,6 +447,49 @@ async def test_a_call_running_when_its_worker_dies_fails(tmp_path: Path) -> None
                 with pytest.raises(BrokenWorkerError, match="SIGKILL"):
                     await pool.run_sync(funcs.spin, name, str(tmp_path / "f"))
         assert await pool.run_sync(funcs.pid) != os.getpid()
+
+
+async def test_a_child_whose_exit_is_stuck_is_killed_and_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the child said EXITED, then its exit hangs (an atexit handler): the host waits
+    # _REAP_WAIT for it, then kills it, and a thread reaps it and releases its pipes
+    monkeypatch.setattr(_process, "_REAP_WAIT", 0.1)
+    async with InterpreterPool(1, kind="process") as pool:
+        pid = await pool.run_sync(funcs.stall_exit)
+        pidfd = os.pidfd_open(pid)
+    try:
+        with anyio.fail_after(HANG):  # its atexit handler sleeps for an hour
+            await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+    # no_leaks: the reaper thread ended, the pipes were released
+
+
+async def test_a_worker_is_alive_from_its_start_to_its_reap() -> None:
+    config = worker_config(None, False, False)
+    for cls in (InterpreterWorker, ProcessWorker):
+        worker: Worker = cls(config)
+        assert (worker.alive, worker.spent) == (False, True)  # not launched yet
+        with anyio.fail_after(HANG):
+            await worker.start()
+        assert (worker.alive, worker.spent) == (True, False)
+        assert await worker.aclose(HANG)  # the thread joined, the child reaped
+        assert (worker.alive, worker.spent) == (False, True)
+
+
+async def test_a_child_killed_is_spent_at_once_and_dead_once_reaped() -> None:
+    worker = ProcessWorker(worker_config(None, False, False))
+    with anyio.fail_after(HANG):
+        await worker.start()
+    worker.kill()
+    assert (worker.alive, worker.spent) == (True, True)  # killed, not reaped yet
+    assert worker.kill()  # again: harmless
+    with anyio.fail_after(HANG):
+        await worker.wait_exited()  # its pidfd fires: it is reaped
+    assert not worker.alive
+    worker.kill()  # reaped: nothing to signal
+    worker.discard()
 
 
 async def test_closing_while_a_worker_starts_kills_it(

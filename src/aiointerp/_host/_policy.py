@@ -4,7 +4,7 @@ One pure function, :func:`plan`, from a :class:`Snapshot` of a pool (its workers
 each kind by state, the callers waiting for each kind and for how long, the demand
 for each kind, what a start and a call of each kind cost) to a :class:`Plan` (how
 many workers of each kind to start, which idle workers to retire to make room for
-another kind). The roster (:mod:`aiointerp._host._roster`) takes a snapshot when its
+another kind). The roster (:mod:`aiointerp._host._measures`) takes a snapshot when its
 watcher wakes and when a worker is freed while callers of another kind wait, and
 carries the plan out. A freed worker that the plan does not retire goes to the first
 caller it can serve (callers are served first come, first served), or idles.
@@ -67,7 +67,6 @@ __all__ = [
     "HOLD_STARTS",
     "HYSTERESIS",
     "PERSIST_STARTS",
-    "Demand",
     "Kind",
     "Plan",
     "Snapshot",
@@ -396,69 +395,3 @@ def _donor(
         if surplus > best_surplus:
             best, best_surplus = other, surplus
     return best
-
-
-class Demand:
-    """The callers of each kind in a pool (waiting or running), averaged over time.
-
-    An exponential moving average over :data:`DEMAND_WINDOW` seconds, weighted by
-    time: :meth:`change` is called whenever a caller comes or goes.
-    """
-
-    __slots__ = ("_at", "_average", "_count", "window")
-
-    def __init__(self, kinds: tuple[str, ...], window: float = DEMAND_WINDOW) -> None:
-        self.window = window
-        self._count = dict.fromkeys(kinds, 0)
-        self._average = dict.fromkeys(kinds, 0.0)
-        self._at = dict.fromkeys(kinds, 0.0)
-
-    def _settle(self, kind: str, now: float) -> None:
-        elapsed = now - self._at[kind]
-        if elapsed > 0:
-            weight = 1.0 - math.exp(-elapsed / self.window)
-            self._average[kind] += weight * (self._count[kind] - self._average[kind])
-            self._at[kind] = now
-
-    def change(self, kind: str, delta: int, now: float) -> None:
-        """*delta* callers of *kind* came (positive) or went (negative) at *now*."""
-        if kind not in self._count:
-            self._count[kind] = 0
-            self._average[kind] = 0.0
-            self._at[kind] = now
-        self._settle(kind, now)
-        self._count[kind] = max(0, self._count[kind] + delta)
-
-    def average(self, kind: str, now: float) -> float:
-        """The average number of callers of *kind* up to *now*."""
-        if kind not in self._count:
-            return 0.0
-        self._settle(kind, now)
-        return self._average[kind]
-
-    def move(self, old: str, new: str, now: float) -> None:
-        """Callers of *old* now wait for *new* (a kind the pool dropped)."""
-        count = self._count.get(old, 0)
-        self.change(old, -count, now)
-        self.change(new, count, now)
-
-
-class Average:
-    """An exponential moving average per kind (start costs, call times)."""
-
-    __slots__ = ("_values", "weight")
-
-    def __init__(self, initial: Mapping[str, float], weight: float) -> None:
-        self._values = dict(initial)
-        #: the weight of a new sample
-        self.weight = weight
-
-    def add(self, kind: str, value: float) -> None:
-        old = self._values.get(kind)
-        if old is None or old <= 0:
-            self._values[kind] = value
-        else:
-            self._values[kind] = old + self.weight * (value - old)
-
-    def get(self, kind: str) -> float:
-        return self._values.get(kind, 0.0)

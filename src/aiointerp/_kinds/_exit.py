@@ -6,11 +6,8 @@ are normally closed with their event loops long before exit; workers still alive
 then (abandoned code, a loop that died without closing its pool) are stopped by
 :func:`_at_exit`, which :mod:`threading` runs before it joins the threads.
 
-Workers are registered here while they own file descriptors. The hook writes to them
-(to interrupt and stop them) with the registry's lock held, and :func:`unregister`
-takes that lock, so a worker closing its fds on another thread (a reaper) waits
-until the hook is done writing: the hook never writes to a closed fd, nor to a
-reused one.
+Workers are registered here while they own file descriptors: the hook never writes
+to a closed fd, nor to a reused one.
 
 A worker that does not stop keeps the process alive until its code returns: the
 hook says so, then waits. Ctrl-C during that wait ends the process at once: one line
@@ -70,8 +67,10 @@ class ExitWorker(Protocol):
         """
         ...
 
-    def is_alive(self) -> bool:
-        """Whether the worker still runs (its code, or its own clean-up)."""
+    @property
+    def alive(self) -> bool:
+        """Whether the worker still runs (its code, or its own clean-up); it stops
+        being alive when it ends, as :meth:`join` sees."""
         ...
 
     def kill(self) -> bool:
@@ -80,6 +79,9 @@ class ExitWorker(Protocol):
 
 
 _live: set[ExitWorker] = set()
+# The hook writes to the workers (to interrupt and stop them) with this lock held,
+# and unregister() takes it: a worker closing its fds on another thread (a reaper)
+# waits until the hook is done writing.
 _lock = threading.Lock()
 
 
@@ -113,7 +115,9 @@ def _at_exit() -> None:
                 worker.stop_at_exit()
         _wait(workers)
     except KeyboardInterrupt:
-        _exit_now([worker for worker in workers if worker.is_alive()])
+        for worker in workers:  # a child that died meanwhile is reaped: not alive
+            worker.join(0)
+        _exit_now([worker for worker in workers if worker.alive])
 
 
 def _wait(workers: list[ExitWorker]) -> None:
@@ -121,7 +125,7 @@ def _wait(workers: list[ExitWorker]) -> None:
     for worker in workers:
         worker.join(max(0.0, deadline - time.monotonic()))
     # a process can be killed; an interpreter's code must return first
-    stuck = [w for w in workers if w.is_alive() and not (w.kill() and _reaped(w))]
+    stuck = [w for w in workers if w.alive and not (w.kill() and _reaped(w))]
     for worker in stuck:
         logger.warning(_WAITING, worker, _label(worker))
     for worker in stuck:
@@ -130,7 +134,7 @@ def _wait(workers: list[ExitWorker]) -> None:
 
 def _reaped(worker: ExitWorker) -> bool:
     worker.join(1.0)  # a killed process ends at once
-    return not worker.is_alive()
+    return not worker.alive
 
 
 def _label(worker: ExitWorker) -> str:
@@ -149,7 +153,7 @@ def _exit_now(running: list[ExitWorker]) -> None:
         try:
             if stream is not None:
                 stream.flush()
-        except Exception:  # pragma: no cover - closed, broken pipe
+        except Exception:  # closed, broken pipe
             pass
     _die()
 
@@ -159,11 +163,11 @@ def _write(text: str) -> None:
     try:
         if stream is not None:
             stream.write(text)
-    except Exception:  # pragma: no cover - closed, broken pipe
+    except Exception:  # closed, broken pipe
         pass
 
 
-def _die() -> None:  # pragma: no cover - ends the process (tests/kinds/test_exit.py)
+def _die() -> None:
     if os.name == "posix":
         try:  # as Python on KeyboardInterrupt: the parent sees a death by SIGINT
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -176,7 +180,7 @@ def _die() -> None:  # pragma: no cover - ends the process (tests/kinds/test_exi
 _register_atexit: Any = getattr(threading, "_register_atexit", None)
 if _register_atexit is not None:  # before threading joins the threads
     _register_atexit(_at_exit)
-else:  # pragma: no cover
+else:  # pragma: no cover - every supported CPython (3.13+) has _register_atexit
     import atexit
 
     atexit.register(_at_exit)

@@ -49,7 +49,18 @@ class InterpreterWorker(Worker):
         self._thread = threading.Thread(target=self._serve, name="aiointerp-worker")
 
     def _serve(self) -> None:
-        """The worker's thread: create the interpreter, serve, destroy it."""
+        """The worker's thread: create the interpreter, serve, destroy it.
+
+        The thread's end is the worker's: its very last step reports it
+        (:meth:`_ended`), after EXITED.
+        """
+        self._began()
+        try:
+            self._run()
+        finally:
+            self._ended()
+
+    def _run(self) -> None:
         link = self._link
         try:
             interp = _interp.create()
@@ -66,7 +77,7 @@ class InterpreterWorker(Worker):
             link.drain()  # what it queued must outlive the interpreter
             try:
                 interp.close()  # waits for the threads the calls left running
-            except Exception as exc:  # pragma: no cover - a thread of user code lingers
+            except Exception as exc:  # a thread of user code lingers...
                 logger.warning("could not destroy interpreter %s: %r", interp.id, exc)
             link.write_exited()
 
@@ -104,9 +115,6 @@ class InterpreterWorker(Worker):
     def join(self, timeout: float | None) -> None:
         if self._thread.ident is not None:  # started
             self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
 
 
 class InterpreterLink:

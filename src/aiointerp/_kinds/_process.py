@@ -1,22 +1,13 @@
 """The process kind: a child Python process running the worker loop.
 
-**How the child starts.** :func:`subprocess.Popen` of ``sys.executable -c`` (a
-two-line bootstrap that imports :mod:`aiointerp._inside._child`), with ``close_fds=True``
-and the six fds of its channels in ``pass_fds``, run on one of anyio's worker
-threads so that the event loop never waits for it. Never ``fork``: the host runs
-threads (the event loop's, anyio's, other workers'), and a forked child of a threaded
-process may deadlock on a lock another thread held. ``Popen`` uses ``posix_spawn``
-or ``vfork``+``exec`` where it can, so the child runs nothing of the parent before
-``exec``; multiprocessing's ``spawn`` does the same with more machinery (its own
-pipes, its resource tracker), and ``forkserver`` a server process of its own. The
-cost is a fresh interpreter's start (tens of milliseconds, see the docs), paid once
-per worker, off the event loop, usually in the background (``min_idle``).
-
-The child (:mod:`aiointerp._inside._child`) ignores SIGINT and exits when the host dies; see
-there. The channels are pipes carrying framed pickles, big ones in shared memory
-whose descriptors cross a Unix socket (:class:`aiointerp._kinds._pipelink.PipeLink`). A process can be killed: code that does not
-stop within ``cancel_grace`` after it was interrupted is killed with SIGKILL, and
-its slot freed at once (:meth:`ProcessWorker.kill`).
+A :class:`ProcessWorker` starts a fresh interpreter (``sys.executable``, never a
+``fork`` of the host), off the event loop; its channels are a
+:class:`~aiointerp._kinds._pipelink.PipeLink`. The child
+(:mod:`aiointerp._inside._child`) ignores SIGINT and exits when the host dies. A
+process can be killed: code that does not stop within ``cancel_grace`` after it was
+interrupted is killed with SIGKILL, and its slot freed at once
+(:meth:`ProcessWorker.kill`). Its end is its reap (:meth:`ProcessWorker._reaped`);
+on Linux a pidfd lets the pool see a child that dies while idle.
 """
 
 from __future__ import annotations
@@ -100,6 +91,16 @@ class ProcessWorker(Worker):
 
     def _spawn(self) -> None:
         """Start the child and send it its config (on a worker thread)."""
+        # Popen of `sys.executable -c` (a two-line bootstrap that imports
+        # aiointerp._inside._child), close_fds=True and the six fds of the channels
+        # in pass_fds, on one of anyio's worker threads so that the event loop never
+        # waits for it. Never fork: the host runs threads (the event loop's,
+        # anyio's, other workers'), and a forked child of a threaded process may
+        # deadlock on a lock another thread held. Popen uses posix_spawn or
+        # vfork+exec where it can, so the child runs nothing of the parent before
+        # exec (multiprocessing's spawn does the same with more machinery). The
+        # cost is a fresh interpreter's start, paid once per worker, usually in the
+        # background (min_idle).
         link = self._link
         try:
             self._process = subprocess.Popen(
@@ -113,6 +114,7 @@ class ProcessWorker(Worker):
             )
         finally:
             link.close_child_ends()
+        self._began()
         self.ident = self._process.pid
         pidfd_open = getattr(os, "pidfd_open", None)  # Linux only
         try:  # before anything could reap the child: the pid is still its own
@@ -140,19 +142,26 @@ class ProcessWorker(Worker):
             return str(self._failure)
         return super()._why_ended()
 
-    async def _reap(self) -> int | None:
+    def _reaped(self, timeout: float | None) -> int | None:
+        """Reap the child, waiting up to *timeout* seconds (``None``: no limit).
+
+        Its exit status, or ``None`` if it still runs (or never ran). Every reap of
+        the child is here: the one place its end is reported (:meth:`_ended`).
+        """
         process = self._process
         if process is None:
             return None
+        try:
+            returncode = process.wait(timeout)
+        except subprocess.TimeoutExpired:  # a stuck exit
+            return None
+        self._ended()
+        return returncode
 
-        def wait() -> int | None:
-            try:
-                return process.wait(_REAP_WAIT)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck exit
-                return None
-
+    async def _reap(self) -> int | None:
+        """Reap the child off the event loop (:data:`_REAP_WAIT` seconds at most)."""
         with anyio.CancelScope(shield=True):
-            returncode = await anyio.to_thread.run_sync(wait)
+            returncode = await anyio.to_thread.run_sync(self._reaped, _REAP_WAIT)
         return returncode
 
     async def wait_exited(self) -> str:
@@ -160,7 +169,8 @@ class ProcessWorker(Worker):
         (``was killed by signal 9 (SIGKILL)``).
 
         Returns ``""`` at once when its end cannot be watched (no pidfd: not
-        Linux, or no fd was left for it). Call it once: it takes the pidfd over.
+        Linux, or no fd was left for it); else the child is reaped (:attr:`alive`
+        is false). Call it once: it takes the pidfd over.
         """
         with self._release_lock:
             fd, self._pidfd = self._pidfd, -1  # ours to close now, not _release's
@@ -170,11 +180,11 @@ class ProcessWorker(Worker):
             await anyio.wait_readable(fd)
         finally:
             os.close(fd)
-        assert self._process is not None
-        return describe_status(self._process.poll())
+        # readable: the child has ended, its reap does not wait
+        return describe_status(self._reaped(0))
 
     async def _finish(self) -> None:
-        if await self._reap() is None:  # pragma: no cover - its exit is stuck
+        if await self._reap() is None:  # its exit is stuck: a thread waits for it
             self._abandon()
             return
         self._release()
@@ -191,7 +201,7 @@ class ProcessWorker(Worker):
         self.kill()
 
         def reap() -> None:
-            process.wait()
+            self._reaped(None)
             self._release()
 
         threading.Thread(target=reap, name="aiointerp-reaper", daemon=True).start()
@@ -199,12 +209,12 @@ class ProcessWorker(Worker):
     def kill(self) -> bool:
         """Kill the child with SIGKILL; a thread reaps it and releases the link."""
         process = self._process
-        if process is not None and process.returncode is None:
-            try:
-                process.kill()
-            except OSError:  # pragma: no cover - reaped meanwhile
-                pass
-        self.spent = True
+        if process is not None:
+            # nothing for a child reaped meanwhile (Popen polls first, and ignores
+            # ProcessLookupError); a reap by that poll is noted by the _reaped()
+            # that follows every kill (_abandon's reaper, the exit hook's join)
+            process.kill()
+        self._spent = True
         return True
 
     def _release(self) -> None:
@@ -220,13 +230,4 @@ class ProcessWorker(Worker):
     # -- for the process-exit hook (aiointerp._kinds._exit)
 
     def join(self, timeout: float | None) -> None:
-        process = self._process
-        if process is not None:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def is_alive(self) -> bool:
-        process = self._process
-        return process is not None and process.poll() is None
+        self._reaped(timeout)

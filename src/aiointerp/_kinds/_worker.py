@@ -1,36 +1,29 @@
 """The worker boundary: what the pool knows of a worker, whatever its kind.
 
 A :class:`Worker` is the host side of one worker that runs one call at a time. The
-pool and its watcher (:mod:`aiointerp._host._roster`) use only this class's interface:
+pool and its roster (:mod:`aiointerp._host._roster`) use only this interface:
 
 * :meth:`Worker.start`, :meth:`Worker.aclose` (and :meth:`Worker.kill`, for kinds
   that can be killed);
-* :meth:`Worker.send` a job, then :meth:`Worker.receive` its outcome;
+* :meth:`Worker.send` a job, then :meth:`Worker.receive` its outcome (only its own:
+  a stale outcome is dropped);
 * :meth:`Worker.interrupt` the job in flight;
-* the attributes :attr:`~Worker.job_id`, :attr:`~Worker.spent`, :attr:`~Worker.tasks`...
+* :attr:`Worker.alive`, the one answer to "is this worker alive?", and
+  :attr:`Worker.spent`, :attr:`Worker.job_id`, :attr:`Worker.tasks`...
 
-Each kind is one subclass in a module of its own (:mod:`aiointerp._kinds._interpreter`); it
-provides the *link* (the host end of its channels, :class:`~aiointerp._kinds._interpreter.InterpreterLink`, :class:`~aiointerp._kinds._pipelink.PipeLink`) and
-how to launch and finish the worker off the event loop. Everything else (the
-protocol of :mod:`aiointerp._wire._protocol`, matching outcomes to jobs, log forwarding)
-is here, once.
-
-On trio, every step that must not be torn apart by a ``KeyboardInterrupt`` runs
-KI-protected (:func:`aiointerp._kinds._backends.ki_protected`): a Ctrl-C is then delivered at
-the caller's next checkpoint, between two steps of the protocol, never inside one.
+Each kind is a subclass in a module of its own (:mod:`aiointerp._kinds._interpreter`,
+:mod:`aiointerp._kinds._process`): its link (the host end of its channels), how it
+is launched, reaped and abandoned, and the event that ends it. On trio a Ctrl-C
+never lands inside a step of the protocol, only between two.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import time
-from typing import Any, ClassVar, Protocol
-
-from anyio.lowlevel import checkpoint
+from typing import Any, ClassVar, Final, Protocol
 
 from .._inside import _logs
-from .._wire import _encoding, _outcomes
+from .._wire import _outcomes
 from .._wire._errors import BrokenWorkerError, NotShareableError
 from .._wire._protocol import (
     DONE,
@@ -48,47 +41,18 @@ from .._wire._protocol import (
     WorkerConfig,
 )
 from ._backends import SignalReader, ki_protected
+from ._config import a_worker
+from ._failures import init_failure, refused
+from ._relay import Relay
 
-__all__ = ["Link", "Worker", "a_worker", "worker_config"]
+__all__ = ["Link", "Worker"]
 
 logger = logging.getLogger("aiointerp")
 
-#: Switch interval inside workers: the watchdog needs the GIL to inject an interrupt.
-SWITCH_INTERVAL = 0.001
-#: Forwarded items are handed to the host's logging and streams on the event loop,
-#: in slices: after this much time spent on them (seconds), the loop gets a turn.
-FORWARD_SLICE = 0.002
-#: log items taken from an interpreter worker's queue at a time
-_FORWARD_BATCH = 64
-
-
-def worker_config(
-    init_blob: bytes | None,
-    forward_logging: bool,
-    forward_output: bool = True,
-    preload: tuple[str, ...] = (),
-) -> WorkerConfig:
-    """What every worker of a pool starting now is started with."""
-    from .._inside._interrupt import raise_points
-
-    levels = _logs.level_table().levels if forward_logging else None
-    return WorkerConfig(
-        tuple(sys.path),
-        _encoding.main_spec(),
-        init_blob,
-        SWITCH_INTERVAL,
-        levels,
-        raise_points(),
-        forward_output,
-        preload,
-        # as multiprocessing's spawn passes it (str(): a worker takes shareable values)
-        tuple(str(arg) for arg in getattr(sys, "argv", ())),
-    )
-
-
-def a_worker(kind: str) -> str:
-    """``an interpreter worker``, ``a process worker``: a worker of *kind*, in messages."""
-    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind} worker"
+#: a worker's life: its thread or process does not exist yet, exists, has ended
+_NEW: Final = 0
+_RUNNING: Final = 1
+_ENDED: Final = 2
 
 
 class Link(Protocol):
@@ -106,22 +70,6 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
-def _refused(args: object, where: str = "argument") -> str:
-    """Why the channel refused shareable-looking *args* (never the whole job's repr)."""
-    if isinstance(args, tuple):
-        for index, item in enumerate(args):
-            why = _refused(item, f"{where} {index}")
-            if why:
-                return why
-        return "" if where != "argument" else "the channel refused them"
-    if isinstance(args, memoryview):
-        try:
-            args.nbytes  # noqa: B018 - raises for a released view
-        except ValueError:
-            return f"{where} is a released memoryview"
-    return ""
-
-
 class Worker:
     """The host side of one worker; used by one call at a time.
 
@@ -137,6 +85,8 @@ class Worker:
     #: else than their code (the OOM killer, an operator): :meth:`wait_exited`
     killable: ClassVar[bool] = False
     _link: Link
+    #: hands what the worker forwards to the host (made when it starts)
+    _relay: Relay
 
     def __init__(self, config: WorkerConfig) -> None:
         self._preload: tuple[str, ...] = config.preload
@@ -146,7 +96,10 @@ class Worker:
         self._levels_version = self._levels.version if self._levels else 0
         self._reader: SignalReader | None = None
         self._launched = False
-        self._exited = False
+        #: _NEW, _RUNNING, _ENDED: only _began() and _ended() change it
+        self._life = _NEW
+        #: retired for cause (its start failed, an interrupt, killed, broken)
+        self._spent = False
         self._failure: BaseException | None = None
         #: an id of the worker in messages (the interpreter id, the pid...)
         self.ident: int | None = None
@@ -154,8 +107,6 @@ class Worker:
         self.job_id = 0
         #: label of the call in flight, for log messages
         self.job_label = ""
-        #: the worker can serve no more calls (died, or was interrupted)
-        self.spent = False
         #: calls served
         self.tasks = 0
         #: time (pool clock) since when the worker is idle
@@ -173,15 +124,41 @@ class Worker:
         self.refused: str | None = None
         #: the outcome taken, its call's log items not all handled yet (receive())
         self._outcome: Outcome | None = None
-        #: log items queued before that outcome, still to hand over
-        self._owed = 0
-        #: seconds spent handing log items over since the event loop last had a turn
-        self._forward_time = 0.0
-        #: EXITED or b"" (end of file), once read: nothing comes after it
+        #: EXITED or b"" (end of file), once read on the done channel: nothing comes
+        #: after it (the worker said its last; it may still be ending)
         self._end: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<aiointerp worker {self.ident_name}={self.ident}>"
+
+    # -- liveness
+
+    @property
+    def alive(self) -> bool:
+        """The worker's thread or process exists and has not ended.
+
+        False before it was launched, and for good once its kind reported its end
+        (:meth:`_ended`). Read from any thread.
+        """
+        return self._life == _RUNNING
+
+    @property
+    def spent(self) -> bool:
+        """The worker serves no more calls: it is not alive, or it was retired for
+        cause (its start failed, an interrupt may have left its state broken, it
+        was killed, its channel broke)."""
+        return self._spent or not self.alive
+
+    def _began(self) -> None:
+        """The kind's thread or process exists (called once, by the kind)."""
+        if self._life == _NEW:
+            self._life = _RUNNING
+
+    def _ended(self) -> None:
+        """The one event that ends the worker happened: its thread ended, its
+        process was reaped. The only place :attr:`alive` becomes false (from any
+        thread; idempotent)."""
+        self._life = _ENDED
 
     # -- what a kind provides
 
@@ -226,56 +203,31 @@ class Worker:
                 return self._end
             signal = await self._reader.read()
             if signal == LOG:
-                await self._forward_logs()
+                await self._forward()
             elif signal == LINGER:
                 self.lingering = tuple(self._link.take())
                 # what it queued before it stopped serving: the host reads no more
-                self._owed = self._link.logs_queued()
-                if self._owed:
-                    await self._forward_logs(owed=True)
+                if self._relay.owe():
+                    await self._forward(owed=True)
             else:
                 if signal in (EXITED, b""):  # the last: read again if the drain raises
                     self._end = signal
                     # what it queued before it ended (the link kept what its
                     # interpreter, destroyed since, queued)
-                    self._owed = self._link.logs_queued()
-                    if self._owed:
-                        await self._forward_logs(owed=True)
+                    if self._relay.owe():
+                        await self._forward(owed=True)
                 return signal
 
-    async def _forward_logs(self, owed: bool = False) -> None:
-        """Hand the records, warnings and output the worker queued to the host.
-
-        *owed*: the :attr:`_owed` items (those queued before an outcome); else
-        until the queue is empty, or a signal waits (the outcome: a thread that
-        writes faster than the host handles must not keep its call from ending).
-
-        In slices: the event loop gets a turn (a checkpoint) whenever
-        :data:`FORWARD_SLICE` was spent here since the last one, so a backlog (what
-        threads wrote between calls) never stalls it. Only between two items: a
-        cancellation or a Ctrl-C there loses none (the rest is handed over next
-        time, before the next outcome at the latest).
-        """
-        if not self._forwarding:
-            return
-        link = self._link
-        while True:
-            limit = min(self._owed, _FORWARD_BATCH) if owed else _FORWARD_BATCH
-            began = time.perf_counter()
-            items = link.take_logs(limit)
-            if owed:
-                self._owed = self._owed - len(items) if items else 0
-            for item in items:
-                _logs.handle(item, self.ident, self.kind)
-            self._forward_time += time.perf_counter() - began
-            if self._forward_time >= FORWARD_SLICE:
-                self._forward_time = 0.0
-                await checkpoint()
-            if owed:
-                if not self._owed:
-                    return
-            elif len(items) < limit or self._reader is None or self._reader.ready():
-                return
+    async def _forward(self, owed: bool = False) -> None:
+        """Hand what the worker forwarded to the host (:meth:`Relay.forward`); not
+        owed items stop as soon as a signal waits."""
+        reader = self._reader
+        await self._relay.forward(
+            self.ident,
+            self.kind,
+            owed=owed,
+            more=lambda: reader is None or reader.ready(),
+        )
 
     @ki_protected
     async def start(self) -> None:
@@ -284,14 +236,14 @@ class Worker:
         :raises BrokenWorkerError: the worker could not be started, or the
             initializer raised (its exception is the ``__cause__``)
         """
+        self._relay = Relay(self._link, self._forwarding)
         self._reader = self._link.reader()
         await self._launch()
         self._launched = True
         signal = await self._signal()
         if signal == READY:
             return
-        self.spent = True
-        self._exited = signal in (EXITED, b"")
+        self._spent = True
         if signal == INIT_FAILED:
             outcome = Outcome._make(self._link.take())
             if outcome.status == REFUSED:  # a module refused this kind of worker
@@ -299,7 +251,9 @@ class Worker:
             try:
                 _outcomes.decode_outcome(outcome, "initializer", self.kind)
             except BaseException as exc:
-                raise BrokenWorkerError(self._init_failure(exc)) from exc
+                raise BrokenWorkerError(
+                    init_failure(exc, self._preload, self.kind)
+                ) from exc
         raise BrokenWorkerError(
             f"could not start {a_worker(self.kind)}: {self._why_ended()}"
         ) from self._failure
@@ -311,28 +265,6 @@ class Worker:
             return f"the {self.kind} ended without saying why"
         text = str(failure)
         return f"{type(failure).__name__}: {text}" if text else type(failure).__name__
-
-    def _init_failure(self, exc: BaseException) -> str:
-        """What failed before the worker was ready: the import of a ``preload``
-        module (the worker noted which on the exception), or the initializer."""
-        from .._inside._loop import PRELOAD_NOTE
-
-        text = str(exc).strip()
-        if "\n" in text:  # numpy's 30 lines: the last one says what failed
-            text = f"{text.splitlines()[-1].strip()} [...] (in full: the cause)"
-        what = f"{type(exc).__name__}: {text}"
-        # the worker's exception, or its cause under aiointerp's refusal ImportError
-        notes = [
-            *(getattr(exc, "__notes__", None) or ()),
-            *(getattr(exc.__cause__, "__notes__", None) or ()),
-        ]
-        for name in self._preload:
-            if PRELOAD_NOTE.format(name) in notes:
-                return (
-                    f"a new {self.kind} worker could not import {name!r} "
-                    f"(preload): {what}"
-                )
-        return f"the pool's initializer raised {what}"
 
     @ki_protected
     def send(self, job: Job) -> None:
@@ -351,7 +283,7 @@ class Worker:
             self.job_id = 0
             raise NotShareableError(
                 f"the arguments of {self.job_label or 'the call'} cannot be sent to "
-                f"{self.kind} worker {self.ident}: {_refused(job.args)}"
+                f"{self.kind} worker {self.ident}: {refused(job.args)}"
             ) from exc
 
     @ki_protected
@@ -371,9 +303,9 @@ class Worker:
                 self._outcome = Outcome._make(self._link.take())
                 # the records it logged come before its outcome; the outcome is
                 # kept (self._outcome) if a checkpoint of their drain raises
-                self._owed = self._link.logs_queued()
-            if self._owed:
-                await self._forward_logs(owed=True)
+                self._relay.owe()
+            if self._relay.owed:
+                await self._forward(owed=True)
             outcome, self._outcome = self._outcome, None
             if outcome.job_id != self.job_id:
                 logger.debug("%r: dropped a stale outcome %r", self, outcome)
@@ -381,13 +313,12 @@ class Worker:
             self.job_id = 0
             self.tasks += 1
             if outcome.injected:
-                self.spent = True  # an interrupt may have left state broken
+                self._spent = True  # an interrupt may have left state broken
             return outcome
-        if signal not in (EXITED, b""):  # pragma: no cover - a bug of ours
-            raise AssertionError(f"unexpected signal {signal!r} from {self!r}")
+        # READY and INIT_FAILED end start(): only the worker's end comes here
+        assert signal in (EXITED, b""), f"unexpected signal {signal!r} from {self!r}"
         self.job_id = 0
-        self.spent = True
-        self._exited = True
+        self._spent = True
         self.unstarted = self._link.unread()
         raise BrokenWorkerError(
             f"{self.kind} worker {self.ident} stopped during the call to "
@@ -416,19 +347,17 @@ class Worker:
         if not self._launched:
             self._link.close()
             return True
-        if not self._exited:
-            try:
-                self._link.send(QUIT)
-            except OSError:  # pragma: no cover - it is gone already
-                pass
+        if self._end is None:
+            # a link's send never fails for a worker that is gone: a process's
+            # pipe link drops it (its done pipe says why it ended), and an
+            # interpreter's pipes are the host's own
+            self._link.send(QUIT)
         try:
             with anyio.move_on_after(deadline):
-                while not self._exited and not self.lingering:
-                    signal = await self._signal()
-                    if signal == DONE:
+                while self._end is None and not self.lingering:
+                    if await self._signal() == DONE:
                         self._link.take()  # a late outcome nobody waits for
                         self.job_id = 0
-                    self._exited = signal in (EXITED, b"")
         except BaseException:
             # cancelled natively (asyncio cancels every task when its loop ends, shield
             # or not): the worker was told to quit; a thread finishes the clean-up
@@ -436,7 +365,7 @@ class Worker:
             self._abandon()
             raise
         self._close_reader()
-        if not self._exited:
+        if self._end is None:
             self._abandon()  # whenever the code (or the threads) that hold it end
             return False
         await self._finish()
@@ -451,7 +380,5 @@ class Worker:
     def stop_at_exit(self) -> None:
         """Process exit: interrupt and stop the worker (no event loop is left)."""
         self.interrupt()
-        try:
-            self._link.send(QUIT)
-        except OSError:  # pragma: no cover - released meanwhile
-            pass
+        # registered: its link is open (see aclose for a worker that is gone)
+        self._link.send(QUIT)
