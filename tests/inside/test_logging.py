@@ -276,7 +276,7 @@ def test_a_send_inside_a_send_wakes_the_host() -> None:
             if len(queue) == 1:  # the outer item is queued: the inner send runs
                 forwarding.send(("inner",))
 
-        forwarding = _logs._Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
+        forwarding = _logs.Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
         forwarding.send(("outer",))
         assert b"L" in pending(read_fd)
         assert queue == [("outer",), ("inner",)]
@@ -324,7 +324,7 @@ def test_two_threads_that_send_at_once_wake_the_host() -> None:
     b = threading.Thread(target=send_b)
     read_fd, write_fd = os.pipe()
     try:
-        forwarding = _logs._Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
+        forwarding = _logs.Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
         lock = getattr(forwarding, "lock", None)  # (None before the fix)
         if lock is not None:
             forwarding.lock = Watched(lock)

@@ -29,7 +29,6 @@ from typing import Any, ClassVar, Protocol
 
 from anyio.lowlevel import checkpoint
 
-from .._inside import _logs
 from .._wire import _encoding, _outcomes
 from .._wire._errors import BrokenWorkerError, NotShareableError
 from .._wire._protocol import (
@@ -47,6 +46,7 @@ from .._wire._protocol import (
     Outcome,
     WorkerConfig,
 )
+from . import _forwarded
 from ._backends import SignalReader, ki_protected
 
 __all__ = ["Link", "Worker", "a_worker", "worker_config"]
@@ -71,7 +71,7 @@ def worker_config(
     """What every worker of a pool starting now is started with."""
     from .._inside._interrupt import raise_points
 
-    levels = _logs.level_table().levels if forward_logging else None
+    levels = _forwarded.level_table().levels if forward_logging else None
     return WorkerConfig(
         tuple(sys.path),
         _encoding.main_spec(),
@@ -142,7 +142,7 @@ class Worker:
         self._preload: tuple[str, ...] = config.preload
         #: the worker sends log records, warnings or output (the same channel)
         self._forwarding = config.levels is not None or config.output
-        self._levels = _logs.level_table() if config.levels is not None else None
+        self._levels = _forwarded.level_table() if config.levels is not None else None
         self._levels_version = self._levels.version if self._levels else 0
         self._reader: SignalReader | None = None
         self._launched = False
@@ -266,7 +266,7 @@ class Worker:
             if owed:
                 self._owed = self._owed - len(items) if items else 0
             for item in items:
-                _logs.handle(item, self.ident, self.kind)
+                _forwarded.handle(item, self.ident, self.kind)
             self._forward_time += time.perf_counter() - began
             if self._forward_time >= FORWARD_SLICE:
                 self._forward_time = 0.0
