@@ -228,7 +228,7 @@ class _Loop:
             return None
         try:
             encoded = _exceptions.encode(exc)
-        except Exception:  # pragma: no cover - a defect of ours: raised as it is
+        except Exception:  # a defect of ours, or of the exception: as any other
             return None
         tb = _encoding.user_traceback(exc.__traceback__, __file__)
         text = _encoding.format_remote(exc, tb)

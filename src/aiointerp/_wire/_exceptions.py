@@ -103,10 +103,8 @@ NOTE: Final = "aiointerp: "
 def builtin_base(cls: type[BaseException]) -> type[BaseException]:
     """The nearest base of ``cls`` built into CPython (static): its ``__new__`` is safe
     to call for ``cls`` and runs no user code."""
-    for klass in cls.__mro__:
-        if not klass.__flags__ & _HEAPTYPE:
-            return klass
-    return BaseException  # pragma: no cover - BaseException is in every such __mro__
+    # BaseException itself ends every such __mro__
+    return next(klass for klass in cls.__mro__ if not klass.__flags__ & _HEAPTYPE)
 
 
 def _type_name(cls: type) -> str:
@@ -193,7 +191,7 @@ def _record(exc: BaseException, depth: int, raw: bool, visit: Any) -> Record:
         reduced: Any = base.__reduce__(exc)
         args = tuple(reduced[1])
         state = dict(reduced[2]) if len(reduced) > 2 and reduced[2] else {}
-    except Exception:  # pragma: no cover - the built-in __reduce__ does not fail
+    except Exception:  # its __dict__ refused to be copied (a dict subclass's keys())
         args, state = exc.args, dict(getattr(exc, "__dict__", {}))
     for klass, fields in _FIELDS.items():
         if isinstance(exc, klass):
@@ -256,7 +254,7 @@ def encode_exception(job_id: int, exc: BaseException, text: str) -> Outcome:
     if isinstance(exc, Exception):  # a BaseException stays inside: RAISED_RAW
         try:
             return (job_id, RAISED, encode(exc), text, False)
-        except Exception:  # pragma: no cover - a defect of ours: the worker survives
+        except Exception:  # a defect of ours, or of the exception: the worker survives
             pass
     kind = type(exc)
     name = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")

@@ -39,7 +39,7 @@ def rebuild(encoded: Encoded, text: str) -> BaseException:
     """
     try:
         return _rebuild(encoded, text)
-    except Exception as error:  # pragma: no cover - a defect of ours: say so
+    except Exception as error:  # a defect of ours: say so
         name, message = encoded[0][1], encoded[0][2]
         exc = RemoteError(name, message, text)
         exc.add_note(f"{NOTE}{name} could not be rebuilt here ({why(error)})")
@@ -60,7 +60,7 @@ def _rebuild(encoded: Encoded, text: str) -> BaseException:
 
     for index in range(len(encoded)):
         get(index)
-    if not isinstance(built[0], Exception):  # pragma: no cover - the worker sends RAW
+    if not isinstance(built[0], Exception):  # its own __reduce__ made a BaseException
         built[0] = _remote(encoded[0], text, "it is not an Exception in this process")
     for index, record in enumerate(encoded):
         exc = built[index]
@@ -71,7 +71,7 @@ def _rebuild(encoded: Encoded, text: str) -> BaseException:
             if cause != NO_LINK:
                 exc.__cause__ = built[cause]
             exc.__suppress_context__ = suppress
-        except Exception:  # pragma: no cover - a C type refusing its chain
+        except Exception:  # a class refusing its chain (a read-only __cause__)
             pass
     top = built[0]
     _attach(top, RemoteTraceback(text))
