@@ -93,7 +93,7 @@ def main_spec() -> tuple[str, str] | None:
     import sys
 
     main = sys.modules.get("__main__")
-    if main is None:  # pragma: no cover - embedded interpreters
+    if main is None:  # embedded interpreters
         return None
     sys.modules.setdefault("__mp_main__", main)  # results pickled by workers name it
     spec = getattr(main, "__spec__", None)

@@ -59,7 +59,7 @@ def decode_outcome(outcome: Outcome, func: object, kind: str = "auto") -> Any:
             f"the result of {describe(func)} ({type_name}) cannot be sent back "
             f"from {RAN_IN[kind]}: {why}; return picklable or shareable values"
         )
-    raise AssertionError(f"unexpected outcome status {status}")  # pragma: no cover
+    raise AssertionError(f"unexpected outcome status {status}")  # a defect of ours
 
 
 def _add_subinterpreter_hint(exc: BaseException) -> None:
