@@ -308,7 +308,7 @@ class _ImportHook:
         from importlib.util import find_spec
 
         spec = find_spec(name)
-        if spec is None or spec.loader is None:  # pragma: no cover
+        if spec is None or spec.loader is None:  # no finder left for it, or odd
             return spec
         loader = spec.loader
         exec_module = loader.exec_module
@@ -369,7 +369,7 @@ def install(
     if levels is None:
         return forwarding
     logging = sys.modules.get("logging")
-    if logging is not None:  # pragma: no cover - imported by sitecustomize...
+    if logging is not None:  # imported by a sitecustomize, for one
         forwarding.configure(logging)
     else:
         sys.meta_path.insert(0, _ImportHook(forwarding))
