@@ -44,7 +44,7 @@ from _thread import get_ident
 
 try:
     import ctypes
-except AttributeError:  # pragma: no cover - seen once on 3.15.2, starting workers in
+except AttributeError:  # seen once on 3.15.2, starting workers in
     # parallel: ctypes/__init__.py failed defining c_ubyte; a second import succeeds
     sys.modules.pop("ctypes", None)
     import ctypes
@@ -225,7 +225,7 @@ class Interrupter:
             if monitoring.get_tool(tool) is None:
                 try:
                     monitoring.use_tool_id(tool, _TOOL_NAME)
-                except ValueError:  # pragma: no cover - taken meanwhile
+                except ValueError:  # taken meanwhile, by another thread
                     continue
                 return tool
         return None
