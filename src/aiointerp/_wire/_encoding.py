@@ -1,6 +1,7 @@
-"""Encoding of calls, results and exceptions between the host and a worker.
+"""Encoding of calls and results between the host and a worker.
 
-Stdlib only: used on both sides. What a job and an outcome hold is defined in
+Stdlib only: used on both sides (exceptions: :mod:`aiointerp._wire._exceptions`).
+What a job and an outcome hold is defined in
 :mod:`aiointerp._wire._protocol`; this module fills their fields.
 
 Arguments and results that are shareable (None, bool, int of at most 64 bits,
