@@ -231,6 +231,7 @@ class Forwarding:
                 setattr(sys, name, stream._replaced)
 
     def set_levels(self, levels: Levels) -> None:
+        """The host's levels changed: apply *levels* (once ``logging`` is configured)."""
         self.levels = levels
         logging = sys.modules.get("logging")
         if logging is not None and getattr(logging.root, "_aiointerp", False):

@@ -12,9 +12,14 @@ import io
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Protocol
 
-    from ._logs import Forwarding
+    class Sink(Protocol):
+        """Where the text goes: :class:`aiointerp._inside._logs.Forwarding`."""
+
+        def write(self, fd: int, text: str) -> None: ...
+        def send_output(self, flush: bool) -> None: ...
+
 
 __all__ = ["Output"]
 
@@ -28,7 +33,7 @@ class Output(io.TextIOBase):
     :mod:`faulthandler` still works (what is written there is not forwarded).
     """
 
-    def __init__(self, forwarding: Forwarding, fd: int, replaced: Any) -> None:
+    def __init__(self, forwarding: Sink, fd: int, replaced: Any) -> None:
         super().__init__()
         self._forwarding = forwarding
         self._fd = fd

@@ -61,6 +61,7 @@ class LevelTable:
         return self.version
 
     def refresh(self) -> None:
+        """Read the host's levels again; a new version if they changed."""
         manager = logging.root.manager
         named = tuple(
             sorted(
