@@ -8,7 +8,7 @@ In-process, both halves of each way, per exception (medians of interleaved round
 * ``pickle``: what aiointerp did before ``aiointerp._wire._exceptions``: ``pickle.dumps``
   and a checking ``pickle.loads`` in the worker, ``pickle.loads`` in the caller (it
   cannot rebuild ``QuotaExceeded``: that row times its RemoteError path);
-* ``records``: :func:`aiointerp._wire._exceptions.encode` then ``rebuild``;
+* ``records``: :func:`aiointerp._wire._exceptions.encode` then :func:`aiointerp._wire._rebuild.rebuild`;
 * ``traceback``: ``traceback.format_exception``, which the worker pays for every
   exception either way (the remote traceback text), for scale.
 
@@ -92,9 +92,9 @@ def _pickle_way(exc: Exception) -> object:
 
 
 def _records_way(exc: Exception) -> object:
-    from aiointerp._wire import _exceptions
+    from aiointerp._wire import _exceptions, _rebuild
 
-    return _exceptions.rebuild(_exceptions.encode(exc), "text")
+    return _rebuild.rebuild(_exceptions.encode(exc), "text")
 
 
 def _per_call(func: Callable[[Exception], object], exc: Exception) -> float:

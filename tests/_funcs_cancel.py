@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import select
+import sys
 import time
 from types import TracebackType
+from typing import Any
 
 from aiointerp._wire import _interp
 from aiointerp.worker import Interrupted, cancelled, checkpoint, deadline
@@ -62,6 +64,33 @@ def spin(start_fd: int, path: str) -> None:
                 pass
     finally:
         write(path, "finally\n")
+
+
+class RacedMonitoring:
+    """``sys.monitoring`` as seen while another thread races the interrupter for tool
+    *taken*: it looks free, but using it fails (the other thread took it meanwhile)."""
+
+    def __init__(self, real: Any, taken: int) -> None:
+        self._real = real
+        self._taken = taken
+
+    def get_tool(self, tool: int) -> str | None:
+        return None if tool == self._taken else self._real.get_tool(tool)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def spin_with_raced_tool(start_fd: int, path: str, taken: int) -> None:
+    """:func:`spin`, tool *taken* in use by the code but shown free to the interrupter."""
+    real = sys.monitoring
+    real.use_tool_id(taken, "raced")
+    sys.monitoring = RacedMonitoring(real, taken)  # type: ignore[assignment]
+    try:
+        spin(start_fd, path)
+    finally:
+        sys.monitoring = real
+        real.free_tool_id(taken)
 
 
 def spin_then_stop(start_fd: int, stop_fd: int) -> None:

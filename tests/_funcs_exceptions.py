@@ -203,3 +203,67 @@ class WorkerOnlyError(Exception):
 class Thing:
     pass
 """
+
+
+# -- faults of the exception's own making -------------------------------------------
+
+
+class RefusingKeys(dict[str, Any]):
+    """An exception's ``__dict__`` whose ``keys()`` raises its first *fails* times:
+    what the built-in ``__reduce__`` returns as state cannot be copied."""
+
+    def __init__(self, fails: int) -> None:
+        super().__init__()
+        self.fails = fails
+
+    def __iter__(self) -> Iterator[str]:  # so dict() asks keys()
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        if self.fails:
+            self.fails -= 1
+            raise RuntimeError("keys() refused")
+        return super().keys()
+
+
+def raise_with_refusing_dict(fails: int, refusal: bool = False) -> NoReturn:
+    """QuotaExceeded (or, with *refusal*, a refusal of subinterpreters) whose
+    ``__dict__`` refuses to be copied *fails* times."""
+    error: Exception = (
+        ImportError(
+            "module _aiointerp_fake does not support loading in subinterpreters"
+        )
+        if refusal
+        else QuotaExceeded("kim", 2)
+    )
+    state = RefusingKeys(fails)
+    state.update(error.__dict__, detail="an attribute")  # state to copy
+    error.__dict__ = state
+    raise error
+
+
+class BecomesKeyboardInterrupt(Exception):
+    """An Exception in the worker whose own ``__reduce__`` rebuilds a BaseException."""
+
+    def __reduce__(self) -> Any:
+        return (KeyboardInterrupt, ("from a reduce",))
+
+
+def raise_becomes_keyboard_interrupt() -> NoReturn:
+    raise BecomesKeyboardInterrupt("sneaky")
+
+
+class ChainRefused(Exception):
+    """Its ``__cause__`` is a read-only property: nobody can set its chain."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.real_cause = cause
+
+    @property
+    def __cause__(self) -> BaseException:  # type: ignore[override]
+        return self.real_cause
+
+
+def raise_chain_refused() -> NoReturn:
+    raise ChainRefused("read-only chain", ValueError("the real cause"))

@@ -218,7 +218,7 @@ class Offloader:
 
 def _raised_in_worker(exc: BaseException) -> bool:
     """Did the function raise *exc*? Then its chain, as displayed, ends with its
-    remote traceback (see :func:`aiointerp._wire._exceptions.rebuild`)."""
+    remote traceback (see :func:`aiointerp._wire._rebuild.rebuild`)."""
     seen = {id(exc)}
     link: BaseException | None = exc
     while link is not None:

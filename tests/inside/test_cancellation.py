@@ -14,6 +14,8 @@ import asyncio
 import logging
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -27,6 +29,7 @@ import anyio.lowlevel
 import pytest
 import trio
 from _handshake import HANG, LONG_GRACE, pipe, text, wait_started
+from conftest import child_env
 
 import aiointerp
 from aiointerp import InterpreterPool, PoolClosedError, PoolStats
@@ -732,3 +735,60 @@ async def test_a_timeout_says_whether_the_code_ran() -> None:
         "_funcs_lifecycle.spin did not finish within 0.05 s and was interrupted"
     )
     assert stats.timed_out == 2
+
+
+# -- faults of the interrupter's making --------------------------------------------------
+
+
+async def test_a_tool_id_taken_meanwhile_is_skipped(tmp_path: Path) -> None:
+    # the interrupter's first tool id looks free but is taken when it claims it (by
+    # a thread of the code, between the two steps): it takes the next one
+    from aiointerp._inside import _interrupt
+
+    path = tmp_path / "spin"
+    first = _interrupt._TOOL_IDS[0]
+    async with InterpreterPool(1, cancel_grace=LONG_GRACE) as pool:
+        with pipe() as (read_fd, write_fd):
+            with anyio.CancelScope() as scope:
+
+                async def cancel() -> None:
+                    await wait_started(read_fd)
+                    scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cancel)
+                    await pool.run_sync(
+                        funcs.spin_with_raced_tool, write_fd, str(path), first
+                    )
+    assert scope.cancelled_caught
+    assert text(path) == INTERRUPTED_AND_FINALLY
+
+
+def test_ctypes_that_fails_its_first_import(tmp_path: Path) -> None:
+    # seen once on 3.15.2, workers starting in parallel: ctypes/__init__.py raised
+    # AttributeError; the interrupter imports it again. A finder fails it once here.
+    code = """if True:
+        import sys
+
+        class FailOnce:
+            def find_spec(self, name, path=None, target=None):
+                if name == "ctypes":
+                    sys.meta_path.remove(self)
+                    raise AttributeError("c_ubyte")
+
+        sys.meta_path.insert(0, FailOnce())
+        from aiointerp._inside import _interrupt
+
+        assert all(type(f).__name__ != "FailOnce" for f in sys.meta_path)
+        _interrupt.clear_async_exc(0)  # ctypes works
+        print("ok")
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import _funcs_import_hook as late
 import _funcs_logging as funcs
 import anyio
 import pytest
@@ -276,7 +277,7 @@ def test_a_send_inside_a_send_wakes_the_host() -> None:
             if len(queue) == 1:  # the outer item is queued: the inner send runs
                 forwarding.send(("inner",))
 
-        forwarding = _logs._Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
+        forwarding = _logs.Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
         forwarding.send(("outer",))
         assert b"L" in pending(read_fd)
         assert queue == [("outer",), ("inner",)]
@@ -324,7 +325,7 @@ def test_two_threads_that_send_at_once_wake_the_host() -> None:
     b = threading.Thread(target=send_b)
     read_fd, write_fd = os.pipe()
     try:
-        forwarding = _logs._Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
+        forwarding = _logs.Forwarding(put, queue.__len__, write_fd, (30, 0, ()))
         lock = getattr(forwarding, "lock", None)  # (None before the fix)
         if lock is not None:
             forwarding.lock = Watched(lock)
@@ -375,3 +376,30 @@ async def test_records_flooded_between_calls(
     )
     # reported before the next call's own record
     assert caplog.records.index(note) < caplog.records.index(records(caplog)[-1])
+
+
+# -- the worker's import of logging --------------------------------------------------
+
+
+async def test_logging_imported_before_the_worker_forwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a sitecustomize imports logging before the worker loop starts: no import hook,
+    # the worker's logging is configured at once
+    (tmp_path / "sitecustomize.py").write_text("import logging\n")
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+    caplog.set_level(logging.INFO)
+    async with InterpreterPool(1, kind="process") as pool:
+        assert await pool.run_sync(late.imported, "sitecustomize")
+        await pool.run_sync(funcs.log_one, logging.INFO, "early", 7)
+    assert [r.getMessage() for r in records(caplog)] == ["early 7"]
+
+
+async def test_logging_that_cannot_be_found_is_not_configured() -> None:
+    # the hook finds no spec for logging (no finder left): it steps aside, and the
+    # import fails as it would without aiointerp
+    async with InterpreterPool(1) as pool:
+        error = await pool.run_sync(late.import_logging_unfindable)
+        assert await pool.run_sync(late.imported, "logging") is False
+    assert error == "ModuleNotFoundError: No module named 'logging'"

@@ -23,8 +23,8 @@ import pytest
 from _handshake import fifo, wait_byte
 
 from aiointerp import InterpreterExecutor, InterpreterPool
-from aiointerp._inside import _logs
-from aiointerp._kinds import _backends, _relay
+from aiointerp._kinds import _backends, _forwarded, _relay
+from aiointerp._wire import _logitems
 
 pytestmark = pytest.mark.anyio
 
@@ -214,9 +214,7 @@ def test_executor_forwards_output(capsys: pytest.CaptureFixture[str]) -> None:
 def test_an_item_of_a_destroyed_interpreter_is_skipped() -> None:
     # a queue item whose interpreter is gone comes back as None on 3.13 (UNBOUND on
     # 3.14): never an item to handle
-    from aiointerp._inside import _logs
-
-    _logs.handle(None, 1)
+    _forwarded.handle(None, 1)
 
 
 # -- output flooded between calls -----------------------------------------------------
@@ -266,7 +264,7 @@ async def test_output_flooded_between_calls(
         return
     line = len(expected[0])
     assert flood == expected[: len(flood)]  # the first ones, whole, in order
-    assert 0 < len(flood) * line <= _logs.IDLE_BUDGET
+    assert 0 < len(flood) * line <= _logitems.IDLE_BUDGET
     note = re.fullmatch(
         r"\[aiointerp: (\d+) characters of output from interpreter worker \d+ "
         r"dropped: written between calls, .*\]\n",

@@ -384,3 +384,71 @@ async def test_stop_async_iteration_in_map_is_an_error(chunksize: int) -> None:
     cause = excinfo.value.__cause__
     assert type(cause) is StopAsyncIteration
     assert any("raised by item 4" in note for note in _notes(cause))
+
+
+# -- faults: exceptions that fight their own encoding, and our own defects ------------
+
+
+@anyio_mark
+async def test_state_that_cannot_be_copied_once_is_copied_again() -> None:
+    # the built-in __reduce__'s state cannot be copied: its __dict__ is read again
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(fx.QuotaExceeded) as excinfo:
+            await pool.run_sync(fx.raise_with_refusing_dict, 1)
+    assert (excinfo.value.user, excinfo.value.used) == ("kim", 2)
+
+
+@anyio_mark
+@pytest.mark.parametrize("refusal", [False, True])
+async def test_exception_that_cannot_be_encoded_becomes_remote_error(
+    refusal: bool,
+) -> None:
+    # its state never copies: encoding fails (a defect, as far as the worker knows);
+    # the worker survives and sends the name and str(), a refusal of subinterpreters
+    # included (then reported as the ImportError it is, not as a refusal)
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(RemoteError) as excinfo:
+            await pool.run_sync(fx.raise_with_refusing_dict, 10**9, refusal)
+        assert await pool.run_sync(fx.quota_at, 1, 0) == 1  # the worker serves on
+    expected = "ImportError" if refusal else "_funcs_exceptions.QuotaExceeded"
+    assert excinfo.value.type_name == expected
+
+
+@anyio_mark
+async def test_own_reduce_that_makes_a_base_exception_becomes_remote_error() -> None:
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(RemoteError) as excinfo:
+            await pool.run_sync(fx.raise_becomes_keyboard_interrupt)
+    assert excinfo.value.type_name == "_funcs_exceptions.BecomesKeyboardInterrupt"
+    assert (
+        "it is not an Exception in this process" in _aiointerp_notes(excinfo.value)[-1]
+    )
+
+
+@anyio_mark
+async def test_exception_refusing_its_chain_is_rebuilt_without_it() -> None:
+    async with InterpreterPool(1) as pool:
+        with pytest.raises(fx.ChainRefused) as excinfo:
+            await pool.run_sync(fx.raise_chain_refused)
+    cause = excinfo.value.__cause__
+    assert type(cause) is ValueError  # its own property's, not the rebuilt record
+    assert str(cause) == "the real cause"
+    assert isinstance(cause.__cause__, RemoteTraceback)
+
+
+def test_a_defect_of_rebuild_gives_a_remote_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiointerp._wire import _exceptions, _rebuild
+
+    def defect(*args: object) -> BaseException:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(_rebuild, "_create", defect)
+    exc = _rebuild.rebuild(_exceptions.encode(KeyError("k")), "remote text")
+    assert type(exc) is RemoteError
+    assert (exc.type_name, exc.remote_traceback) == ("KeyError", "remote text")
+    assert _aiointerp_notes(exc) == [
+        "aiointerp: KeyError could not be rebuilt here (RuntimeError: a defect)"
+    ]
+    assert isinstance(exc.__cause__, RemoteTraceback)

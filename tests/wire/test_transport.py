@@ -203,3 +203,16 @@ def test_describe() -> None:
     assert _encoding.describe(len) == "builtins.len"
     partial = functools.partial(_funcs_core.identity, 1)
     assert _encoding.describe(partial) == "partial(_funcs_core.identity)"
+
+
+def test_an_outcome_of_unknown_status_is_a_defect() -> None:
+    # no worker sends one: a forged outcome stands for a host and a worker that
+    # disagree on the protocol
+    with pytest.raises(AssertionError, match="unexpected outcome status 99"):
+        _outcomes.decode_outcome((1, 99, None, "", False), _funcs_core.identity)
+
+
+def test_main_spec_without_a_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an embedded interpreter may have no __main__: workers load nothing for it
+    monkeypatch.delitem(sys.modules, "__main__")
+    assert _encoding.main_spec() is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from .._wire import _big, _encoding, _exceptions, _outcomes, _protocol
+from .._wire import _big, _encoding, _exceptions, _outcomes, _protocol, _rebuild
 from .._wire._errors import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -115,7 +115,7 @@ def decode(
         results: list[Any] = pickle.loads(blob)
     except Exception as error:  # a result's class this process cannot import
         name = _encoding.describe(func)
-        raise _exceptions.unloadable_result(name, error) from error
+        raise _rebuild.unloadable_result(name, error) from error
     if failure is None:
         return results, None
     index = failure[0]
@@ -124,7 +124,7 @@ def decode(
     except Exception as exc:
         exc.add_note(item_note(first + index, items[index]))
         return results, exc
-    raise AssertionError("a failure outcome did not raise")  # pragma: no cover
+    raise AssertionError("a failure outcome did not raise")  # a defect of ours
 
 
 def item_note(index: int, item: object) -> str:

@@ -18,7 +18,7 @@ import os
 import pickle
 import threading
 
-from .._wire import _big, _frames, _interp, _protocol
+from .._wire import _big, _frames, _interp, _logitems, _protocol
 from . import _logs
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -66,14 +66,14 @@ class InterpreterChannel:
         os.write(self._cancel_w, stop)
 
     def forward_logs(
-        self, levels: _logs.Levels | None, output: bool
-    ) -> _logs._Forwarding:
+        self, levels: _logitems.Levels | None, output: bool
+    ) -> _logs.Forwarding:
         assert self._log_qid is not None
         put_log, _ = _interp.open_queue(self._log_qid)
         size = _interp.queue_size(self._log_qid)
         # the queue is host memory that nobody reads between calls: bounded then
         return _logs.install(
-            put_log, size, self._done_w, levels, output, _logs.IDLE_BUDGET
+            put_log, size, self._done_w, levels, output, _logitems.IDLE_BUDGET
         )
 
 
@@ -175,8 +175,8 @@ class PipeChannel:
         os.write(self._cancel_w, job_id.to_bytes(_protocol.JOB_ID_SIZE, "little"))
 
     def forward_logs(
-        self, levels: _logs.Levels | None, output: bool
-    ) -> _logs._Forwarding:
+        self, levels: _logitems.Levels | None, output: bool
+    ) -> _logs.Forwarding:
         def put(item: Any) -> None:
             self.send(_protocol.LOG, item)
 

@@ -1,40 +1,10 @@
-"""How a running call is interrupted so that its cleanup runs (inside each worker).
+"""Raising :class:`~aiointerp.worker.Interrupted` in a running call so that its cleanup
+runs (inside each worker; stdlib only).
 
-Stdlib only. The obvious tool, ``PyThreadState_SetAsyncExc``, raises the exception at
-the next "eval breaker" check of the target thread. On CPython 3.13 (3.13.0 to at
-least 3.13.18, cpython#139622) the exception raised at the check that follows a call
-of a C function is unwound from the wrong position: the ``except``/``finally``/
-``__exit__`` of the frame it lands in are skipped. A loop like ``while
-time.monotonic() < end: ...`` lost its ``finally`` in most interrupts.
-
-So the exception is raised by the code itself, at an instruction whose position is
-exact (PEP 669, per interpreter): on a cancel the watchdog enables the INSTRUCTION
-event of a free :mod:`sys.monitoring` tool; the callback ignores other threads and
-aiointerp's own frames, and raises :class:`~aiointerp.worker.Interrupted` before the
-next *raise point* of the user's code: a load, a store to a local, a call, a binary
-operation or comparison, ``POP_TOP`` or a return (:func:`raise_points`). Raised there,
-handlers ran in every probe on 3.13.0, 3.13.18, 3.14 and 3.15. Raised at a ``NOP``
-that opens a ``try`` they were skipped, even on 3.14, and at ``JUMP_BACKWARD`` on
-3.13. The events are turned off before the exception propagates, so the cleanup
-runs at full speed and is never interrupted a second time.
-
-A loop without any raise point (``while True: pass``, a ``try: pass`` in a loop)
-never reaches one. After :data:`NO_POINT_LIMIT` instructions without one the
-callback raises before the loop's ``JUMP_BACKWARD`` instead: in such loops handlers
-ran every time there (it is unsafe only after a C call, on 3.13, and a loop that
-calls anything has raise points). Asking the watchdog to set the async exception
-instead failed in a third of the interrupts of the ``try: pass`` loop on 3.13, and
-took a switch interval longer.
-
-One mechanism on every Python: the same code path is what the test matrix proves.
-If no tool id is free (the user's code monitors with all six), the async exception
-is used directly.
-
-Raised inside a ``__del__`` method or a weakref callback (``importlib`` uses them),
-the exception cannot propagate: CPython reports it to :func:`sys.unraisablehook`
-and carries on. The interrupter's hook recognises its own exception there and arms
-the events again, so the interrupt is raised at the next raise point instead of
-being lost.
+:class:`Interrupter` raises it in one thread (the worker loop's), at most once per job,
+at a point of the user's code where its ``except``, ``finally`` and ``__exit__`` run,
+on every supported Python. Raised where it cannot propagate (a ``__del__`` method, a
+weakref callback), it is raised again at the next such point rather than lost.
 """
 
 from __future__ import annotations
@@ -44,7 +14,7 @@ from _thread import get_ident
 
 try:
     import ctypes
-except AttributeError:  # pragma: no cover - seen once on 3.15.2, starting workers in
+except AttributeError:  # seen once on 3.15.2, starting workers in
     # parallel: ctypes/__init__.py failed defining c_ubyte; a second import succeeds
     sys.modules.pop("ctypes", None)
     import ctypes
@@ -64,6 +34,37 @@ __all__ = [
     "clear_async_exc",
     "raise_points",
 ]
+
+# Why not PyThreadState_SetAsyncExc alone: it raises at the next "eval breaker" check
+# of the target thread, and on CPython 3.13 (3.13.0 to at least 3.13.18,
+# cpython#139622) an exception raised at the check that follows a call of a C
+# function is unwound from the wrong position: the except/finally/__exit__ of the
+# frame it lands in are skipped (`while time.monotonic() < end: ...` lost its
+# finally in most interrupts).
+#
+# So the code raises it itself, at an instruction whose position is exact (PEP 669,
+# per interpreter): on a cancel the watchdog enables the INSTRUCTION event of a free
+# sys.monitoring tool; the callback ignores other threads and aiointerp's own frames
+# and raises before the next *raise point* of the user's code (raise_points()).
+# Raised there, handlers ran in every probe on 3.13.0, 3.13.18, 3.14 and 3.15;
+# raised at a NOP that opens a `try` they were skipped, even on 3.14, and at
+# JUMP_BACKWARD on 3.13. The events are turned off before the exception propagates,
+# so the cleanup runs at full speed and is never interrupted a second time.
+#
+# A loop without any raise point (`while True: pass`, `try: pass` in a loop) never
+# reaches one: after NO_POINT_LIMIT instructions without one the callback raises
+# before the loop's JUMP_BACKWARD instead (handlers ran every time there: it is
+# unsafe only after a C call, on 3.13, and a loop that calls anything has raise
+# points). Having the watchdog set the async exception instead failed in a third of
+# the interrupts of the `try: pass` loop on 3.13, and took a switch interval longer.
+#
+# One mechanism on every Python: the same code path is what the test matrix proves.
+# If no tool id is free (the user's code monitors with all six), the async exception
+# is used directly.
+#
+# Raised inside __del__ or a weakref callback (importlib uses them), the exception
+# cannot propagate: CPython reports it to sys.unraisablehook and carries on. The
+# interrupter's hook recognises its own exception there and arms the events again.
 
 #: instructions of user code without a raise point before a backward jump will do
 NO_POINT_LIMIT: Final = 100
@@ -225,7 +226,7 @@ class Interrupter:
             if monitoring.get_tool(tool) is None:
                 try:
                     monitoring.use_tool_id(tool, _TOOL_NAME)
-                except ValueError:  # pragma: no cover - taken meanwhile
+                except ValueError:  # taken meanwhile, by another thread
                     continue
                 return tool
         return None

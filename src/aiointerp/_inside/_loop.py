@@ -1,18 +1,13 @@
 """The loop that runs inside every worker, whatever its kind, and its watchdog.
 
-Stdlib only (never anyio, trio or the host modules), and unaware of the kind of worker
-that runs it: it talks to the host through a *channel* (:mod:`aiointerp._inside._ends`)
-carrying the messages of :mod:`aiointerp._wire._protocol`. An interpreter worker runs
-:func:`serve` on the OS thread that entered the interpreter; a process worker on the
-child's main thread.
+Stdlib only, and unaware of the kind of worker that runs it: :func:`serve` talks to
+the host through a *channel* (:mod:`aiointerp._inside._ends`) carrying the messages of
+:mod:`aiointerp._wire._protocol`, on the thread that entered the interpreter (an
+interpreter worker) or the child's main thread (a process worker).
 
-Cancellation: the watchdog thread lives in the same interpreter (an interrupt can only
-be arranged from inside it) and has :class:`~aiointerp._inside._interrupt.Interrupter` raise
-:class:`~aiointerp.worker.Interrupted` in the loop thread, at most once per job, and
-only while that job is the one running (no lock: see :meth:`_Loop.disarm`). How the
-exception is raised so that the code's cleanup runs on every Python is the concern of
-:mod:`aiointerp._inside._interrupt`. The loop turns the interrupt off when a job ends, so a
-late one can never reach a later job or the loop itself.
+The watchdog thread interrupts the job named on the cancel channel
+(:class:`~aiointerp._inside._interrupt.Interrupter`), at most once, and only while that
+job runs: an interrupt never reaches a later job or the loop itself.
 """
 
 from __future__ import annotations
@@ -228,7 +223,7 @@ class _Loop:
             return None
         try:
             encoded = _exceptions.encode(exc)
-        except Exception:  # pragma: no cover - a defect of ours: raised as it is
+        except Exception:  # a defect of ours, or of the exception: as any other
             return None
         tb = _encoding.user_traceback(exc.__traceback__, __file__)
         text = _encoding.format_remote(exc, tb)

@@ -4,18 +4,11 @@ Stdlib only, cheap to import: every worker imports it. A function or class defin
 the host's main script is pickled as ``__main__.name``; a worker that lacks it runs the
 script again as ``__mp_main__``, as multiprocessing's spawn does (:class:`_Main`).
 
-A script without the ``if __name__ == "__main__":`` guard then runs its whole program
-again inside the worker, its ``asyncio.run(main())`` included, which would open a
-nested pool there, whose workers could not find ``__mp_main__`` either. So while a
-worker runs the script, :func:`refuse_nested_use` (called by the pool at its first
-use) refuses any pool, and :meth:`_Main.load` turns that into one
-:class:`UnguardedMainError` for the caller in the host, whatever the script did with
-the refusal (it may catch it, or a task group may wrap it). The same error reports
-a script whose top-level code raised ``SystemExit`` (argparse rejecting the command
-line: a worker's ``sys.argv`` is the host's, but a script may have changed it before
-the pool started) or another :class:`BaseException` that is not an
-:class:`Exception`: that call fails, the worker serves on. A worker whose script
-failed so remembers it and raises the same error again, without running it again.
+While a worker runs the script, :func:`refuse_nested_use` refuses any pool. A script
+that used aiointerp there (its ``if __name__ == "__main__":`` guard is missing), or
+whose top-level code raised ``SystemExit`` or another :class:`BaseException` that is
+not an :class:`Exception`, fails that call with one :class:`UnguardedMainError`; the
+worker serves on, and raises the same error again without running the script again.
 """
 
 from __future__ import annotations
@@ -134,6 +127,13 @@ class _Main:
         """Run the main script; raise :class:`UnguardedMainError` if it used aiointerp,
         or if its top-level code raised ``SystemExit`` (or another
         :class:`BaseException` that is not an :class:`Exception`)."""
+        # Unguarded, the script runs its whole program again in here, its
+        # asyncio.run(main()) included, which would open a nested pool whose workers
+        # could not find __mp_main__ either: the refusal is turned into one error,
+        # whatever the script did with it (caught it, or a task group wrapped it).
+        # SystemExit is argparse rejecting the command line, for one: a worker's
+        # sys.argv is the host's, but a script may have changed it before the pool
+        # started.
         global _running, _nested_use, _worker
         if self.unguarded is not None:
             raise UnguardedMainError(*self.unguarded)

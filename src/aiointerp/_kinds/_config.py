@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from .._inside import _logs
 from .._inside._interrupt import raise_points
 from .._wire import _encoding
 from .._wire._protocol import WorkerConfig
+from . import _forwarded
 
 __all__ = ["SWITCH_INTERVAL", "a_worker", "worker_config"]
 
@@ -22,7 +22,7 @@ def worker_config(
     preload: tuple[str, ...] = (),
 ) -> WorkerConfig:
     """What every worker of a pool starting now is started with."""
-    levels = _logs.level_table().levels if forward_logging else None
+    levels = _forwarded.level_table().levels if forward_logging else None
     return WorkerConfig(
         tuple(sys.path),
         _encoding.main_spec(),

@@ -221,7 +221,7 @@ class InterpreterLink:
 
         Called by the worker's thread, after the loop ended and before it destroys
         the interpreter. The log items are at most what the worker queued since the
-        host last read, bounded (:data:`aiointerp._inside._logs.IDLE_BUDGET`).
+        host last read, bounded (:data:`aiointerp._wire._logitems.IDLE_BUDGET`).
         """
         with self.lock:
             if self.leftovers is None:

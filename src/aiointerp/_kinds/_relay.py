@@ -2,7 +2,7 @@
 
 A worker queues them on its link, and signals ``LOG`` when the host is to take
 them; :class:`Relay` hands them to the host's logging and streams
-(:func:`aiointerp._inside._logs.handle`), on the event loop, in slices that give the
+(:func:`aiointerp._kinds._forwarded.handle`), on the event loop, in slices that give the
 loop a turn whenever :data:`FORWARD_SLICE` was spent, so a backlog never stalls it.
 The items a worker queued before an outcome (or before it ended) are *owed*: they
 are handed over before that outcome is, and none is lost to a cancellation.
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from anyio.lowlevel import checkpoint
 
-from .._inside import _logs
+from . import _forwarded
 
 __all__ = ["FORWARD_SLICE", "Relay"]
 
@@ -87,7 +87,7 @@ class Relay:
             if owed:
                 self._owed = self._owed - len(items) if items else 0
             for item in items:
-                _logs.handle(item, ident, kind)
+                _forwarded.handle(item, ident, kind)
             self._time += time.perf_counter() - began
             if self._time >= FORWARD_SLICE:
                 self._time = 0.0

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar, Final, Protocol
 
-from .._inside import _logs
 from .._wire import _outcomes
 from .._wire._errors import BrokenWorkerError, NotShareableError
 from .._wire._protocol import (
@@ -40,6 +39,7 @@ from .._wire._protocol import (
     Outcome,
     WorkerConfig,
 )
+from . import _forwarded
 from ._backends import SignalReader, ki_protected
 from ._config import a_worker
 from ._failures import init_failure, refused
@@ -92,7 +92,7 @@ class Worker:
         self._preload: tuple[str, ...] = config.preload
         #: the worker sends log records, warnings or output (the same channel)
         self._forwarding = config.levels is not None or config.output
-        self._levels = _logs.level_table() if config.levels is not None else None
+        self._levels = _forwarded.level_table() if config.levels is not None else None
         self._levels_version = self._levels.version if self._levels else 0
         self._reader: SignalReader | None = None
         self._launched = False

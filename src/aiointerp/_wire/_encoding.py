@@ -1,6 +1,7 @@
-"""Encoding of calls, results and exceptions between the host and a worker.
+"""Encoding of calls and results between the host and a worker.
 
-Stdlib only: used on both sides. What a job and an outcome hold is defined in
+Stdlib only: used on both sides (exceptions: :mod:`aiointerp._wire._exceptions`).
+What a job and an outcome hold is defined in
 :mod:`aiointerp._wire._protocol`; this module fills their fields.
 
 Arguments and results that are shareable (None, bool, int of at most 64 bits,
@@ -93,7 +94,7 @@ def main_spec() -> tuple[str, str] | None:
     import sys
 
     main = sys.modules.get("__main__")
-    if main is None:  # pragma: no cover - embedded interpreters
+    if main is None:  # embedded interpreters
         return None
     sys.modules.setdefault("__mp_main__", main)  # results pickled by workers name it
     spec = getattr(main, "__spec__", None)

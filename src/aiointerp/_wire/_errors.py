@@ -19,7 +19,7 @@ Hierarchy::
 
 The user's own exceptions are never wrapped: they are re-raised with their own type,
 args, attributes, notes, ``__cause__``/``__context__`` chain and group members
-(rebuilt without calling their ``__init__``, see :mod:`aiointerp._wire._exceptions`), with
+(rebuilt without calling their ``__init__``, see :mod:`aiointerp._wire._rebuild`), with
 the traceback from inside the worker chained as a :class:`RemoteTraceback`.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from . import _exceptions
+from . import _rebuild
 from ._encoding import RAN_IN, describe
 from ._errors import NotShareableError, RemoteError, RemoteTraceback
 from ._protocol import (
@@ -39,9 +39,9 @@ def decode_outcome(outcome: Outcome, func: object, kind: str = "auto") -> Any:
         try:
             return pickle.loads(a)
         except Exception as error:
-            raise _exceptions.unloadable_result(describe(func), error, kind) from error
+            raise _rebuild.unloadable_result(describe(func), error, kind) from error
     if status == RAISED:  # a = _exceptions.encode(exc): rebuilt as itself
-        exc = _exceptions.rebuild(a, b)
+        exc = _rebuild.rebuild(a, b)
         _add_subinterpreter_hint(exc)
         raise exc
     if status == RAISED_RAW:
@@ -59,7 +59,7 @@ def decode_outcome(outcome: Outcome, func: object, kind: str = "auto") -> Any:
             f"the result of {describe(func)} ({type_name}) cannot be sent back "
             f"from {RAN_IN[kind]}: {why}; return picklable or shareable values"
         )
-    raise AssertionError(f"unexpected outcome status {status}")  # pragma: no cover
+    raise AssertionError(f"unexpected outcome status {status}")  # a defect of ours
 
 
 def _add_subinterpreter_hint(exc: BaseException) -> None:

@@ -25,7 +25,7 @@ signal          payload               meaning
                                       ``preload`` (a note of the exception names
                                       it), raised; the worker ends
 ``DONE``        an :class:`Outcome`   the job whose id the outcome carries ended
-``LOG``         log records           records, warnings or output (see ``_logs``)
+``LOG``         log records           records, warnings or output (``_logitems``)
 ``LINGER``      labels (strs)         stopped serving, but threads started by these
                                       functions still run: it holds no slot now
 ``EXITED``      none, or ``(why,)``   the worker ended (its very last signal); a

@@ -11,8 +11,8 @@ such as numpy wrap that error in an ImportError of their own (``raise ... from e
 from __future__ import annotations
 
 from ._encoding import describe
-from ._exceptions import rebuild
 from ._protocol import ARGUMENTS, CALL, FUNCTION, INITIALIZER, PRELOAD
+from ._rebuild import rebuild
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
