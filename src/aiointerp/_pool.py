@@ -520,7 +520,7 @@ class InterpreterPool:
     async def _run_watcher(self) -> None:
         try:
             await self._roster.watch(self._started)
-        except Exception:  # pragma: no cover - a bug of ours
+        except Exception:  # a bug of ours
             # not re-raised: on trio a failing system task crashes the whole run
             logger.exception("the aiointerp pool watcher failed; the pool is closed")
         finally:

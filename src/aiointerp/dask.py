@@ -196,7 +196,7 @@ class DaskPool:
             raise RuntimeError("a DaskPool can be opened once; create a new one")
         library = sniffio.current_async_library()
         if self._client.asynchronous:
-            if library != "asyncio":  # pragma: no cover - Dask itself refuses earlier
+            if library != "asyncio":
                 raise RuntimeError(
                     "an asynchronous Dask Client runs on asyncio only; on trio, pass "
                     "a synchronous Client (Client(address)), which runs in a thread"

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 import _funcs_dask as funcs
 import anyio
@@ -763,3 +763,18 @@ def test_every_pool_option_passes_through() -> None:
         "max_waiting": 3,
         "forward_output": False,
     }
+
+
+async def test_an_asynchronous_client_runs_on_asyncio_only() -> None:
+    # Dask refuses an asynchronous Client on trio before it is connected; one that
+    # got there anyway (a stand-in here: only its flag is read) is refused too
+    import sniffio
+
+    class AsynchronousClient:
+        asynchronous = True
+
+    if sniffio.current_async_library() == "asyncio":
+        pytest.skip("on asyncio it connects: the tests of real clients cover it")
+    pool = DaskPool(cast("distributed.Client", AsynchronousClient()))
+    with pytest.raises(RuntimeError, match="runs on asyncio only"):
+        await pool.__aenter__()
