@@ -16,6 +16,7 @@ import anyio.abc
 
 from ._host import _bigvalues, _defects
 from ._host._call import Calls
+from ._host._map import map_in_pool
 from ._host._roster import Roster
 from ._host._routing import Router
 from ._host._stats import PoolStats
@@ -425,8 +426,6 @@ class InterpreterPool:
             the results computed before it were delivered and the calls still in
             flight cancelled; it carries a note naming the item
         """
-        from ._host._map import map_in_pool
-
         return map_in_pool(
             self,
             func,
@@ -446,6 +445,7 @@ class InterpreterPool:
 
     def _make_worker(self, kind: str) -> Worker:
         if kind == "process":
+            # for cost: a pool without process workers never loads them (nor PipeLink)
             from ._kinds._process import ProcessWorker
 
             return ProcessWorker(self._config)

@@ -346,7 +346,7 @@ class DaskPool:
     # -- internals
 
     async def _ensure_running(self) -> None:
-        """What :mod:`aiointerp._host._map` awaits before it starts (as for a pool)."""
+        """What ``map`` awaits before it starts (as for a pool)."""
         self._check_open()
 
     def _check_open(self) -> None:
