@@ -4,6 +4,7 @@ its futures: :mod:`aiointerp._executor_futures`)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import weakref
@@ -178,8 +179,6 @@ class InterpreterExecutor(Executor):
         else:
             future = Future()
         if kwargs:
-            import functools
-
             call = Call(future, functools.partial(fn, *args, **kwargs), ())
         else:
             call = Call(future, fn, args)

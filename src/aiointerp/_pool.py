@@ -1,6 +1,7 @@
 """InterpreterPool, the public pool: its options, its lifecycle (opening, the watcher
 task, closing) and its calls' entry points; one call's machinery is
-:mod:`aiointerp._host._call`."""
+:mod:`aiointerp._host._call`. Longer than 400 lines: the public docstrings of
+:class:`InterpreterPool` are most of it."""
 
 from __future__ import annotations
 

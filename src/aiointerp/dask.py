@@ -59,7 +59,7 @@ except ModuleNotFoundError as exc:
     ) from exc
 from distributed.protocol import pickle as dask_pickle
 
-from . import NotShareableError, PoolClosedError, PoolStats, _dask_compat
+from . import NotShareableError, PoolClosedError, PoolStats, _dask_client, _dask_compat
 from ._dask_worker import InterpreterPlugin as InterpreterPlugin
 from ._dask_worker import run_on_worker
 from ._seam import describe, map_in_pool, reject_async, thread_safe_call_soon
@@ -209,7 +209,7 @@ class DaskPool:
             )
         self._opened = True
         self._call_soon = thread_safe_call_soon()
-        nthreads = await self._client_call(self._client.nthreads)
+        nthreads = await _dask_client.call(self._client, self._client.nthreads)
         self._max_workers = max(1, sum(nthreads.values()))
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -226,7 +226,7 @@ class DaskPool:
         self._closed = True
         try:
             with anyio.CancelScope(shield=True):
-                await self._cancel_futures(list(self._futures))
+                await _dask_client.cancel(self._client, list(self._futures))
         finally:
             assert tg is not None
             tg.cancel_scope.cancel()  # map's calls in flight
@@ -379,10 +379,10 @@ class DaskPool:
     async def _outcome(self, future: distributed.Future[Any]) -> tuple[bool, Any]:
         """Wait for ``future``; cancel it if the wait is (the caller counts why)."""
         try:
-            return await self._wait(future)
+            return await _dask_client.wait(self._client, future, self._call_soon)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._cancel_futures([future])
+                await _dask_client.cancel(self._client, [future])
             raise
         finally:
             self._futures.discard(future)
@@ -400,40 +400,3 @@ class DaskPool:
                 "cancelled"
             ) from None
         raise value
-
-    async def _wait(self, future: distributed.Future[Any]) -> tuple[bool, Any]:
-        """Wait for ``future``; return ``(True, result)`` or ``(False, exception)``."""
-        if self._client.asynchronous:
-            try:
-                return True, await future
-            except Exception as exc:
-                return False, exc
-        done = anyio.Event()
-        outcome: list[tuple[bool, Any]] = []
-        call_soon = self._call_soon
-
-        def on_done(
-            future: distributed.Future[Any],
-        ) -> None:  # in Dask's callback thread
-            try:
-                outcome.append((True, future.result()))
-            except BaseException as exc:
-                outcome.append((False, exc))
-            try:
-                call_soon(done.set)
-            except RuntimeError:  # the event loop is gone: nobody waits
-                pass
-
-        future.add_done_callback(on_done)  # type: ignore[no-untyped-call]
-        await done.wait()
-        return outcome[0]
-
-    async def _cancel_futures(self, futures: list[distributed.Future[Any]]) -> None:
-        if futures:
-            await self._client_call(self._client.cancel, futures)
-
-    async def _client_call(self, method: Callable[..., Any], *args: Any) -> Any:
-        """Call a client method: awaited (asynchronous client) or in a thread."""
-        if self._client.asynchronous:
-            return await method(*args)
-        return await anyio.to_thread.run_sync(functools.partial(method, *args))
