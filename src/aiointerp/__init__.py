@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys as _sys
 
-if _sys.version_info < (3, 13):  # pragma: no cover - guarded by requires-python
+if _sys.version_info < (3, 13):  # requires-python keeps pip from installing it
     raise ImportError(
         "aiointerp needs CPython 3.13 or newer with subinterpreter support; "
         f"this is Python {_sys.version.split()[0]}"

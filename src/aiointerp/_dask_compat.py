@@ -31,8 +31,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from ._host import _defects
-from ._host._defects import sampling_may_crash
+from ._seam import sampling_may_crash, sampling_verified_safe
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -119,10 +118,8 @@ def _no_call_stack(*args: Any, **kwargs: Any) -> dict[Any, Any]:
 
 def loop_profiler_running() -> bool:
     """Whether Dask's event-loop profiler thread runs in this process."""
-    try:
-        from distributed import profile
-    except ImportError:  # pragma: no cover - distributed is there when this is used
-        return False
+    from distributed import profile
+
     watch = getattr(profile, "_watch", None)
     for thread in threading.enumerate():
         if thread.name != "Profile" or not thread.is_alive():
@@ -139,7 +136,7 @@ def profiler_error() -> RuntimeError:
     return RuntimeError(
         f"Dask's sampling profiler runs in this worker process, and on Python {version} "
         "it may crash the process while subinterpreters run (3.13.0 does; "
-        f"{_defects.sampling_verified_safe()} were verified not to). Start the workers "
+        f"{sampling_verified_safe()} were verified not to). Start the workers "
         "with the profiler off: "
         "import aiointerp.dask before creating a LocalCluster (it turns the profiler "
         "off on this Python), or set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False "

@@ -1,19 +1,7 @@
 """``@offload``: turn a sync function into an async one that runs in an interpreter.
 
-Stdlib only at import time. A module that uses ``@offload`` is imported again inside
-each worker interpreter that runs one of its functions, and this module with it;
-worker interpreters must not pay for (or depend on) anyio, so it is imported when a
-wrapper is first awaited, in the host.
-
-Pickling. ``@offload`` rebinds the module's name ``f`` to the async wrapper, so the
-original function can no longer be pickled by reference: pickle looks ``f`` up,
-finds the wrapper and refuses. The wrapper therefore sends a
-:class:`~aiointerp._inside._offloaded.SyncRef`, which pickles as a lookup of
-``module.qualname`` in the worker. The worker imports the module
-(where ``f`` is the wrapper too), follows ``__wrapped__`` down to the wrapper
-(recognised by its code object) and calls the original under it. The original function object is left untouched. In a script, ``module``
-is ``__main__``: the lookup fails in a fresh worker, which then runs the script as
-``__mp_main__`` (see :class:`aiointerp._inside._mainscript._Main`) and resolves again.
+Stdlib only at import time: a module that uses ``@offload`` is imported again inside
+each worker that runs one of its functions, and this module with it.
 """
 
 from __future__ import annotations
@@ -38,6 +26,16 @@ T = TypeVar("T")
 _ASYNC_CODE_FLAGS: Final = 0x80 | 0x200
 
 
+# Pickling. ``@offload`` rebinds the module's name ``f`` to the async wrapper, so the
+# original function can no longer be pickled by reference: pickle looks ``f`` up,
+# finds the wrapper and refuses. The wrapper therefore sends a
+# :class:`~aiointerp._inside._offloaded.SyncRef`, which pickles as a lookup of
+# ``module.qualname`` in the worker. The worker imports the module (where ``f`` is the
+# wrapper too), follows ``__wrapped__`` down to the wrapper (recognised by its code
+# object) and calls the original under it. The original function object is left
+# untouched. In a script, ``module`` is ``__main__``: the lookup fails in a fresh
+# worker, which then runs the script as ``__mp_main__`` (see
+# :class:`aiointerp._inside._mainscript._Main`) and resolves again.
 def _sendable(wrapper: Callable[..., Any], func: Callable[..., Any]) -> Any:
     """What to send for ``func``: itself, or a ``SyncRef`` when its name is taken.
 

@@ -31,10 +31,10 @@ from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.lowlevel
 
+from . import AiointerpError
 from ._api import current_default_pool
 from ._pool import InterpreterPool
-from ._wire._encoding import describe
-from ._wire._errors import AiointerpError
+from ._seam import describe
 
 __all__ = ["ClientDisconnected", "run_until_disconnect"]
 

@@ -35,15 +35,16 @@ installs it).
 
 # no `from __future__ import annotations`: FastAPI reads Offloader's signature, and
 # would not find the string "Request" in a class's (missing) __globals__
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Final, TypedDict, TypeVar, TypeVarTuple, Unpack
+from typing import Final, TypeVar, TypeVarTuple, Unpack
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from . import PoolBusyError, RemoteTraceback
 from ._pool import InterpreterPool
-from ._wire._errors import PoolBusyError, RemoteTraceback
+from ._seam import PoolOptionsAndKind, reusable
 from .asgi import ClientDisconnected, run_until_disconnect
 
 __all__ = ["Offloader", "pool_lifespan"]
@@ -57,38 +58,8 @@ _STATE_KEY: Final = "aiointerp_pool"
 _RETRY_AFTER: Final = "1"
 
 
-class _PoolOptions(TypedDict, total=False):
-    """The options of :class:`~aiointerp.InterpreterPool` besides ``max_workers``.
-
-    All of them, in its order (tests/integrations/test_starlette.py compares them).
-    """
-
-    min_idle: int
-    idle_timeout: float | None
-    max_tasks_per_worker: int | None
-    initializer: Callable[..., object] | None
-    initargs: Iterable[Any]
-    cancel_grace: float
-    forward_logging: bool
-    max_waiting: int | None
-    kind: str
-    forward_output: bool
-    preload: Iterable[str]
-
-
-def _reusable(options: _PoolOptions) -> _PoolOptions:
-    """*options* with their iterables as tuples: each startup opens a pool with them."""
-    reusable = options.copy()
-    if "initargs" in reusable:
-        reusable["initargs"] = tuple(reusable["initargs"])
-    preload = reusable.get("preload")
-    if preload is not None and not isinstance(preload, str):  # a str: refused below
-        reusable["preload"] = tuple(preload)
-    return reusable
-
-
 def pool_lifespan(
-    max_workers: int | None = None, /, **pool_options: Unpack[_PoolOptions]
+    max_workers: int | None = None, /, **pool_options: Unpack[PoolOptionsAndKind]
 ) -> Callable[[object], AbstractAsyncContextManager[dict[str, InterpreterPool]]]:
     """A lifespan for ``Starlette(lifespan=...)`` or ``FastAPI(lifespan=...)``.
 
@@ -122,7 +93,7 @@ def pool_lifespan(
     :raises ValueError: an option is out of range
     :raises TypeError: an option has the wrong type
     """
-    pool_options = _reusable(pool_options)
+    pool_options = reusable(pool_options)
     InterpreterPool(max_workers, **pool_options)  # checks them now, opens nothing
 
     @asynccontextmanager

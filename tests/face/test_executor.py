@@ -28,7 +28,7 @@ from _handshake import ready_byte, text
 from conftest import child_env
 
 import aiointerp
-from aiointerp import _executor
+from aiointerp import _executor_futures
 from aiointerp._wire import _interp
 
 T = TypeVar("T")
@@ -607,7 +607,9 @@ def test_standard_executor_behaviour(interrupt_on_cancel: bool) -> None:
 
 def test_settle_after_cancel_drops_the_result() -> None:
     """Bookkeeping: cancel() racing with the result of the call (no interpreter)."""
-    future: _executor._InterruptibleFuture[int] = _executor._InterruptibleFuture()
+    future: _executor_futures.InterruptibleFuture[int] = (
+        _executor_futures.InterruptibleFuture()
+    )
     posted: list[str] = []
     future._stop = lambda: posted.append("interrupt")
     calls: list[Future[int]] = []
@@ -618,11 +620,55 @@ def test_settle_after_cancel_drops_the_result() -> None:
     assert calls == []  # not before the call stopped
     with pytest.raises(TimeoutError):
         future.result(timeout=0)  # cancelled, not stopped yet
-    _executor._settle(future, 42)  # the result arrives after cancel(): dropped
+    _executor_futures.settle(future, 42)  # the result arrives after cancel(): dropped
     assert calls == [future]
     assert future.cancelled()
     with pytest.raises(CancelledError):
         future.result(timeout=0)
+
+
+def test_settle_of_a_standard_future_set_twice_raises() -> None:
+    """Bookkeeping: a standard future cannot be cancelled while it runs, so an outcome
+    set twice is a bug of ours, and not hidden."""
+    future: Future[int] = Future()
+    assert future.set_running_or_notify_cancel()
+    _executor_futures.settle(future, 1)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        _executor_futures.settle(future, 2)
+
+
+def test_a_loop_that_dies_fails_its_calls(
+    pipes: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fault injection: an action of the loop's main task raises (a bug of ours).
+    # The running call is interrupted, the one not spawned yet fails too, and the
+    # error reaches threading.excepthook
+    (started_r, started_w), (stopped_r, stopped_w), _ = pipes
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(
+        threading, "excepthook", lambda args: died.append(args.exc_value)
+    )
+    executor = aiointerp.InterpreterExecutor(1, cancel_grace=30)
+    running = executor.submit(funcs.spin_until_interrupted, (started_w, stopped_w))
+    assert os.read(started_r, 1) == b"S"
+    engine = executor._engine
+
+    def bug() -> None:
+        raise RuntimeError("a bug in an action of the loop")
+
+    with engine.lock:  # both reach the inbox before the loop wakes: bug first
+        engine.post(bug)
+        queued = executor.submit(funcs.square, 3)
+    with pytest.raises(concurrent.futures.BrokenExecutor, match="event loop ended"):
+        running.result(timeout=60)
+    assert os.read(stopped_r, 1) == b"I"
+    with pytest.raises(concurrent.futures.BrokenExecutor, match="event loop ended"):
+        queued.result(timeout=60)
+    executor.shutdown(wait=True)
+    assert len(died) == 1
+    assert "a bug in an action of the loop" in repr(died[0]) or any(
+        "a bug in an action" in str(e) for e in getattr(died[0], "exceptions", ())
+    )
 
 
 # -- map with chunksize ----------------------------------------------------------------

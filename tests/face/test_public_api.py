@@ -4,6 +4,7 @@ from __future__ import annotations
 import __future__
 
 import importlib
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -178,3 +179,15 @@ def test_worker_api_outside_a_worker() -> None:
     worker.checkpoint()  # does nothing
     assert worker.cancelled() is False
     assert worker.deadline() is None
+
+
+def test_older_pythons_are_refused_on_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    # requires-python keeps pip from installing it there; a copy on sys.path is not
+    path = Path(aiointerp.__file__)
+    spec = importlib.util.spec_from_file_location("aiointerp_on_3_12", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setattr(sys, "version_info", (3, 12, 9, "final", 0))
+    with pytest.raises(ImportError, match=r"needs CPython 3\.13 or newer"):
+        spec.loader.exec_module(module)

@@ -691,3 +691,22 @@ async def test_logging_debug_lifecycle_quiet_calls(
     assert all(r.levelno == logging.DEBUG for r in retired)
     assert any(f"interp={first}" in r.getMessage() for r in retired)
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+async def test_a_failing_watcher_closes_the_pool_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a bug of ours in the roster's watch: logged, not raised (on trio a failing
+    # system task would crash the whole run), and the pool is closed
+    pool = aiointerp.InterpreterPool(1)
+
+    async def broken(started: anyio.Event) -> None:
+        raise RuntimeError("a bug in the watcher")
+
+    monkeypatch.setattr(pool._roster, "watch", broken)
+    caplog.set_level(logging.ERROR, logger="aiointerp")
+    with pytest.raises(aiointerp.PoolClosedError, match="is closed"):
+        await pool.run_sync(abs, -1)
+    assert "the aiointerp pool watcher failed" in caplog.text
+    assert pool.stats().workers == 0
+    await pool.aclose()

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack, cast
 
 import _funcs_dask as funcs
 import anyio
@@ -41,7 +41,8 @@ from distributed import Client, LocalCluster
 import aiointerp
 from aiointerp import NotShareableError, PoolClosedError, RemoteTraceback
 from aiointerp import _dask_compat as compat
-from aiointerp.dask import DaskPool, InterpreterPlugin, _PoolOptions, in_interpreter
+from aiointerp._seam import PoolOptions
+from aiointerp.dask import DaskPool, InterpreterPlugin, in_interpreter
 
 pytestmark = [
     pytest.mark.anyio,
@@ -486,7 +487,7 @@ async def test_plugin_of_kind_process_runs_and_interrupts_calls_in_child_process
 async def test_unshareable_arguments_say_where_they_were_going(
     kind: str, recipient: str
 ) -> None:
-    from aiointerp.dask import _call
+    from aiointerp._dask_worker import _call
 
     async with aiointerp.InterpreterPool(1, kind=kind) as pool:
         with pytest.raises(NotShareableError) as info:
@@ -733,7 +734,7 @@ def test_public_names() -> None:
 
 def test_every_pool_option_passes_through() -> None:
     # InterpreterPool's options: max_workers and kind, and the others, in its order
-    options = typing.get_type_hints(_PoolOptions)
+    options = typing.get_type_hints(PoolOptions)
     pool = typing.get_type_hints(aiointerp.InterpreterPool.__init__)
     del pool["return"]
     assert list(inspect.signature(aiointerp.InterpreterPool).parameters) == list(pool)
@@ -742,6 +743,10 @@ def test_every_pool_option_passes_through() -> None:
     )
     for name, hint in options.items():
         assert hint == pool[name], name
+    assert (
+        typing.get_type_hints(InterpreterPlugin.__init__)["pool_options"]
+        == Unpack[PoolOptions]
+    )
     # iterators become tuples: Dask pickles the plugin, the check must not use them
     plugin = InterpreterPlugin(
         preload=iter(["colorsys"]),
@@ -758,3 +763,18 @@ def test_every_pool_option_passes_through() -> None:
         "max_waiting": 3,
         "forward_output": False,
     }
+
+
+async def test_an_asynchronous_client_runs_on_asyncio_only() -> None:
+    # Dask refuses an asynchronous Client on trio before it is connected; one that
+    # got there anyway (a stand-in here: only its flag is read) is refused too
+    import sniffio
+
+    class AsynchronousClient:
+        asynchronous = True
+
+    if sniffio.current_async_library() == "asyncio":
+        pytest.skip("on asyncio it connects: the tests of real clients cover it")
+    pool = DaskPool(cast("distributed.Client", AsynchronousClient()))
+    with pytest.raises(RuntimeError, match="runs on asyncio only"):
+        await pool.__aenter__()

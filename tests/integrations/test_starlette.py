@@ -20,7 +20,7 @@ import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import _funcs_integrations
 import _funcs_preload as f
@@ -45,8 +45,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 import aiointerp
+from aiointerp._seam import PoolOptionsAndKind
 from aiointerp.asgi import ClientDisconnected
-from aiointerp.starlette import Offloader, _PoolOptions, pool_lifespan
+from aiointerp.starlette import Offloader, pool_lifespan
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = {
@@ -260,11 +261,15 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 
 
 def test_every_pool_option_passes_through() -> None:
-    # the same names, in the same order, with the same types as InterpreterPool's
-    options = typing.get_type_hints(_PoolOptions)
+    # every option of InterpreterPool but max_workers, with the same types
+    options = typing.get_type_hints(PoolOptionsAndKind)
     pool = typing.get_type_hints(aiointerp.InterpreterPool.__init__)
     del pool["return"]
-    assert ["max_workers", *options] == list(pool)
+    assert sorted(["max_workers", *options]) == sorted(pool)
+    assert (
+        inspect.signature(pool_lifespan).parameters["pool_options"].annotation
+        == Unpack[PoolOptionsAndKind]
+    )
     assert list(inspect.signature(aiointerp.InterpreterPool).parameters) == list(pool)
     for name, hint in options.items():
         assert hint == pool[name], name
