@@ -23,7 +23,7 @@ How it works: an ``async def`` Dask task runs on its worker's event loop (since
 distributed 2021.08), where it awaits :meth:`InterpreterPool.run_sync`; the plugin
 sees the scheduler release a running task (``WorkerPlugin.transition``) and cancels
 that await, which interrupts the code. The Dask internals this relies on are kept in
-:mod:`aiointerp._dask_compat`.
+:mod:`aiointerp._dask._compat`.
 
 Importing this module imports ``distributed`` (``pip install distributed``, or
 ``pip install '.[dask]'`` in a clone of aiointerp), and raises
@@ -59,9 +59,10 @@ except ModuleNotFoundError as exc:
     ) from exc
 from distributed.protocol import pickle as dask_pickle
 
-from . import NotShareableError, PoolClosedError, PoolStats, _dask_client, _dask_compat
-from ._dask_worker import InterpreterPlugin as InterpreterPlugin
-from ._dask_worker import run_on_worker
+from . import NotShareableError, PoolClosedError, PoolStats
+from ._dask import _client, _compat
+from ._dask._worker import InterpreterPlugin as InterpreterPlugin
+from ._dask._worker import run_on_worker
 from ._seam import describe, map_in_pool, reject_async, thread_safe_call_soon
 
 if TYPE_CHECKING:
@@ -72,8 +73,8 @@ __all__ = ["DaskPool", "InterpreterPlugin", "in_interpreter"]
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
-if _dask_compat.PROFILER_CRASHES:
-    _dask_compat.disable_profiling_config()
+if _compat.PROFILER_CRASHES:
+    _compat.disable_profiling_config()
 
 
 # -- in_interpreter --------------------------------------------------------------------
@@ -209,7 +210,7 @@ class DaskPool:
             )
         self._opened = True
         self._call_soon = thread_safe_call_soon()
-        nthreads = await _dask_client.call(self._client, self._client.nthreads)
+        nthreads = await _client.call(self._client, self._client.nthreads)
         self._max_workers = max(1, sum(nthreads.values()))
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -226,7 +227,7 @@ class DaskPool:
         self._closed = True
         try:
             with anyio.CancelScope(shield=True):
-                await _dask_client.cancel(self._client, list(self._futures))
+                await _client.cancel(self._client, list(self._futures))
         finally:
             assert tg is not None
             tg.cancel_scope.cancel()  # map's calls in flight
@@ -379,10 +380,10 @@ class DaskPool:
     async def _outcome(self, future: distributed.Future[Any]) -> tuple[bool, Any]:
         """Wait for ``future``; cancel it if the wait is (the caller counts why)."""
         try:
-            return await _dask_client.wait(self._client, future, self._call_soon)
+            return await _client.wait(self._client, future, self._call_soon)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await _dask_client.cancel(self._client, [future])
+                await _client.cancel(self._client, [future])
             raise
         finally:
             self._futures.discard(future)

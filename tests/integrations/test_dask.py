@@ -40,7 +40,7 @@ from distributed import Client, LocalCluster
 
 import aiointerp
 from aiointerp import NotShareableError, PoolClosedError, RemoteTraceback
-from aiointerp import _dask_compat as compat
+from aiointerp._dask import _compat as compat
 from aiointerp._seam import PoolOptions
 from aiointerp.dask import DaskPool, InterpreterPlugin, in_interpreter
 
@@ -487,7 +487,7 @@ async def test_plugin_of_kind_process_runs_and_interrupts_calls_in_child_process
 async def test_unshareable_arguments_say_where_they_were_going(
     kind: str, recipient: str
 ) -> None:
-    from aiointerp._dask_worker import _call
+    from aiointerp._dask._worker import _call
 
     async with aiointerp.InterpreterPool(1, kind=kind) as pool:
         with pytest.raises(NotShareableError) as info:

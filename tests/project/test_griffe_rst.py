@@ -54,7 +54,7 @@ def fake_resolve(role: str, target: str) -> str | None:
         (":mod:`aiointerp.worker`", "[`aiointerp.worker`][aiointerp.worker]"),
         (":func:`functools.partial`", "`functools.partial()`"),
         (":func:`~time.monotonic`", "`monotonic()`"),
-        (":mod:`aiointerp._dask_compat`", "`aiointerp._dask_compat`"),
+        (":mod:`aiointerp._dask._compat`", "`aiointerp._dask._compat`"),
         (
             ":class:`the pool <InterpreterPool.run_sync>`",
             "[`the pool`][aiointerp.InterpreterPool.run_sync]",
@@ -128,7 +128,7 @@ def test_public_targets_become_links(package: object) -> None:
     errors = _docstring(package, "_wire._errors")
     assert "[`RemoteTraceback`][aiointerp.RemoteTraceback]" in errors
     dask = _docstring(package, "dask")
-    assert "`aiointerp._dask_compat`" in dask
+    assert "`aiointerp._dask._compat`" in dask
     assert "][aiointerp._" not in dask
 
 

@@ -31,7 +31,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
-from ._seam import sampling_may_crash, sampling_verified_safe
+from .._seam import sampling_may_crash, sampling_verified_safe
 
 if TYPE_CHECKING:
     from distributed import Worker

@@ -17,10 +17,11 @@ import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.protocol import pickle as dask_pickle
 
-from . import BrokenWorkerError, NotShareableError, PoolClosedError, _dask_compat
-from ._api import current_default_pool
-from ._pool import InterpreterPool
-from ._seam import PoolOptions, not_loaded_by, reusable
+from .. import BrokenWorkerError, NotShareableError, PoolClosedError
+from .._api import current_default_pool
+from .._pool import InterpreterPool
+from .._seam import PoolOptions, not_loaded_by, reusable
+from . import _compat
 
 logger = logging.getLogger("aiointerp.dask")
 
@@ -112,10 +113,10 @@ def _plugin_of(worker: distributed.Worker) -> InterpreterPlugin | None:
 
 def guard_profiler(worker: distributed.Worker) -> None:
     """Make sure Dask's profiler cannot crash this process (on the Pythons where it can)."""
-    if _dask_compat.PROFILER_CRASHES:
-        _dask_compat.stop_worker_profiler(worker)
-        if _dask_compat.loop_profiler_running():
-            raise _dask_compat.profiler_error()
+    if _compat.PROFILER_CRASHES:
+        _compat.stop_worker_profiler(worker)
+        if _compat.loop_profiler_running():
+            raise _compat.profiler_error()
 
 
 # -- the worker plugin -------------------------------------------------------------------
@@ -254,13 +255,13 @@ class InterpreterPlugin(WorkerPlugin):
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         """Interrupt the call of a running task that the scheduler released."""
-        if start in _dask_compat.ENDED_AFTER_RELEASE:
+        if start in _compat.ENDED_AFTER_RELEASE:
             if self._released:
-                self._released.discard(_dask_compat.execute_task_name(key))
+                self._released.discard(_compat.execute_task_name(key))
             return
-        if (start, finish) not in _dask_compat.RELEASED_WHILE_RUNNING:
+        if (start, finish) not in _compat.RELEASED_WHILE_RUNNING:
             return
-        name = _dask_compat.execute_task_name(key)
+        name = _compat.execute_task_name(key)
         scope = self._running.get(name)
         if scope is not None:
             scope.cancel()
@@ -280,7 +281,7 @@ class InterpreterPlugin(WorkerPlugin):
             raise self._error or PoolClosedError(
                 f"the InterpreterPlugin of Dask worker {address} is not set up"
             )
-        name = _dask_compat.current_task_name()
+        name = _compat.current_task_name()
         if name is None:
             _warn_untracked(label)
             return await _call(pool, func, args, timeout, label, address)
@@ -305,5 +306,5 @@ def _warn_untracked(label: str) -> None:
         "aiointerp.dask: %s does not run in a Dask execute task as expected by this "
         "version of aiointerp (supported: %s); cancelling it will not interrupt it",
         label,
-        _dask_compat.SUPPORTED,
+        _compat.SUPPORTED,
     )
