@@ -43,7 +43,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._wire import _big, _encoding, _outcomes, _protocol, _segments
+from .._wire import _big, _encoding, _outcomes, _pieces, _protocol, _segments
 from .._wire._errors import BrokenWorkerError
 
 __all__ = ["LOOP_BUDGET", "SLICE", "decode_result", "encode_call"]
@@ -66,7 +66,7 @@ _limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
 
 # -- encoding a call
 
-type _Dumped = tuple[list[_big.Piece], list[memoryview]]
+type _Dumped = tuple[list[_pieces.Piece], list[memoryview]]
 """A pickle's pieces, and its out-of-band buffers."""
 
 
@@ -106,7 +106,7 @@ async def encode_call(
 
 
 async def _finish(
-    pieces: list[_big.Piece],
+    pieces: list[_pieces.Piece],
     buffers: list[memoryview],
     args: tuple[Any, ...],
     what: str,
@@ -121,7 +121,7 @@ async def _finish(
     if _encoding.main_spec() is None:  # workers cannot import __main__ again
         scanned = sum(len(p) for p in pieces if type(p) is bytes)
         if scanned < _SCAN_ON_LOOP:
-            found = _mentions_main(pieces, _big._no_pace)
+            found = _mentions_main(pieces, _pieces.no_pace)
         else:
             found = await _in_thread(_mentions_main, pieces)
         if found:  # rare: let the full check decide, as for a small pickle
@@ -135,8 +135,8 @@ class _TooLong(Exception):
     """Pickling on the loop went past LOOP_BUDGET."""
 
 
-class _LoopPickler(_big.PieceWriter):
-    """A :class:`~aiointerp._wire._big.PieceWriter` that gives up after LOOP_BUDGET.
+class _LoopPickler(_pieces.PieceWriter):
+    """A :class:`~aiointerp._wire._pieces.PieceWriter` that gives up after LOOP_BUDGET.
 
     One per thread, reused with its pickler: creating one costs more than a small
     dump.
@@ -157,7 +157,7 @@ class _LoopPickler(_big.PieceWriter):
         if type(data) is bytes:  # a frame (or a big bytes): kept as it is
             self.pieces.append(data)
         else:
-            _big.PieceWriter.write(self, data)  # a buffer: a view of it
+            _pieces.PieceWriter.write(self, data)  # a buffer: a view of it
         if time.perf_counter() > self.deadline:
             raise _TooLong
 
@@ -191,13 +191,13 @@ def _dump_on_loop(args: tuple[Any, ...]) -> _Dumped | None:
 
 
 def _dump_paced(args: tuple[Any, ...], pace: Callable[[], None]) -> _Dumped:
-    writer = _big.PieceWriter(pace)
+    writer = _pieces.PieceWriter(pace)
     oob = _segments.OutOfBand()
     pickle.Pickler(writer, _encoding._PROTOCOL, buffer_callback=oob).dump(args)
     return writer.pieces, oob.buffers
 
 
-def _mentions_main(pieces: Sequence[_big.Piece], pace: Callable[[], None]) -> bool:
+def _mentions_main(pieces: Sequence[_pieces.Piece], pace: Callable[[], None]) -> bool:
     """Does ``__main__`` occur in the pickle's bytes? (buffers' views are data only)"""
     tail = b""
     for piece in pieces:
@@ -267,7 +267,7 @@ def _load_paced(
     # (a numpy array's data) stays in the file's pages
     views = _segments.buffer_views(fd, table) if table else None
     try:
-        reader = _big.FileReader(fd, size, pace)
+        reader = _pieces.FileReader(fd, size, pace)
         return pickle.Unpickler(reader, buffers=views).load()
     finally:
         del views
