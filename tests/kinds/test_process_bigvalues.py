@@ -294,10 +294,34 @@ async def test_arguments_that_cannot_be_written_fail_their_call_alone(
         assert await pool.run_sync(funcs.pid) == pid  # the worker serves on
 
 
-async def test_worker_killed_while_its_arguments_are_written(
-    monkeypatch: pytest.MonkeyPatch,
+class _PausedAfterTheDescriptor(_Paused):
+    """Pauses the writer of a segment once its descriptor was sent, before its frame."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.raised: list[str] = []
+        send_fd = _pipes.send_fd
+
+        def paused_send_fd(sock: Any, fd: int, tag: int) -> None:
+            send_fd(sock, fd, tag)
+            self.writing.set()
+            assert self.release.wait(HANG)
+
+        monkeypatch.setattr(_pipes, "send_fd", paused_send_fd)
+
+
+@pytest.mark.parametrize(
+    "pause",
+    [
+        pytest.param(_Paused, id="segment-written"),
+        pytest.param(_PausedAfterTheDescriptor, id="descriptor-sent"),
+    ],
+)
+async def test_worker_killed_while_its_arguments_are_sent(
+    pause: type[_Paused], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paused = _Paused(monkeypatch)
+    paused = pause(monkeypatch)
     async with InterpreterPool(1, kind="process") as pool:
         pid = await pool.run_sync(funcs.pid)
 

@@ -95,12 +95,9 @@ def receive_fd(sock: Any, tag: int) -> int:
     Never waits: a descriptor that is not there now (the sender died between the
     descriptor and its frame, or a bug lost it) is -1.
     """
-    import socket
-
     while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(sock, _frames.TAG, 1, socket.MSG_DONTWAIT)
-        except OSError:  # none
+        data, fds = _receive_datagram(sock)
+        if data is None:  # none
             return -1
         got = int.from_bytes(data, "little")
         if got == tag and fds:
@@ -109,6 +106,25 @@ def receive_fd(sock: Any, tag: int) -> int:
             os.close(fd)
         if not data or got > tag:
             return -1
+
+
+def _receive_datagram(sock: Any) -> tuple[bytes | None, list[int]]:
+    """The next datagram on *sock* and its descriptors; ``None`` if there is none now."""
+    import array
+    import socket
+
+    fds = array.array("i")
+    try:
+        # not socket.recv_fds: on 3.13 it passes no flags to recvmsg, and would wait
+        data, ancdata, _, _ = sock.recvmsg(
+            _frames.TAG, socket.CMSG_LEN(fds.itemsize), socket.MSG_DONTWAIT
+        )
+    except OSError:  # BlockingIOError: nothing; or the socket is gone
+        return None, []
+    for level, kind, cmsg in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(cmsg[: len(cmsg) - len(cmsg) % fds.itemsize])
+    return data, list(fds)
 
 
 def load_segment(fd: int, size: int, table: _segments.Table) -> Any:
