@@ -1,9 +1,8 @@
-"""The host end of a process worker's channels: four pipes and a socket.
+"""The host end of a process worker's channels (:class:`PipeLink`).
 
-Messages are the frames of :mod:`aiointerp._wire._frames`, moved by
-:mod:`aiointerp._wire._pipes`. On the host, the event loop never waits for a big
-write: a big segment is written by a writer thread, the messages sent after it
-follow it, in order, and a job cancelled meanwhile is not written on.
+Its messages are the frames of :mod:`aiointerp._wire._frames`, moved by
+:mod:`aiointerp._wire._pipes`; the state its senders share with its segment writer
+thread is one :class:`_Outbox`.
 """
 
 from __future__ import annotations

@@ -160,6 +160,8 @@ def decode_args(
         if mode == _protocol.BUFFERS:  # views of the caller's memory: our own copy
             buffers = [bytearray(buffer) for buffer in buffers]
     try:
+        # the pieces are views of the caller's memory: the unpickler copies each,
+        # under this worker's GIL, not the host's
         reader = _pieces.PieceReader(pieces)
         return pickle.Unpickler(reader, buffers=buffers).load()  # type: ignore[no-any-return]
     except (AttributeError, ImportError):
