@@ -25,7 +25,7 @@ import pytest
 
 from aiointerp import BrokenWorkerError, InterpreterPool, NotShareableError
 from aiointerp._host import _bigvalues
-from aiointerp._wire import _big, _encoding, _protocol
+from aiointerp._wire import _big, _encoding, _pieces, _protocol, _spill
 
 
 def stable_id(value: object) -> str:
@@ -59,7 +59,7 @@ def _probes() -> Iterator[None]:
     funcs.loaded_in.clear()
     yield
     funcs.on_load = funcs.on_pickle = None
-    _big._result.close()  # the host's own, made by the unit tests
+    _big.result_file.close()  # the host's own, made by the unit tests
     assert _result_files() <= before
 
 
@@ -179,7 +179,7 @@ async def test_unpicklable_bulky_arguments_raise_not_shareable() -> None:
 
 def test_small_results_are_encoded_as_before() -> None:
     for value in (5, "text", (1, b"x"), [1, {2}], memoryview(b"view")):
-        outcome = _big.encode_result(1, value)
+        outcome = _spill.encode_result(1, value)
         assert not _big.in_file(outcome)
         if type(value) is memoryview:
             value = value.tobytes()
@@ -194,7 +194,7 @@ def test_small_results_are_encoded_as_before() -> None:
 @pytest.mark.anyio
 async def test_a_big_result_is_sent_in_a_file_and_unpickled_in_a_thread() -> None:
     value = funcs.probed_ints(50_000)
-    outcome = _big.encode_result(1, value)
+    outcome = _spill.encode_result(1, value)
     assert _big.in_file(outcome)
     fd, (size, _) = outcome[2], outcome[3]
     assert os.fstat(fd).st_size == size >= _big.SPILL_MIN
@@ -209,7 +209,7 @@ async def test_a_big_result_is_sent_in_a_file_and_unpickled_in_a_thread() -> Non
 
 @pytest.mark.anyio
 async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
-    outcome = _big.encode_result(1, [funcs.make_blob(MIB), b"\x01" * MIB])
+    outcome = _spill.encode_result(1, [funcs.make_blob(MIB), b"\x01" * MIB])
     assert _big.in_file(outcome)
     fd, (size, _, table) = outcome[2], outcome[3]
     assert size < table[0][0]  # the stream first, then the blob's data apart
@@ -227,9 +227,9 @@ async def test_out_of_band_buffers_of_a_result_are_mapped_not_copied() -> None:
 
 @pytest.mark.anyio
 async def test_a_result_file_closed_too_early_is_reported(tmp_path: Any) -> None:
-    outcome = _big.encode_result(1, list(range(50_000)))
+    outcome = _spill.encode_result(1, list(range(50_000)))
     fd = outcome[2]
-    _big._result.close()
+    _big.result_file.close()
     with pytest.raises(BrokenWorkerError, match="was lost"):
         await _bigvalues.decode_result(outcome, funcs.ints)
     # the number now names another file: it is neither read nor emptied
@@ -247,7 +247,7 @@ async def test_a_result_file_closed_too_early_is_reported(tmp_path: Any) -> None
 
 
 def test_piece_reader_reads_across_pieces() -> None:
-    reader = _big.PieceReader([b"ab", memoryview(bytearray(b"cde")), b"f\ng"])
+    reader = _pieces.PieceReader([b"ab", memoryview(bytearray(b"cde")), b"f\ng"])
     assert reader.read(1) == b"a"
     assert reader.read(3) == b"bcd"
     target = bytearray(2)

@@ -1,6 +1,7 @@
 """Big values to and from process workers: through shared memory, never a pipe.
 
-The transport is :mod:`aiointerp._wire._frames` (links: :mod:`aiointerp._kinds._pipelink`) (segments: :mod:`aiointerp._wire._segments`).
+The transport is :mod:`aiointerp._kinds._pipelink` and :mod:`aiointerp._inside._ends`
+(frames: :mod:`aiointerp._wire._frames`, segments: :mod:`aiointerp._wire._segments`).
 Round trips run real child processes on every event loop and check that the values
 come back identical (type, dtype, shape, order, writeability, content). The
 structural tests check, without timing anything, that big messages never go
@@ -35,7 +36,7 @@ from conftest import child_env
 from aiointerp import BrokenWorkerError, InterpreterPool
 from aiointerp._inside import _ends
 from aiointerp._kinds import _pipelink
-from aiointerp._wire import _big, _frames, _protocol, _segments
+from aiointerp._wire import _big, _frames, _pipes, _protocol, _segments
 
 numpy = pytest.importorskip("numpy")
 
@@ -169,7 +170,7 @@ async def test_big_messages_never_go_through_the_pipes(
 ) -> None:
     written: list[int] = []
     taken: list[int] = []
-    write_all = _frames.write_all
+    write_all = _pipes.write_all
     take = _pipelink.PipeLink.take
 
     def record_write(fd: int, data: bytes) -> None:
@@ -181,7 +182,7 @@ async def test_big_messages_never_go_through_the_pipes(
         taken.append(len(self._reader.payload or b""))
         return take(self)
 
-    monkeypatch.setattr(_frames, "write_all", record_write)
+    monkeypatch.setattr(_pipes, "write_all", record_write)
     monkeypatch.setattr(_pipelink.PipeLink, "take", record_take)
     async with InterpreterPool(1, kind="process") as pool:
         for value in (numpy.ones(BIG // 8), b"\x06" * BIG, bytearray(BIG), [1] * MIB):
@@ -293,10 +294,34 @@ async def test_arguments_that_cannot_be_written_fail_their_call_alone(
         assert await pool.run_sync(funcs.pid) == pid  # the worker serves on
 
 
-async def test_worker_killed_while_its_arguments_are_written(
-    monkeypatch: pytest.MonkeyPatch,
+class _PausedAfterTheDescriptor(_Paused):
+    """Pauses the writer of a segment once its descriptor was sent, before its frame."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.raised: list[str] = []
+        send_fd = _pipes.send_fd
+
+        def paused_send_fd(sock: Any, fd: int, tag: int) -> None:
+            send_fd(sock, fd, tag)
+            self.writing.set()
+            assert self.release.wait(HANG)
+
+        monkeypatch.setattr(_pipes, "send_fd", paused_send_fd)
+
+
+@pytest.mark.parametrize(
+    "pause",
+    [
+        pytest.param(_Paused, id="segment-written"),
+        pytest.param(_PausedAfterTheDescriptor, id="descriptor-sent"),
+    ],
+)
+async def test_worker_killed_while_its_arguments_are_sent(
+    pause: type[_Paused], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paused = _Paused(monkeypatch)
+    paused = pause(monkeypatch)
     async with InterpreterPool(1, kind="process") as pool:
         pid = await pool.run_sync(funcs.pid)
 
@@ -420,7 +445,7 @@ def test_a_segment_maps_its_buffers() -> None:
     fd, size, table = _segments.write(message.pieces, message.buffers)
     assert table[0][0] % 4096 == 0  # at a page boundary
     assert os.fstat(fd).st_size == table[0][0] + array.nbytes
-    data, got = _frames.load_segment(fd, size, table)
+    data, got = _pipes.load_segment(fd, size, table)
     assert data == b"x" * 3 * MIB
     assert funcs.in_shared_memory(got)
     _same(got, array)

@@ -14,7 +14,7 @@ import _funcs_core
 import pytest
 
 from aiointerp import NotShareableError, RemoteError, RemoteTraceback
-from aiointerp._wire import _big, _encoding, _exceptions, _outcomes, _protocol
+from aiointerp._wire import _big, _encoding, _exceptions, _outcomes, _protocol, _spill
 
 
 class StrSubclass(str):
@@ -158,13 +158,13 @@ def test_encode_call_lambda_without_cloudpickle(
 
 
 def test_results_round_trip_through_the_outcome_encoding() -> None:
-    shared = _big.encode_result(1, (1, "a"))
+    shared = _spill.encode_result(1, (1, "a"))
     assert shared[1] == _protocol.OK_SHARED
     assert _outcomes.decode_outcome(shared, _funcs_core.identity) == (1, "a")
-    pickled = _big.encode_result(2, [1, {2}])
+    pickled = _spill.encode_result(2, [1, {2}])
     assert pickled[1] == _protocol.OK_PICKLED
     assert _outcomes.decode_outcome(pickled, _funcs_core.identity) == [1, {2}]
-    unsendable = _big.encode_result(3, threading.Lock())
+    unsendable = _spill.encode_result(3, threading.Lock())
     assert unsendable[1] == _protocol.UNSENDABLE
     with pytest.raises(NotShareableError, match=r"_funcs_core\.make_lock"):
         _outcomes.decode_outcome(unsendable, _funcs_core.make_lock)

@@ -4,23 +4,15 @@ The wire format and the worker side are in :mod:`aiointerp._wire._big`. Here:
 
 * :func:`encode_call` sends small arguments as :func:`aiointerp._wire._encoding.encode_call`
   does (the same bytes, at about the same cost). It pickles on the event loop for
-  at most :data:`LOOP_BUDGET` (checked at each 64 KiB frame); a pickle that takes
-  longer is dropped and made again in a thread. Big ``bytes``/``bytearray`` buffers
-  are never copied by the host: they cross as views, the worker copies them; big
-  :class:`pickle.PickleBuffer` objects (numpy arrays' data) cross out of band, as
-  views too (``BUFFERS``: see :mod:`aiointerp._wire._big`).
+  at most :data:`LOOP_BUDGET`; a pickle that takes longer is made again in a
+  thread. Big ``bytes``/``bytearray`` buffers are never copied by the host: they
+  cross as views, the worker copies them; big :class:`pickle.PickleBuffer` objects
+  (numpy arrays' data) cross out of band, as views too.
 * :func:`decode_result` unpickles a result sent in a file in a thread; its
   out-of-band buffers are mapped, not copied.
 
-A thread alone would not help: CPython's C pickler holds the GIL for the whole call
-(building 3 million ints, copying 100 MB), and the loop thread, once it waits for
-the GIL, only gets it back when the pickler's thread reaches Python code after a
-switch interval (5 ms). So the thread's work is cut in slices: the pickle is read or
-written through a Python ``file`` object whose methods run between frames, and there,
-every :data:`SLICE`, the thread hands the loop a turn (``from_thread.run_sync`` of a
-no-op: the thread blocks, the loop thread takes the GIL at once and runs its ready
-tasks and timers), and stops if the caller was cancelled. Copies of big buffers are
-made in slices too, or by the kernel (``os.pread``) without the GIL.
+Such a thread hands the event loop a turn every :data:`SLICE`, and stops when its
+caller is cancelled.
 
 While a big argument is being pickled, other tasks run: an argument they modify
 meanwhile is sent in an unspecified state (as with any thread pool); a ``bytearray``
@@ -43,7 +35,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._wire import _big, _encoding, _outcomes, _protocol, _segments
+from .._wire import _big, _encoding, _outcomes, _pieces, _protocol, _segments
 from .._wire._errors import BrokenWorkerError
 
 __all__ = ["LOOP_BUDGET", "SLICE", "decode_result", "encode_call"]
@@ -66,7 +58,7 @@ _limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
 
 # -- encoding a call
 
-type _Dumped = tuple[list[_big.Piece], list[memoryview]]
+type _Dumped = tuple[list[_pieces.Piece], list[memoryview]]
 """A pickle's pieces, and its out-of-band buffers."""
 
 
@@ -106,7 +98,7 @@ async def encode_call(
 
 
 async def _finish(
-    pieces: list[_big.Piece],
+    pieces: list[_pieces.Piece],
     buffers: list[memoryview],
     args: tuple[Any, ...],
     what: str,
@@ -121,11 +113,13 @@ async def _finish(
     if _encoding.main_spec() is None:  # workers cannot import __main__ again
         scanned = sum(len(p) for p in pieces if type(p) is bytes)
         if scanned < _SCAN_ON_LOOP:
-            found = _mentions_main(pieces, _big._no_pace)
+            found = _mentions_main(pieces, _pieces.no_pace)
         else:
             found = await _in_thread(_mentions_main, pieces)
         if found:  # rare: let the full check decide, as for a small pickle
             return _protocol.PICKLED, _encoding.dumps(args, what, to)
+    # views cross an interpreter's queue without a copy, and stay valid: the host's
+    # interpreter outlives every worker (a process worker's link maps them instead)
     if buffers:
         return _protocol.BUFFERS, (tuple(pieces), tuple(buffers))
     return _big.FRAMES, tuple(pieces)
@@ -135,8 +129,8 @@ class _TooLong(Exception):
     """Pickling on the loop went past LOOP_BUDGET."""
 
 
-class _LoopPickler(_big.PieceWriter):
-    """A :class:`~aiointerp._wire._big.PieceWriter` that gives up after LOOP_BUDGET.
+class _LoopPickler(_pieces.PieceWriter):
+    """A :class:`~aiointerp._wire._pieces.PieceWriter` that gives up after LOOP_BUDGET.
 
     One per thread, reused with its pickler: creating one costs more than a small
     dump.
@@ -157,7 +151,7 @@ class _LoopPickler(_big.PieceWriter):
         if type(data) is bytes:  # a frame (or a big bytes): kept as it is
             self.pieces.append(data)
         else:
-            _big.PieceWriter.write(self, data)  # a buffer: a view of it
+            _pieces.PieceWriter.write(self, data)  # a buffer: a view of it
         if time.perf_counter() > self.deadline:
             raise _TooLong
 
@@ -191,13 +185,13 @@ def _dump_on_loop(args: tuple[Any, ...]) -> _Dumped | None:
 
 
 def _dump_paced(args: tuple[Any, ...], pace: Callable[[], None]) -> _Dumped:
-    writer = _big.PieceWriter(pace)
+    writer = _pieces.PieceWriter(pace)
     oob = _segments.OutOfBand()
     pickle.Pickler(writer, _encoding._PROTOCOL, buffer_callback=oob).dump(args)
     return writer.pieces, oob.buffers
 
 
-def _mentions_main(pieces: Sequence[_big.Piece], pace: Callable[[], None]) -> bool:
+def _mentions_main(pieces: Sequence[_pieces.Piece], pace: Callable[[], None]) -> bool:
     """Does ``__main__`` occur in the pickle's bytes? (buffers' views are data only)"""
     tail = b""
     for piece in pieces:
@@ -224,7 +218,7 @@ async def decode_result(
 
     As :func:`aiointerp._wire._encoding.decode_outcome`, for results sent in a file too.
     Call it as soon as the outcome is received, before the worker serves another
-    call: the descriptor is duplicated before the first ``await``.
+    call (which closes the worker's result file).
 
     :raises BrokenWorkerError: the worker's result file is gone (its worker
         ended before the result was read)
@@ -243,7 +237,9 @@ async def _load_file(fd: int, meta: tuple[Any, ...], func: object) -> Any:
     table: _segments.Table = meta[2] if len(meta) > 2 else ()
     length = table[-1][0] + table[-1][1] if table else size
     try:
-        mine = os.dup(fd)  # the worker closes its own at its next call
+        # duplicated before the first await, so before the worker can serve another
+        # call and close its own: ours keeps the file for as long as we read it
+        mine = os.dup(fd)
     except OSError:
         mine = -1
     try:
@@ -267,7 +263,7 @@ def _load_paced(
     # (a numpy array's data) stays in the file's pages
     views = _segments.buffer_views(fd, table) if table else None
     try:
-        reader = _big.FileReader(fd, size, pace)
+        reader = _pieces.FileReader(fd, size, pace)
         return pickle.Unpickler(reader, buffers=views).load()
     finally:
         del views
@@ -307,6 +303,16 @@ def _noop() -> None:
 
 class _Pacer:
     """Called from a thread between frames: every SLICE, let the loop thread run."""
+
+    # A thread alone would not help: CPython's C pickler holds the GIL for the whole
+    # call (building 3 million ints, copying 100 MB), and the loop thread, once it
+    # waits for the GIL, only gets it back when the pickler's thread reaches Python
+    # code after a switch interval (5 ms). So the thread's work is cut in slices:
+    # the pickle is read or written through a Python ``file`` object whose methods
+    # run between frames, and there, every SLICE, the thread hands the loop a turn
+    # (``from_thread.run_sync`` of a no-op: the thread blocks, the loop thread takes
+    # the GIL at once and runs its ready tasks and timers). Copies of big buffers
+    # are made in slices too, or by the kernel (``os.pread``) without the GIL.
 
     __slots__ = ("next",)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pickle
 
-from .._wire import _big, _encoding, _exceptions, _outcomes, _protocol, _rebuild
+from .._wire import _encoding, _exceptions, _outcomes, _protocol, _rebuild, _spill
 from .._wire._errors import Interrupted
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -85,7 +85,7 @@ def _pack_one_by_one(
     for index, value in enumerate(results):
         if type(value) is memoryview:  # as for a single call: a copy comes back
             value = value.tobytes()
-        outcome = _big.encode_result(index, value, to_file=False)
+        outcome = _spill.encode_result(index, value, to_file=False)
         if outcome[1] == _protocol.UNSENDABLE:
             failure = outcome
             break

@@ -15,10 +15,9 @@ The host ends are the links of :mod:`aiointerp._kinds._interpreter` and
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 
-from .._wire import _big, _frames, _interp, _logitems, _protocol
+from .._wire import _big, _frames, _interp, _logitems, _pipes, _protocol
 from . import _logs
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
@@ -81,14 +80,13 @@ class PipeChannel:
     """The worker end of a process worker's channels (in the child).
 
     Messages sent from several threads (log records of user threads, outcomes of
-    the loop) never interleave: each is written whole under a lock. Its segments
-    are written at once: only this process waits for them.
+    the loop) never interleave: each is written whole under a lock.
     """
 
     #: the worker kind, in messages
     kind = "process"
     #: the host reads this worker's result files: their descriptors cross the socket
-    #: with the outcomes (:mod:`aiointerp._wire._big` closes ours once they did)
+    #: with the outcomes (ours is closed once they did: :func:`_big.sent`)
     shares_fds = True
     #: a process's main interpreter: every extension module loads
     isolated = False
@@ -113,22 +111,23 @@ class PipeChannel:
         return self._sock
 
     def receive(self) -> tuple[bytes, Any]:
-        header = _frames.read_exactly(self._job_r, _frames.HEADER)
-        if header is None:
+        data = _pipes.read_exactly(self._job_r, _frames.HEADER)
+        if data is None:
             return b"", None  # the host is gone
-        size = int.from_bytes(header[1:], "little")
+        signal, size = _frames.header(data)
         if not size:
-            return header[:1], None
-        blob = _frames.read_exactly(self._job_r, size)
+            return signal, None
+        blob = _pipes.read_exactly(self._job_r, size)
         if blob is None:
             return b"", None
-        if blob[:1] == _frames.IN_SEGMENT:
-            tag, size, table = pickle.loads(blob[1:])
-            fd = _frames.receive_fd(self._socket(), tag)
-            if fd < 0:  # pragma: no cover - the host died mid-message
+        marker, payload = _frames.decode(blob)
+        if marker == _frames.IN_SEGMENT:
+            tag, size, table = payload
+            fd = _pipes.receive_fd(self._socket(), tag)
+            if fd < 0:  # the host died between the descriptor and the frame
                 return b"", None
-            return header[:1], _frames.load_segment(fd, size, table)
-        return header[:1], pickle.loads(blob)
+            return signal, _pipes.load_segment(fd, size, table)
+        return signal, payload
 
     def send(self, signal: bytes, payload: tuple[Any, ...] | None = None) -> None:
         if payload is not None:
@@ -146,10 +145,11 @@ class PipeChannel:
                     self._send_file(signal, payload)
                     return
                 if isinstance(message, bytes):
-                    _frames.write_all(self._done_w, message)
+                    _pipes.write_all(self._done_w, message)
                     return
+                # only this process waits for its segments: written at once
                 self._tag += 1
-                _frames.send_segment(message, self._socket(), self._tag, self._done_w)
+                _pipes.send_segment(message, self._socket(), self._tag, self._done_w)
             except ConnectionError as error:  # the host is gone
                 raise BrokenPipeError(str(error)) from error
 
@@ -157,14 +157,9 @@ class PipeChannel:
         """An outcome whose result is in a file: its descriptor first, then the frame."""
         fd = outcome[2]
         self._tag += 1
-        _frames.send_fd(self._socket(), fd, self._tag)
+        _pipes.send_fd(self._socket(), fd, self._tag)
         _big.sent(fd)
-        blob = pickle.dumps(
-            (*outcome[:2], self._tag, *outcome[3:]), _frames.PICKLE_PROTOCOL
-        )
-        _frames.write_all(
-            self._done_w, _frames.inline(signal, _frames.WITH_FILE + blob)
-        )
+        _pipes.write_all(self._done_w, _frames.file_frame(signal, outcome, self._tag))
 
     def stop_watchdog(self) -> None:
         stop = _protocol.STOP_WATCHDOG.to_bytes(_protocol.JOB_ID_SIZE, "little")

@@ -18,7 +18,17 @@ import sys
 import threading
 from collections import OrderedDict
 
-from .._wire import _big, _encoding, _exceptions, _frames, _interp, _protocol
+from .._wire import (
+    _big,
+    _encoding,
+    _exceptions,
+    _frames,
+    _interp,
+    _pieces,
+    _pipes,
+    _protocol,
+    _spill,
+)
 from .._wire._errors import Interrupted
 from .._wire._protocol import (
     DONE,
@@ -107,7 +117,10 @@ def _own_files() -> frozenset[str]:
         _frames,
         _interp,
         _interrupt,
+        _pieces,
+        _pipes,
         _protocol,
+        _spill,
     )
     return frozenset(module.__file__ or "" for module in (*modules, _encoding))
 
@@ -184,7 +197,7 @@ class _Loop:
                 state.cancel_requested = True
                 raise Interrupted("the call was cancelled before it started")
             value = _call(func, args)
-            return Outcome._make(_big.encode_result(job_id, value, self.spill))
+            return Outcome._make(_spill.encode_result(job_id, value, self.spill))
         except BaseException as exc:
             return self.failed(job_id, exc)
         finally:

@@ -1,38 +1,37 @@
-"""The frames of a process worker's pipes: what a message looks like, both ways.
+"""The frames of a process worker's pipes: a pure codec, both ways, no I/O.
 
 Stdlib only: both sides use it. Every message is a *frame*: a signal byte, a 4-byte
-length, and the payload pickled (protocol 5). A payload of more than
-:data:`INLINE_MAX` bytes, or with big out-of-band buffers (numpy arrays' data, and
-every ``memoryview``), is a :class:`Segment` instead: written to a ``memfd``
-(:mod:`aiointerp._wire._segments`) whose descriptor crosses on a Unix datagram socket
-(SCM_RIGHTS) with a tag, just before the frame that names it by that tag.
+little-endian length (:data:`HEADER` bytes in all), and a payload. :func:`frame`
+makes a message of a signal and a payload: a frame, or a :class:`Segment` when the
+payload is big; :func:`decode` reads a frame's payload back. A payload is a pickle
+(protocol 5), or one of two references to a descriptor sent beside the pipe:
+:data:`IN_SEGMENT` (the message is in a segment, :func:`segment_frame`) or
+:data:`WITH_FILE` (an outcome whose result is in a file, :func:`file_frame`).
+Moving frames and descriptors is :mod:`aiointerp._wire._pipes`'s.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import threading
 
-from . import _big, _segments
+from . import _pieces, _segments
 
 TYPE_CHECKING = False  # typing costs every worker an import; annotations are lazy
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
-#: a frame: signal byte, payload length (4 bytes, little-endian), payload
+#: a frame's header: signal byte, payload length (4 bytes, little-endian)
 HEADER = 5
 PICKLE_PROTOCOL = 5
 #: most bytes of a payload sent in a frame; a bigger one goes in a segment
 INLINE_MAX = 1 << 16
 #: the first byte of a payload that is not a pickle (a pickle starts with 0x80):
-#: the payload is in a segment, whose descriptor came on the socket just before
+#: the payload is in a segment, whose descriptor is sent with a tag
 IN_SEGMENT = b"S"
-#: the payload is an outcome whose value is a result file's descriptor, which came
-#: on the socket just before (the value is the descriptor's tag)
+#: the payload is an outcome whose value is the tag of a result file's descriptor
 WITH_FILE = b"F"
-#: bytes of a descriptor's tag: its datagram's data
+#: bytes of a descriptor's tag
 TAG = 8
 
 
@@ -48,7 +47,12 @@ class _Pickler(pickle.Pickler):
 
 
 class Segment:
-    """A message whose payload is too big for a frame: sent by :func:`send_segment`."""
+    """A message whose payload is too big for a frame: a pickle's pieces and buffers.
+
+    Its stream is the concatenation of :attr:`pieces`; :attr:`buffers` are its
+    out-of-band buffers (flat views, not copies), as
+    :func:`aiointerp._wire._segments.write` lays them out.
+    """
 
     __slots__ = ("buffers", "job", "pieces", "signal", "size")
 
@@ -68,10 +72,48 @@ class Segment:
 
 
 def inline(signal: bytes, blob: bytes) -> bytes:
+    """The frame of *signal* with the payload *blob*, as it is."""
     return signal + len(blob).to_bytes(4, "little") + blob
 
 
-class _Encoder(_big.PieceWriter):
+def header(data: bytes) -> tuple[bytes, int]:
+    """The signal and the payload's length of a frame's :data:`HEADER` bytes.
+
+    :raises ValueError: *data* is not a whole header
+    """
+    if len(data) != HEADER:
+        raise ValueError(f"a frame's header has {HEADER} bytes, not {len(data)}")
+    return data[:1], int.from_bytes(data[1:], "little")
+
+
+def segment_frame(signal: bytes, tag: int, size: int, table: _segments.Table) -> bytes:
+    """The frame that names a segment: its descriptor's *tag*, stream *size*, *table*."""
+    blob = pickle.dumps((tag, size, table), PICKLE_PROTOCOL)
+    return inline(signal, IN_SEGMENT + blob)
+
+
+def file_frame(signal: bytes, outcome: tuple[Any, ...], tag: int) -> bytes:
+    """The frame of an outcome whose result file's descriptor is sent with *tag*."""
+    blob = pickle.dumps((*outcome[:2], tag, *outcome[3:]), PICKLE_PROTOCOL)
+    return inline(signal, WITH_FILE + blob)
+
+
+def decode(blob: bytes) -> tuple[bytes, Any]:
+    """``(marker, what)`` of a frame's payload *blob*.
+
+    The marker is ``b""`` for a pickled payload (*what* is the payload),
+    :data:`IN_SEGMENT` (*what* is ``(tag, size, table)``), or :data:`WITH_FILE`
+    (*what* is the outcome, whose value is the file's tag).
+
+    :raises pickle.UnpicklingError: *blob* is none of these
+    """
+    marker = blob[:1]
+    if marker == IN_SEGMENT or marker == WITH_FILE:
+        return marker, pickle.loads(blob[1:])
+    return b"", pickle.loads(blob)
+
+
+class _Encoder(_pieces.PieceWriter):
     """Pickles payloads into pieces (big buffers by reference) and out-of-band buffers.
 
     One per thread, reused with its pickler: creating one costs more than a small
@@ -108,19 +150,19 @@ def frame(
 ) -> bytes | Segment:
     """A message: a frame, or a segment if its payload is big.
 
+    Big means a pickle of more than :data:`INLINE_MAX` bytes, or one with big
+    out-of-band buffers (numpy arrays' data, and every contiguous ``memoryview``).
+
     :raises TypeError: the payload cannot be pickled
     :raises ValueError: it holds a released memoryview
     """
     if payload is None:
         return signal + b"\0\0\0\0"
     if _small(payload):  # the common case: one pickle, as fast as can be
-        try:
-            blob = pickle.dumps(payload, PICKLE_PROTOCOL)
-        except TypeError:  # pragma: no cover - _small lets no memoryview through
-            pass
-        else:
-            if len(blob) <= INLINE_MAX:
-                return inline(signal, blob)
+        # scalars, str, bytes and tuples of them: pickle refuses none of them
+        blob = pickle.dumps(payload, PICKLE_PROTOCOL)
+        if len(blob) <= INLINE_MAX:
+            return inline(signal, blob)
     encoder: _Encoder | None = getattr(_local, "encoder", None)
     if encoder is None or encoder.busy:  # busy: a __reduce__ that sends a message
         encoder = _local.encoder = _Encoder()
@@ -158,96 +200,3 @@ def _small(payload: tuple[Any, ...]) -> bool:
             else:  # a memoryview, a list...: the general way
                 return False
     return True
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def read_exactly(fd: int, size: int) -> bytes | None:
-    """*size* bytes from the blocking *fd*, or None at end of file."""
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-class Abandoned(Exception):
-    """The segment being written is not needed any more."""
-
-
-def _no_check() -> None:
-    return None
-
-
-def send_segment(
-    segment: Segment,
-    sock: Any,
-    tag: int,
-    pipe: int,
-    check: Callable[[], None] = _no_check,
-) -> None:
-    """Write *segment*, send its descriptor with *tag*, then its frame on *pipe*.
-
-    :raises Abandoned: *check* raised it; nothing was sent
-    :raises OSError: the segment could not be made (nothing was sent), or the
-        other side is gone
-    """
-    fd, size, table = _segments.write(segment.pieces, segment.buffers, check)
-    try:
-        send_fd(sock, fd, tag)
-    finally:
-        os.close(fd)  # in flight, the descriptor holds the file
-    blob = IN_SEGMENT + pickle.dumps((tag, size, table), PICKLE_PROTOCOL)
-    write_all(pipe, inline(segment.signal, blob))
-
-
-def send_fd(sock: Any, fd: int, tag: int) -> None:
-    import socket
-
-    socket.send_fds(sock, [tag.to_bytes(TAG, "little")], [fd])
-
-
-def receive_fd(sock: Any, tag: int) -> int:
-    """The descriptor sent with *tag*, or -1; older ones that nobody took are closed.
-
-    It was sent before the frame that names it: it is there, never waited for.
-    """
-    import socket
-
-    while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(sock, TAG, 1, socket.MSG_DONTWAIT)
-        except OSError:  # none (the sender died between the two?)
-            return -1
-        got = int.from_bytes(data, "little")
-        if got == tag and fds:
-            return fds[0]
-        for fd in fds:
-            os.close(fd)
-        if not data or got > tag:
-            return -1
-
-
-def load_segment(fd: int, size: int, table: _segments.Table) -> Any:
-    """Unpickle the segment *fd* (closed here), its buffers mapped, not copied.
-
-    For a receiver that may hold the GIL as it copies (a process worker, or a host
-    taking a rare big message): big ``bytes`` of the stream are read into the
-    objects the unpickler makes (``os.preadv``), one copy.
-    """
-    try:
-        views = _segments.buffer_views(fd, table) if table else None
-        reader = _big.FileReader(fd, size)
-        value = pickle.Unpickler(reader, buffers=views).load()
-        del views
-        _segments.drop_stream(fd, table)
-        return value
-    finally:
-        os.close(fd)

@@ -1,7 +1,7 @@
 """Segments: a pickle and its out-of-band buffers in one file in memory.
 
-Stdlib only: both sides use it (:mod:`aiointerp._wire._big` for big results of every
-kind, :mod:`aiointerp._kinds._channels` for the big messages of process workers).
+Stdlib only: both sides use it (for big results of every kind, and for the big
+messages of process workers).
 
 A segment is a ``memfd`` (a deleted temporary file where there is none) that holds a
 pickle's stream (protocol 5) from offset 0, then the pickle's *out-of-band buffers*:
@@ -9,13 +9,13 @@ the :class:`pickle.PickleBuffer` objects of :data:`OOB_MIN` bytes or more that i
 ``buffer_callback`` (:class:`OutOfBand`) kept apart, which is where numpy arrays (and
 other producers of protocol 5 buffers) put their data. The first buffer starts at a
 page boundary, the others at 64-byte boundaries, as a *table* ``((offset, size),
-...)`` says. A reader maps the buffers (:func:`buffer_views`, ``MAP_SHARED``) and
-hands the unpickler views of the mapping (``buffers=``): an array comes out over
-the segment's pages, without a copy, and keeps them as long as it lives.
+...)`` says. A reader maps the buffers (:func:`buffer_views`) and hands the
+unpickler views of the mapping (``buffers=``): an array comes out over the
+segment's pages, without a copy, and keeps them as long as it lives.
 
-A segment has no name: it crosses to another process as a descriptor (SCM_RIGHTS,
-see :mod:`aiointerp._wire._frames`), and the kernel frees it with its last descriptor
-or mapping, whoever ends when, and however. Nothing is ever left in ``/dev/shm``.
+A segment has no name: it crosses to another process as a descriptor, and the
+kernel frees it with its last descriptor or mapping, whoever ends when, and
+however. Nothing is ever left in ``/dev/shm``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def create(name: str = "aiointerp-segment") -> int:
     """A new empty file in memory, close-on-exec; its descriptor."""
     try:
         return os.memfd_create(name, os.MFD_CLOEXEC)
-    except (AttributeError, OSError):  # pragma: no cover - no memfd (macOS...)
+    except (AttributeError, OSError):  # no memfd (macOS...)
         import tempfile
 
         fd, path = tempfile.mkstemp(prefix=f"{name}-")
@@ -149,7 +149,7 @@ def _flush(
     if not batch:
         return offset
     done = os.pwritev(fd, batch, offset)
-    if done < size:  # pragma: no cover - a file in memory writes it all
+    if done < size:  # a file in memory writes it all; another file may not
         rest = memoryview(b"".join(batch))[done:]
         write_at(fd, rest, offset + done)
     check()
@@ -209,11 +209,11 @@ def drop_stream(fd: int, table: Table) -> None:
 
     try:
         mapping = mmap.mmap(fd, table[0][0], flags=mmap.MAP_SHARED, trackfd=False)
-    except (OSError, ValueError):  # pragma: no cover
+    except (OSError, ValueError):  # no memory for the mapping: the pages stay
         return
     try:
         mapping.madvise(mmap.MADV_REMOVE)
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
+    except (AttributeError, OSError):  # not Linux
         pass
     finally:
         mapping.close()
