@@ -156,3 +156,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "stress: long randomised runs (SIGINT storms); they run by default, in CI "
         "too; deselect them with -m 'not stress'",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow: among the slowest tests outside the stress tier (conftest.SLOW); they "
+        "run by default, in CI too; the quick tier deselects them: "
+        "-m 'not stress and not slow'",
+    )
+
+
+#: the slowest tests outside the stress tier, by ``--durations`` of the whole suite
+#: (test files, or test functions with every parametrization): marked ``slow`` here, in
+#: one place, so that the quick tier (``-m "not stress and not slow"``, scripts/run.sh)
+#: takes under 5 minutes in two test processes on a 2-CPU machine
+SLOW = (
+    "tests/project/test_benchmarks_quick.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = item.nodeid.partition("[")[0]  # every parametrization
+        if function in SLOW or function.partition("::")[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
