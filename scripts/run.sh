@@ -5,6 +5,8 @@
 #   bash scripts/run.sh demo [args...]   # the demo: sequential vs anyio.to_thread vs aiointerp
 #   bash scripts/run.sh test [args...]   # the test suite (pytest args pass through;
 #                                        #   2 test processes: AIOINTERP_TEST_PROCESSES)
+#   bash scripts/run.sh test -m "not stress and not slow"  # the quick tier: under 5
+#                                        #   minutes on 2 CPUs (tests/conftest.py: SLOW)
 #   bash scripts/run.sh docs [args...]   # serve the documentation site (mkdocs serve)
 #   bash scripts/run.sh docs build [args...]  # build it into site/, strict, as CI does
 #   bash scripts/run.sh which demo|test  # which Python each would set up, and why

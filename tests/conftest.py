@@ -156,3 +156,45 @@ def pytest_configure(config: pytest.Config) -> None:
         "stress: long randomised runs (SIGINT storms); they run by default, in CI "
         "too; deselect them with -m 'not stress'",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow: among the slowest tests outside the stress tier (conftest.SLOW); they "
+        "run by default, in CI too; the quick tier deselects them: "
+        "-m 'not stress and not slow'",
+    )
+
+
+#: the slowest tests outside the stress tier, by ``--durations`` of the whole suite
+#: (test files, or test functions with every parametrization): marked ``slow`` here, in
+#: one place, so that the quick tier (``-m "not stress and not slow"``, scripts/run.sh)
+#: takes under 5 minutes in two test processes on a 2-CPU machine
+SLOW = (
+    # whole files: child Pythons, servers, clusters, kernels
+    "tests/project/test_benchmarks_quick.py",
+    "tests/project/test_docs_snippets.py",
+    "tests/project/test_examples.py",
+    "tests/project/test_examples_demo.py",
+    "tests/integrations/test_dask.py",
+    "tests/integrations/test_starlette.py",
+    "tests/integrations/test_fastapi_app.py",
+    "tests/kinds/test_real_packages.py",
+    "tests/inside/test_interactive.py",
+    # single tests of 2 s or more on each event loop
+    "tests/kinds/test_faults.py::test_a_thread_left_running_does_not_hold_the_slot",
+    "tests/host/test_lifecycle.py::test_initializer_failure_keeps_its_exception",
+    "tests/host/test_lifecycle.py::test_initializer_failure_fails_waiting_callers",
+    "tests/host/test_lifecycle.py::test_initializer_failure_backs_off_then_recovers",
+    "tests/inside/test_cancellation.py::test_cancel_storm",
+    "tests/inside/test_cancellation.py::test_no_stale_interrupt_after_cancels_and_timeouts",
+    "tests/inside/test_cancellation.py::test_uninterruptible_sleep_is_abandoned_and_quarantined",
+    "tests/host/test_pool_bookkeeping.py::test_start_failures_back_off_exponentially_then_reset",
+    "tests/inside/test_main_script.py::test_main_script_that_imports_fastapi_without_cloudpickle",
+    "tests/inside/test_main_script.py::test_main_script_that_imports_fastapi_goes_by_value",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = item.nodeid.partition("[")[0]  # every parametrization
+        if function in SLOW or function.partition("::")[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
