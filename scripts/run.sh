@@ -14,7 +14,7 @@
 # test and docs: the first CPython >= 3.13 found (python3.15 ... python3 on PATH, then
 # pyenv's versions, newest first, then /usr/local/bin and /usr/bin), in .venv, with
 # every development package. demo: the newest of all the CPythons >= 3.13 found there,
-# passing over releases with a known crash defect (src/aiointerp/_defects.py: 3.13.0)
+# passing over releases with a known crash defect (src/aiointerp/_host/_defects.py: 3.13.0)
 # when another one is found, in .venv-demo, with only what the demo needs (aiointerp
 # and trio: the `demo` extra).
 #
