@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import anyio
 import sniffio
 
+from .._wire._frames import HEADER
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: functions marked with ki_protected, protected once trio runs them
@@ -254,12 +256,12 @@ class FrameReader(SignalReader):
     async def read(self) -> bytes:
         buffer = self._buffer
         while True:
-            if len(buffer) >= FRAME_HEADER:
-                size = int.from_bytes(buffer[1:FRAME_HEADER], "little")
-                end = FRAME_HEADER + size
+            if len(buffer) >= HEADER:
+                size = int.from_bytes(buffer[1:HEADER], "little")
+                end = HEADER + size
                 if len(buffer) >= end:
                     signal = bytes(buffer[:1])
-                    self.payload = bytes(buffer[FRAME_HEADER:end]) if size else None
+                    self.payload = bytes(buffer[HEADER:end]) if size else None
                     del buffer[:end]
                     self.last = signal
                     return signal
@@ -302,8 +304,6 @@ class _AsyncioFrameReader(_Registered, FrameReader):
             self._eof = True
 
 
-#: signal byte + payload length
-FRAME_HEADER = 5
 _CHUNK = 1 << 16
 
 
